@@ -1,0 +1,167 @@
+"""Loading a whole configuration directory into one immutable Configuration.
+
+Layout of a configuration directory (every file optional; missing ones take embedded defaults):
+
+- ``server.yaml``   — listening sockets, registrar, security, RTP ports, API, storage
+- ``trunks.yaml``   — ``trunks:`` list of carriers/PBXs allowed to send calls
+- ``agents.yaml``   — ``agents:`` list of agents and their softphone credentials
+- ``dialplan.yaml`` — ``numbers:`` dialled number → IVR tree or queue
+
+All problems of all files are collected before failing, so an admin fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from config.settings import Agent, Dialplan, ServerSettings, Strict, Trunk
+from config.source import ConfigError, ConfigProblem, YamlDocument, load_yaml, validate
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class TrunkList(Strict):
+    trunks: tuple[Trunk, ...] = ()
+
+
+class AgentList(Strict):
+    agents: tuple[Agent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Configuration:
+    """Everything the server runs on; replaced as a whole on reload, never mutated."""
+
+    directory: Path
+    server: ServerSettings
+    trunks: tuple[Trunk, ...]
+    agents: tuple[Agent, ...]
+    dialplan: Dialplan
+    #: Names of IVR trees and queues known to this configuration (for cross-reference checks).
+    ivr_trees: frozenset[str] = field(default_factory=frozenset)
+    queues: frozenset[str] = field(default_factory=frozenset)
+
+    def agent_by_sip_user(self, user: str) -> Agent | None:
+        for agent in self.agents:
+            if agent.sip_user == user:
+                return agent
+        return None
+
+
+def default_config_dir() -> Path:
+    """The configuration shipped inside the package, used by ``cxos run`` with no --config."""
+    return Path(str(resources.files("config") / "defaults"))
+
+
+@dataclass(slots=True)
+class _Collector:
+    problems: list[ConfigProblem] = field(default_factory=list)
+
+    def section(
+        self, directory: Path, name: str, model: type[T], default: T
+    ) -> tuple[T, YamlDocument | None]:
+        path = directory / name
+        if not path.exists():
+            return default, None
+        try:
+            document = load_yaml(path)
+            return validate(model, document), document
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return default, None
+
+
+def load_configuration(directory: Path) -> Configuration:
+    """Load and cross-check a configuration directory; raise ConfigError listing every problem."""
+    if not directory.is_dir():
+        raise ConfigError([ConfigProblem(path=directory, line=None, message="not a directory")])
+    collect = _Collector()
+    server, _ = collect.section(directory, "server.yaml", ServerSettings, ServerSettings())
+    trunks, trunk_doc = collect.section(directory, "trunks.yaml", TrunkList, TrunkList())
+    agents, agent_doc = collect.section(directory, "agents.yaml", AgentList, AgentList())
+    dialplan, dialplan_doc = collect.section(directory, "dialplan.yaml", Dialplan, Dialplan())
+    ivr_trees = frozenset(_names_in(directory / "ivr", "trees", collect))
+    queues = frozenset(_names_in_file(directory / "queues.yaml", "queues", collect))
+
+    if trunk_doc is not None:
+        _unique(trunks.trunks, lambda t: t.id, "trunk id", trunk_doc, "trunks", collect)
+    if agent_doc is not None:
+        _unique(agents.agents, lambda a: a.id, "agent id", agent_doc, "agents", collect)
+        _unique(agents.agents, lambda a: a.sip_user, "sip_user", agent_doc, "agents", collect)
+    if dialplan_doc is not None:
+        for number, entry in dialplan.numbers.items():
+            if entry.ivr is not None and entry.ivr not in ivr_trees:
+                collect.problems.append(
+                    dialplan_doc.problem(
+                        ("numbers", number), f"number {number!r}: no IVR tree named {entry.ivr!r}"
+                    )
+                )
+            if entry.queue is not None and entry.queue not in queues:
+                collect.problems.append(
+                    dialplan_doc.problem(
+                        ("numbers", number), f"number {number!r}: no queue named {entry.queue!r}"
+                    )
+                )
+    if collect.problems:
+        raise ConfigError(collect.problems)
+    return Configuration(
+        directory=directory,
+        server=server,
+        trunks=trunks.trunks,
+        agents=agents.agents,
+        dialplan=dialplan,
+        ivr_trees=ivr_trees,
+        queues=queues,
+    )
+
+
+def _unique(
+    items: tuple[Any, ...],
+    key: Callable[[Any], str],
+    what: str,
+    document: YamlDocument,
+    section: str,
+    collect: _Collector,
+) -> None:
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        value = key(item)
+        if value in seen:
+            collect.problems.append(
+                document.problem((section, index), f"duplicate {what} {value!r}")
+            )
+        seen.add(value)
+
+
+def _names_in(folder: Path, section: str, collect: _Collector) -> Iterator[str]:
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.yaml")):
+        yield from _names_in_file(path, section, collect)
+
+
+def _names_in_file(path: Path, section: str, collect: _Collector) -> Iterator[str]:
+    """Ids of the items listed under ``section`` (a mapping of id → definition)."""
+    if not path.exists():
+        return
+    try:
+        document = load_yaml(path)
+    except ConfigError as exc:
+        collect.problems.extend(exc.problems)
+        return
+    data = document.data
+    entries = data.get(section) if isinstance(data, dict) else None
+    if entries is None:
+        return
+    if not isinstance(entries, dict):
+        collect.problems.append(
+            document.problem((section,), f"'{section}' must be a mapping of id to definition")
+        )
+        return
+    yield from (str(name) for name in entries)

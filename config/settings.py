@@ -1,0 +1,184 @@
+"""Typed settings for everything an admin edits, validated once at the edge.
+
+Each model forbids unknown keys so a misspelt option is reported instead of silently ignored.
+Units are in the field names or docstrings (seconds unless stated).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SipListen(Strict):
+    """One socket the SIP server listens on."""
+
+    transport: Literal["udp", "tcp"] = "udp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=5060, ge=0, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from exc
+        return value
+
+
+class SipSettings(Strict):
+    listen: tuple[SipListen, ...] = (SipListen(), SipListen(transport="tcp"))
+    #: The address put in Contact/Via/SDP when it differs from the listening one (e.g. behind NAT).
+    public_address: str | None = None
+    #: Largest SIP message accepted, in bytes; larger ones are answered 513 (RFC 3261 §18.1.1).
+    max_message_bytes: int = Field(default=16384, ge=1500, le=65535)
+    #: Seconds an unanswered call offered to a trunk/agent may ring before it is given up.
+    ring_timeout: float = Field(default=30.0, gt=0)
+    user_agent: str = "CXOS"
+
+
+class RegistrarSettings(Strict):
+    realm: str = "cxos"
+    min_expires: int = Field(default=60, ge=1)
+    max_expires: int = Field(default=3600, ge=1)
+    default_expires: int = Field(default=600, ge=1)
+    #: Lifetime of a digest nonce in seconds; an older one is answered with stale=true
+    #: (RFC 2617 §3.2.1).
+    nonce_lifetime: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegistrarSettings:
+        if not self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError(
+                "expiry settings must satisfy min_expires <= default_expires <= max_expires"
+            )
+        return self
+
+
+class SecuritySettings(Strict):
+    #: Authentication failures from one source address before it is blocked.
+    max_auth_failures: int = Field(default=5, ge=1)
+    #: Window in seconds over which failures are counted.
+    failure_window: float = Field(default=60.0, gt=0)
+    #: Seconds a source stays blocked.
+    block_seconds: float = Field(default=600.0, gt=0)
+    #: Requests per second allowed from one source for INVITE and REGISTER (token bucket rate).
+    request_rate: float = Field(default=50.0, gt=0)
+    request_burst: int = Field(default=100, ge=1)
+
+
+class RtpSettings(Strict):
+    port_min: int = Field(default=20000, ge=1024, le=65534)
+    port_max: int = Field(default=29999, ge=1025, le=65535)
+
+    @model_validator(mode="after")
+    def _range(self) -> RtpSettings:
+        if self.port_min >= self.port_max:
+            raise ValueError("port_min must be lower than port_max")
+        return self
+
+
+class ApiSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class StorageSettings(Strict):
+    #: ``postgresql://…`` to use an existing server; empty to run a private embedded PostgreSQL.
+    database_url: str | None = None
+    #: ``redis://…`` to share queues and agents between nodes; empty for a single node.
+    redis_url: str | None = None
+    #: Directory for the embedded database, spool files and recordings (relative to the config dir).
+    data_dir: str = "data"
+
+
+class ServerSettings(Strict):
+    node: str = "cxos-1"
+    sip: SipSettings = SipSettings()
+    registrar: RegistrarSettings = RegistrarSettings()
+    security: SecuritySettings = SecuritySettings()
+    rtp: RtpSettings = RtpSettings()
+    api: ApiSettings = ApiSettings()
+    storage: StorageSettings = StorageSettings()
+    #: Seconds given to calls in progress to end after SIGTERM before the server exits anyway.
+    shutdown_grace: float = Field(default=5.0, ge=0)
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an address or CIDR network") from exc
+    return value
+
+
+class Trunk(Strict):
+    """A carrier or PBX allowed to send calls in, recognised by its source address."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = ""
+    #: Addresses or CIDR networks calls from this trunk come from.
+    sources: tuple[str, ...] = Field(min_length=1)
+    #: Optional digest credentials the trunk must also present.
+    username: str | None = None
+    password: str | None = None
+    #: Where outbound calls through this trunk are sent, as host:port.
+    outbound_proxy: str | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_network(v) for v in values)
+
+
+class Agent(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = ""
+    #: The SIP user the agent's softphone registers as.
+    sip_user: str = Field(pattern=r"^[A-Za-z0-9_.!~*'()&=+$,;?/-]+$")
+    #: Plain password, or use ``ha1_md5``/``ha1_sha256`` to keep only digest hashes in the file.
+    password: str | None = None
+    ha1_md5: str | None = None
+    ha1_sha256: str | None = None
+    #: Skill name → proficiency 1 (novice) to 5 (expert).
+    skills: dict[str, int] = Field(default_factory=dict)
+    #: Overrides the queue's wrap-up time, in seconds.
+    wrapuptime: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Agent:
+        if self.password is None and self.ha1_md5 is None and self.ha1_sha256 is None:
+            raise ValueError("an agent needs password, ha1_md5 or ha1_sha256 for its softphone")
+        for skill, level in self.skills.items():
+            if not 1 <= level <= 5:
+                raise ValueError(f"skill {skill!r}: proficiency must be 1 to 5, not {level}")
+        return self
+
+
+class EntryPoint(Strict):
+    """Where a dialled number leads: an IVR tree or straight to a queue."""
+
+    ivr: str | None = None
+    queue: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EntryPoint:
+        if (self.ivr is None) == (self.queue is None):
+            raise ValueError("give exactly one of 'ivr' or 'queue'")
+        return self
+
+
+class Dialplan(Strict):
+    """Dialled number (DID, or ``*`` for any other) → entry point."""
+
+    numbers: dict[str, EntryPoint] = Field(default_factory=dict)
+
+    def entry_for(self, did: str) -> EntryPoint | None:
+        return self.numbers.get(did) or self.numbers.get("*")

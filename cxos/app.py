@@ -1,0 +1,114 @@
+"""Composition root: builds the whole server from a validated Configuration and runs it.
+
+Start-up order is bottom-up (storage, then telephony, then the services that read events) and
+shutdown is the reverse, so nothing is ever handed work by a layer that has already stopped.
+SIGTERM/SIGINT begin a graceful shutdown: stop taking calls, end calls in progress, flush, exit.
+SIGHUP reloads the configuration; a configuration that fails validation is logged and the running
+one stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from config.loader import Configuration, load_configuration
+from config.source import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A running part of the server, started and stopped by the application in order."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking new work, finish or end what is in progress within ``grace`` seconds."""
+
+    def reconfigure(self, configuration: Configuration) -> None:
+        """Adopt a new, already validated configuration."""
+
+
+ComponentFactory = Callable[["Application"], Component]
+
+
+@dataclass(slots=True)
+class Application:
+    configuration: Configuration
+    components: list[Component] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        for factory in _component_factories():
+            component = factory(self)
+            await component.start()
+            self.components.append(component)
+            logger.info("started %s", component.name)
+        logger.info("CXOS node %s ready", self.configuration.server.node)
+
+    async def stop(self) -> None:
+        grace = self.configuration.server.shutdown_grace
+        for component in reversed(self.components):
+            try:
+                await component.stop(grace)
+            except Exception:
+                logger.exception("error while stopping %s", component.name)
+            else:
+                logger.info("stopped %s", component.name)
+        self.components.clear()
+
+    def reload(self) -> bool:
+        """Validate the configuration directory again and swap it in; keep the old one on error."""
+        try:
+            configuration = load_configuration(self.configuration.directory)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                logger.error("reload refused: %s", problem)
+            return False
+        self.configuration = configuration
+        for component in self.components:
+            component.reconfigure(configuration)
+        logger.info("configuration reloaded from %s", configuration.directory)
+        return True
+
+
+def _component_factories() -> list[ComponentFactory]:
+    return []
+
+
+async def serve(configuration: Configuration) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
+    app = Application(configuration)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, app.stopping.set)
+    loop.add_signal_handler(signal.SIGINT, app.stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload)
+    try:
+        await app.start()
+        await app.stopping.wait()
+        logger.info("shutting down: no new calls, ending calls in progress")
+    finally:
+        await app.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+def run_server(configuration: Configuration) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a Linux/macOS dependency
+        runner: Callable[..., None] = asyncio.run
+    else:
+        runner = uvloop.run
+    with contextlib.suppress(KeyboardInterrupt):
+        runner(serve(configuration))
+    logger.info("CXOS stopped")
+    return 0

@@ -1,0 +1,78 @@
+"""The ``cxos`` command: run the server, check a configuration."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from config.loader import default_config_dir, load_configuration
+from config.source import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxos", description="CXOS contact center server")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start the server")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="configuration directory (default: the configuration shipped with CXOS)",
+    )
+
+    check = commands.add_parser("check-config", help="validate a configuration directory and exit")
+    check.add_argument("directory", type=Path, nargs="?", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "check-config":
+        return _check_config(args.directory or default_config_dir())
+    if args.command == "run":
+        return _run(args.config or default_config_dir())
+    return 2
+
+
+def _check_config(directory: Path) -> int:
+    try:
+        configuration = load_configuration(directory)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        sys.stderr.write(f"{len(exc.problems)} problem(s) in {directory}\n")
+        return 1
+    sys.stdout.write(
+        f"{directory}: OK ({len(configuration.trunks)} trunks, {len(configuration.agents)} agents, "
+        f"{len(configuration.dialplan.numbers)} numbers)\n"
+    )
+    return 0
+
+
+def _run(directory: Path) -> int:
+    from cxos.app import run_server  # imported here so check-config stays light
+
+    try:
+        configuration = load_configuration(directory)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            logger.error("%s", problem)
+        logger.error("refusing to start: %d configuration problem(s)", len(exc.problems))
+        return 1
+    return run_server(configuration)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
