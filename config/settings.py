@@ -52,6 +52,12 @@ class RegistrarSettings(Strict):
     #: Lifetime of a digest nonce in seconds; an older one is answered with stale=true
     #: (RFC 2617 §3.2.1).
     nonce_lifetime: float = Field(default=300.0, gt=0)
+    #: Digest algorithms offered in challenges, one WWW-Authenticate each, most preferred first
+    #: (RFC 8760 §2.4). MD5 leads by default because many deployed phones (and SIPp) answer only
+    #: the first challenge and only know MD5; put SHA-256 first when every phone supports it.
+    digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(
+        default=("MD5", "SHA-256"), min_length=1
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> RegistrarSettings:
@@ -167,6 +173,8 @@ class EntryPoint(Strict):
 
     ivr: str | None = None
     queue: str | None = None
+    #: Seconds to let the caller hear ringing (180) before answering, as a PBX's Ringing()+Wait().
+    answer_after: float = Field(default=0.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _one(self) -> EntryPoint:

@@ -46,6 +46,11 @@ class Application:
     components: list[Component] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def publish(self, event: object) -> None:
+        """Every domain event of every layer passes here on its way to the event bus."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("event %s", event)
+
     async def start(self) -> None:
         for factory in _component_factories():
             component = factory(self)
@@ -81,7 +86,12 @@ class Application:
 
 
 def _component_factories() -> list[ComponentFactory]:
-    return []
+    from telephony.service import TelephonyService
+
+    def telephony(app: Application) -> Component:
+        return TelephonyService(app.configuration, publish=app.publish)
+
+    return [telephony]
 
 
 async def serve(configuration: Configuration) -> None:

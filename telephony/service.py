@@ -1,0 +1,300 @@
+"""The asyncio side of telephony: sockets, one timer, and the call decisions of this layer.
+
+The sans-IO `SipCore` does the protocol; this service feeds it bytes and time, transmits what it
+produces, arms a single ``call_at`` for its next deadline (aioquic's shape) and answers inbound
+calls with a media endpoint from the RTP port range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from config.loader import Configuration
+from telephony.events import CallEnded
+from telephony.media_endpoint import MediaEndpoint
+from telephony.rtp.ports import RtpPortAllocator
+from telephony.sdp import SdpError, SdpNegotiationError, SdpSession, answer_offer, parse_sdp
+from telephony.sip.core import CoreSettings, IncomingCall, SipCore
+from telephony.sip.digest import Algorithm, StoredSecret
+from telephony.sip.guard import GuardSettings, SourceGuard
+from telephony.sip.registrar import Registrar, RegistrarSettings
+from telephony.sip.transaction import TransactionLayer
+from telephony.sip.transport import Address, SipTransport, TransportName
+from telephony.trunks import TrunkTable
+
+logger = logging.getLogger(__name__)
+
+#: Where the events of this layer go (the application's event bus).
+EventSink = Callable[[object], None]
+
+
+@dataclass(slots=True)
+class _Media:
+    endpoint: MediaEndpoint
+    port: int
+
+
+@dataclass(slots=True)
+class TelephonyService:
+    """SIP signalling and call handling of one node."""
+
+    configuration: Configuration
+    publish: EventSink = field(default=lambda event: None)
+    clock: Callable[[], float] = time.monotonic
+    name: str = "telephony"
+    core: SipCore = field(init=False)
+    transport: SipTransport = field(init=False)
+    ports: RtpPortAllocator = field(init=False)
+    _timer: asyncio.TimerHandle | None = None
+    _timer_at: float | None = None
+    _media: dict[str, _Media] = field(default_factory=dict)
+    _pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _rng: random.Random = field(default_factory=random.Random)
+    _secrets: dict[str, StoredSecret] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        server = self.configuration.server
+        security = server.security
+        self._secrets = _secrets(self.configuration)
+        guard = SourceGuard(
+            GuardSettings(
+                max_failures=security.max_auth_failures,
+                failure_window=security.failure_window,
+                block_seconds=security.block_seconds,
+                rate=security.request_rate,
+                burst=security.request_burst,
+            )
+        )
+        registrar_settings = server.registrar
+        registrar = Registrar(
+            RegistrarSettings(
+                realm=registrar_settings.realm,
+                min_expires=registrar_settings.min_expires,
+                max_expires=registrar_settings.max_expires,
+                default_expires=registrar_settings.default_expires,
+                nonce_lifetime=registrar_settings.nonce_lifetime,
+                algorithms=tuple(Algorithm(name) for name in registrar_settings.digest_algorithms),
+            ),
+            credentials=self._secrets.get,
+            # Nonces are keyed per process: after a restart phones get a fresh challenge.
+            secret=secrets.token_bytes(32),
+            guard=guard,
+        )
+        self.core = SipCore(
+            settings=CoreSettings(
+                user_agent=server.sip.user_agent,
+                max_message_bytes=server.sip.max_message_bytes,
+                public_address=server.sip.public_address,
+            ),
+            transactions=TransactionLayer(),
+            trunks=TrunkTable.build(self.configuration.trunks),
+            dialplan=self.configuration.dialplan,
+            registrar=registrar,
+            guard=guard,
+        )
+        self.transport = SipTransport(self._on_message, max_message=server.sip.max_message_bytes)
+        self.ports = RtpPortAllocator(first_port=server.rtp.port_min, last_port=server.rtp.port_max)
+        self._idle.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        for listen in self.configuration.server.sip.listen:
+            if listen.transport == "udp":
+                bound = await self.transport.listen_udp(listen.host, listen.port)
+            else:
+                bound = await self.transport.listen_tcp(listen.host, listen.port)
+            logger.info("SIP listening on %s/%s", _format(bound), listen.transport)
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking calls, end the ones in progress with BYE, wait for them within ``grace``."""
+        self.core.accepting_calls = False
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        now = self.clock()
+        for call_id in self.core.active_calls():
+            self.core.hangup(call_id, now)
+        self._flush()
+        if self.core.active_calls():
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                logger.warning(
+                    "%d call(s) did not end within %.1fs", len(self.core.active_calls()), grace
+                )
+        if self._timer is not None:
+            self._timer.cancel()
+        for media in self._media.values():
+            media.endpoint.close()
+        self._media.clear()
+        await self.transport.close()
+
+    def reconfigure(self, configuration: Configuration) -> None:
+        self.configuration = configuration
+        self.core.trunks = TrunkTable.build(configuration.trunks)
+        self.core.dialplan = configuration.dialplan
+        # The registrar reads credentials through this mapping, so edits apply at once.
+        self._secrets.clear()
+        self._secrets.update(_secrets(configuration))
+
+    # ------------------------------------------------------------------ I/O → core
+
+    def _on_message(
+        self, data: bytes, source: Address, transport: TransportName, local: Address
+    ) -> None:
+        self.core.receive(data, source, transport, local, self.clock())
+        self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.core.on_timer(self.clock())
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what the core produced, act on its events, re-arm the one timer."""
+        transmits, events = self.core.take_output()
+        for transmit in transmits:
+            self.transport.send(transmit.data, transmit.destination, transmit.transport)  # type: ignore[arg-type]
+        for event in events:
+            if isinstance(event, IncomingCall):
+                self._on_incoming(event)
+                continue
+            if isinstance(event, CallEnded):
+                self._release(event.call_id)
+            self.publish(event)
+        if events:
+            # Acting on events may have produced more output (answers, BYEs).
+            more, more_events = self.core.take_output()
+            for transmit in more:
+                self.transport.send(transmit.data, transmit.destination, transmit.transport)  # type: ignore[arg-type]
+            for event in more_events:
+                if isinstance(event, CallEnded):
+                    self._release(event.call_id)
+                self.publish(event)
+        if self.core.active_calls():
+            self._idle.clear()
+        else:
+            self._idle.set()
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.core.next_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        # The core's clock and the loop's may differ in origin; convert the delay, not the instant.
+        delay = max(0.0, deadline - self.clock())
+        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+        self._timer_at = deadline
+
+    # ------------------------------------------------------------------ calls
+
+    def _on_incoming(self, call: IncomingCall) -> None:
+        now = self.clock()
+        if call.answer_after > 0:
+            self.core.ring(call.call_id, now)
+            loop = asyncio.get_running_loop()
+            self._pending[call.call_id] = loop.call_later(call.answer_after, self._answer, call)
+        else:
+            self._answer(call)
+
+    def _answer(self, call: IncomingCall) -> None:
+        self._pending.pop(call.call_id, None)
+        leg = self.core.leg(call.call_id)
+        if leg is None or leg.ended_at is not None:
+            return
+        now = self.clock()
+        if not call.offer:
+            # RFC 3264 also allows offers in the 2xx; CXOS needs the caller's codecs up front.
+            self.core.reject(call.call_id, 488, now, "Offer Required")
+            self._flush()
+            return
+        try:
+            offer = parse_sdp(call.offer)
+            port = self.ports.allocate()
+        except SdpError as exc:
+            logger.info("call %s: unusable SDP offer: %s", call.call_id, exc)
+            self.core.reject(call.call_id, 400, now, "Bad SDP")
+            self._flush()
+            return
+        except RuntimeError:
+            logger.warning("call %s: no RTP port left in the configured range", call.call_id)
+            self.core.reject(call.call_id, 503, now)
+            self._flush()
+            return
+        local_host = leg.local_host
+        try:
+            answer, negotiated = answer_offer(
+                offer,
+                local_host,
+                port,
+                session=SdpSession(session_id=self._rng.getrandbits(31), address=local_host),
+            )
+        except SdpNegotiationError as exc:
+            self.ports.release(port)
+            logger.info("call %s: %s", call.call_id, exc)
+            self.core.reject(call.call_id, 488, now)
+            self._flush()
+            return
+        endpoint = MediaEndpoint(local=(local_host, port), negotiated=negotiated)
+        asyncio.get_running_loop().create_task(
+            self._open_and_answer(call.call_id, endpoint, port, answer.to_bytes())
+        )
+
+    async def _open_and_answer(
+        self, call_id: str, endpoint: MediaEndpoint, port: int, sdp: bytes
+    ) -> None:
+        try:
+            await endpoint.open()
+        except OSError as exc:
+            logger.warning("call %s: cannot open RTP port %d: %s", call_id, port, exc)
+            self.ports.release(port)
+            self.core.reject(call_id, 503, self.clock())
+            self._flush()
+            return
+        leg = self.core.leg(call_id)
+        if leg is None or leg.ended_at is not None:
+            endpoint.close()
+            self.ports.release(port)
+            return
+        self._media[call_id] = _Media(endpoint, port)
+        self.core.answer(call_id, sdp, self.clock())
+        self._flush()
+
+    def _release(self, call_id: str) -> None:
+        handle = self._pending.pop(call_id, None)
+        if handle is not None:
+            handle.cancel()
+        media = self._media.pop(call_id, None)
+        if media is not None:
+            media.endpoint.close()
+            self.ports.release(media.port)
+
+
+def _secrets(configuration: Configuration) -> dict[str, StoredSecret]:
+    return {
+        agent.sip_user: StoredSecret(
+            password=agent.password, ha1_md5=agent.ha1_md5, ha1_sha256=agent.ha1_sha256
+        )
+        for agent in configuration.agents
+    }
+
+
+def _format(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,84 @@
+"""UAS request inspection, RFC 3261 §8.2: the answers a request gets before any call logic sees it.
+
+Each check returns the response to send, or None when the request may go on. The order is the one
+§8.2 gives: method (§8.2.1), header inspection (§8.2.2: URI scheme, merged requests, Require),
+content (§8.2.3), plus Max-Forwards exhaustion (§16.3 step 3; a UAS answers 483 as well).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from telephony.sip.errors import SipParseError
+from telephony.sip.headers import split_list
+from telephony.sip.message import SipRequest, SipResponse, build_response
+
+#: Methods this server implements as a UAS. REFER is accepted in dialogs for transfers (RFC 3515).
+SUPPORTED_METHODS = (
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "REFER",
+    "NOTIFY",
+)
+ALLOW = ", ".join(SUPPORTED_METHODS)
+#: Methods defined by SIP extensions that this server knows but does not serve: 405, not 501.
+KNOWN_UNSERVED_METHODS = frozenset({"SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK"})
+#: Option tags (RFC 3261 §19.2) a peer may put in Require and still be served.
+SUPPORTED_OPTIONS = frozenset({"replaces", "norefersub"})
+ACCEPTED_CONTENT_TYPES = frozenset({"application/sdp"})
+URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+
+def inspect_request(request: SipRequest, *, to_tag: str) -> SipResponse | None:
+    """The response RFC 3261 §8.2 requires for a request we cannot serve, or None."""
+    method = request.method
+    if method not in SUPPORTED_METHODS:
+        # §8.2.1: 405 for a method we recognise but do not allow, 501 for one we do not know.
+        status = 405 if method in KNOWN_UNSERVED_METHODS else 501
+        return build_response(request, status, to_tag=to_tag, headers=[("Allow", ALLOW)])
+    if method in ("ACK", "CANCEL"):
+        # ACK never gets a response; CANCEL is matched by the transaction layer (§9.2).
+        return None
+    scheme = request.uri.split(":", 1)[0].lower() if ":" in request.uri else ""
+    if scheme not in URI_SCHEMES:
+        # §8.2.2.1: an unsupported Request-URI scheme is answered 416.
+        return build_response(request, 416, to_tag=to_tag)
+    try:
+        max_forwards = request.max_forwards
+    except SipParseError:
+        return build_response(request, 400, "Bad Max-Forwards", to_tag=to_tag)
+    if max_forwards == 0 and method != "OPTIONS":
+        # §16.3 step 3 (OPTIONS with Max-Forwards 0 may be answered by the UAS itself, §11).
+        return build_response(request, 483, to_tag=to_tag)
+    unsupported = sorted(_unsupported(request.headers.get_all("Require")))
+    if unsupported:
+        # §8.2.2.3: list what we do not support in Unsupported.
+        return build_response(
+            request, 420, to_tag=to_tag, headers=[("Unsupported", ", ".join(unsupported))]
+        )
+    if request.body and method in ("INVITE", "UPDATE", "ACK"):
+        content_type = (request.content_type or "").split(";", 1)[0].strip().lower()
+        if content_type not in ACCEPTED_CONTENT_TYPES:
+            # §8.2.3: 415 with what we accept.
+            return build_response(
+                request, 415, to_tag=to_tag, headers=[("Accept", "application/sdp")]
+            )
+        encoding = request.headers.get("Content-Encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            return build_response(
+                request, 415, to_tag=to_tag, headers=[("Accept-Encoding", "identity")]
+            )
+    return None
+
+
+def _unsupported(requires: Iterable[str]) -> Iterable[str]:
+    for value in requires:
+        for tag in split_list(value):
+            if tag.strip().lower() not in SUPPORTED_OPTIONS:
+                yield tag.strip()

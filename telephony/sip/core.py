@@ -1,0 +1,558 @@
+"""The SIP user agent core of the server (RFC 3261 §8.2, §10, §12–§15): sans-IO.
+
+It sits on the transaction layer as its transaction user. Bytes come in with their source and
+``now``; what must go out is collected as `Transmit`s, what happened as events. Inbound calls from
+trunks are answered here at the signalling level; the decision to ring, answer or reject a call is
+taken above (the telephony service), through `ring`, `answer`, `reject` and `hangup`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from config.settings import Dialplan
+from telephony.events import CallAnswered, CallEnded, CallRejected, CallStarted, HangupParty
+from telephony.sip.checks import ALLOW, SUPPORTED_OPTIONS, inspect_request
+from telephony.sip.errors import SipParseError
+from telephony.sip.guard import GuardVerdict, SourceGuard
+from telephony.sip.headers import Via
+from telephony.sip.inbound import InboundLeg, LegInput, LegState
+from telephony.sip.message import SipRequest, build_response, parse_message
+from telephony.sip.registrar import Registrar
+from telephony.sip.transaction import TransactionLayer
+from telephony.sip.transaction_types import (
+    AckReceived,
+    AckTimeout,
+    Address,
+    InviteCancelled,
+    RequestReceived,
+    ResponseReceived,
+    ServerTransportError,
+    Transmit,
+    TuEvent,
+)
+from telephony.sip.uri import NameAddr, SipUri
+from telephony.trunks import TrunkTable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncomingCall:
+    """A new inbound call the layer above must ring, answer or reject."""
+
+    call_id: str
+    did: str
+    trunk_id: str
+    offer: bytes
+    entry_ivr: str | None
+    entry_queue: str | None
+    answer_after: float
+
+
+@dataclass(slots=True)
+class CoreCounters:
+    malformed_dropped: int = 0
+    malformed_answered: int = 0
+    forbidden: int = 0
+    rate_limited: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoreSettings:
+    user_agent: str = "CXOS"
+    max_message_bytes: int = 16384
+    #: Host to put in Contact when the socket address is not what peers should use (NAT).
+    public_address: str | None = None
+
+
+@dataclass(slots=True)
+class SipCore:
+    settings: CoreSettings
+    transactions: TransactionLayer
+    trunks: TrunkTable
+    dialplan: Dialplan
+    registrar: Registrar
+    guard: SourceGuard
+    new_id: Callable[[], str] = field(default=lambda: secrets.token_hex(8))
+    counters: CoreCounters = field(default_factory=CoreCounters)
+    accepting_calls: bool = True
+    _legs: dict[str, InboundLeg] = field(default_factory=dict)
+    _by_dialog: dict[tuple[str, str], InboundLeg] = field(default_factory=dict)
+    _events: list[object] = field(default_factory=list)
+    _outbox: list[Transmit] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ I/O side
+
+    def receive(
+        self, data: bytes, source: Address, transport: str, local: Address, now: float
+    ) -> None:
+        """One datagram or framed stream message from ``source``."""
+        try:
+            message = parse_message(data, max_message_size=self.settings.max_message_bytes)
+        except SipParseError as exc:
+            self._answer_malformed(exc, source, transport)
+            return
+        if isinstance(message, SipRequest):
+            if self.guard.check(source[0], message.method, now) is not GuardVerdict.ALLOW:
+                # Dropped unanswered: a flood or a blocked source gets no reply to reflect or
+                # learn from, and a real client's retransmissions get through once the bucket
+                # refills (see SourceGuard).
+                self.counters.rate_limited += 1
+                return
+            self._stamp_received(message, source)
+        try:
+            events = self.transactions.receive(message, source, transport, now)
+        except SipParseError as exc:
+            # A header the transaction layer needed (Via, CSeq) is unusable.
+            self._answer_malformed(exc, source, transport)
+            return
+        self._handle(events, local, now)
+
+    def on_timer(self, now: float) -> None:
+        self._handle(self.transactions.on_timer(now), None, now)
+        self.registrar.expire(now)
+        self._events.extend(self.registrar.take_events())
+        self._events.extend(self.guard.expire(now))
+
+    def next_timer(self) -> float | None:
+        timers = (
+            self.transactions.next_timer(),
+            self.registrar.next_timer(),
+            self.guard.next_timer(),
+        )
+        candidates = [t for t in timers if t is not None]
+        return min(candidates) if candidates else None
+
+    def take_output(self) -> tuple[list[Transmit], list[object]]:
+        """What to send and what happened since the last call; both lists are handed over."""
+        out = self._outbox + self.transactions.datagrams_to_send()
+        events = self._events
+        self._outbox = []
+        self._events = []
+        return out, events
+
+    # ------------------------------------------------------------------ call control (TU side)
+
+    def leg(self, call_id: str) -> InboundLeg | None:
+        return self._legs.get(call_id)
+
+    def ring(self, call_id: str, now: float) -> None:
+        leg = self._legs[call_id]
+        if leg.state is LegState.OFFERED:
+            leg.apply(LegInput.RING)
+            self._respond_invite(leg, 180, now)
+
+    def answer(self, call_id: str, local_sdp: bytes, now: float) -> None:
+        leg = self._legs[call_id]
+        leg.apply(LegInput.ANSWER)
+        leg.local_sdp = local_sdp
+        leg.answered_at = now
+        self._respond_invite(leg, 200, now, body=local_sdp)
+
+    def reject(self, call_id: str, status: int, now: float, reason: str | None = None) -> None:
+        leg = self._legs[call_id]
+        leg.apply(LegInput.REJECT)
+        self._respond_invite(leg, status, now, reason=reason)
+        self._end(leg, "rejected", "server", now)
+
+    def hangup(self, call_id: str, now: float) -> None:
+        """End a call from the server side: BYE once answered, 480 before (§15)."""
+        leg = self._legs.get(call_id)
+        if leg is None or leg.state in (LegState.ENDING, LegState.ENDED):
+            return
+        if leg.state in (LegState.OFFERED, LegState.RINGING):
+            self.reject(call_id, 480, now)
+            return
+        leg.apply(LegInput.HANGUP)
+        self._send_bye(leg, now)
+
+    def active_calls(self) -> list[str]:
+        return [cid for cid, leg in self._legs.items() if leg.state is not LegState.ENDED]
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _handle(self, events: list[TuEvent], local: Address | None, now: float) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self._on_request(event, local, now)
+            elif isinstance(event, AckReceived):
+                self._on_ack(event, now)
+            elif isinstance(event, InviteCancelled):
+                self._on_cancelled(event, now)
+            elif isinstance(event, ResponseReceived):
+                self._on_response(event, now)
+            elif isinstance(event, AckTimeout):
+                self._on_ack_timeout(event, now)
+            elif isinstance(event, ServerTransportError):
+                logger.info("could not deliver a response for %s", event.request.call_id)
+
+    def _on_request(self, event: RequestReceived, local: Address | None, now: float) -> None:
+        request = event.request
+        to_tag = request.to.tag
+        reply_tag = to_tag or self.new_id()
+        problem = inspect_request(request, to_tag=reply_tag)
+        if problem is not None:
+            self.transactions.send_response(event.transaction, problem, now)
+            return
+        if to_tag is not None:
+            self._in_dialog(event, to_tag, now)
+            return
+        method = request.method
+        if method == "OPTIONS":
+            self._reply(event, 200, now, to_tag=reply_tag, extra=self._capabilities())
+        elif method == "REGISTER":
+            self._on_register(event, now)
+        elif method == "INVITE":
+            self._on_invite(event, local, reply_tag, now)
+        else:
+            # BYE, INFO, UPDATE, REFER, NOTIFY outside a dialog (§12.2.2).
+            self._reply(event, 481, now, to_tag=reply_tag)
+
+    def _on_register(self, event: RequestReceived, now: float) -> None:
+        response = self.registrar.handle_register(event.request, event.source, event.transport, now)
+        self.transactions.send_response(event.transaction, response, now)
+        self._events.extend(self.registrar.take_events())
+
+    def _on_invite(
+        self, event: RequestReceived, local: Address | None, tag: str, now: float
+    ) -> None:
+        request = event.request
+        source_ip = event.source[0]
+        if not self.accepting_calls:
+            # §21.5.4: shutting down; another node may take the call.
+            self._reject_new(event, 503, "Service Unavailable", tag, now, [("Retry-After", "30")])
+            return
+        trunk = self.trunks.match(source_ip)
+        if trunk is None:
+            self.counters.forbidden += 1
+            self._reject_new(event, 403, "Forbidden", tag, now)
+            return
+        did = _dialled_number(request.uri)
+        entry = self.dialplan.entry_for(did)
+        if entry is None:
+            self._reject_new(event, 404, "Not Found", tag, now)
+            return
+        try:
+            contact = request.headers.get("Contact")
+            remote_target = str(NameAddr.parse(contact).uri) if contact else request.uri
+            caller = request.from_
+        except SipParseError:
+            self._reject_new(event, 400, "Bad Contact or From", tag, now)
+            return
+        call_id = self.new_id()
+        leg = InboundLeg(
+            call_id=call_id,
+            sip_call_id=request.call_id,
+            local_tag=tag,
+            remote_tag=caller.tag,
+            remote_uri_header=request.headers.get("From") or "",
+            local_uri_header=request.headers.get("To") or "",
+            remote_target=remote_target,
+            route_set=tuple(request.headers.get_all("Record-Route")),
+            remote_cseq=request.cseq.number,
+            source=event.source,
+            transport=event.transport,
+            trunk_id=trunk.id,
+            did=did,
+            invite_transaction=event.transaction,
+            started_at=now,
+            offer=request.body,
+            invite=request,
+            local_contact=self._contact(did, local, event.transport),
+            local_host=self.settings.public_address or (local[0] if local else "127.0.0.1"),
+        )
+        self._legs[call_id] = leg
+        self._by_dialog[(leg.sip_call_id, leg.local_tag)] = leg
+        self._events.append(
+            CallStarted(
+                call_id=call_id,
+                trunk_id=trunk.id,
+                did=did,
+                caller_id=caller.uri.user or "",
+                caller_name=caller.display_name or "",
+                sip_call_id=request.call_id,
+            )
+        )
+        self._events.append(
+            IncomingCall(
+                call_id=call_id,
+                did=did,
+                trunk_id=trunk.id,
+                offer=request.body,
+                entry_ivr=entry.ivr,
+                entry_queue=entry.queue,
+                answer_after=entry.answer_after,
+            )
+        )
+
+    def _in_dialog(self, event: RequestReceived, to_tag: str, now: float) -> None:
+        request = event.request
+        leg = self._by_dialog.get((request.call_id, to_tag))
+        if leg is None or leg.state is LegState.ENDED:
+            self._reply(event, 481, now)  # §12.2.2: no such dialog
+            return
+        cseq = request.cseq.number
+        if cseq < leg.remote_cseq or (cseq == leg.remote_cseq and request.method != "ACK"):
+            # §12.2.2: a lower CSeq than the last one is out of order.
+            self._reply(event, 500, now, extra=[("Retry-After", "1")])
+            return
+        leg.remote_cseq = cseq
+        method = request.method
+        if method == "BYE":
+            self._reply(event, 200, now)
+            if leg.state is not LegState.ENDING:
+                leg.apply(LegInput.BYE_RECEIVED)
+                self._end(leg, "normal", "caller", now)
+        elif method in ("INVITE", "UPDATE"):
+            self._on_reoffer(event, leg, now)
+        elif method in ("INFO", "OPTIONS", "NOTIFY"):
+            self._reply(event, 200, now)
+        else:  # REFER: transfers are placed by the call layer; refuse until then (§8.2.1).
+            self._reply(event, 603, now)
+
+    def _on_reoffer(self, event: RequestReceived, leg: InboundLeg, now: float) -> None:
+        """re-INVITE/UPDATE (RFC 3311): keep our media where it is and answer with our SDP."""
+        if leg.state is not LegState.CONFIRMED:
+            # §14.2: an offer while ours is unanswered, or before the ACK.
+            self._reply(event, 491, now)
+            return
+        extra = [("Contact", leg.local_contact), ("Content-Type", "application/sdp")]
+        response = build_response(event.request, 200, headers=extra)
+        response.body = leg.local_sdp if event.request.body else b""
+        if not response.body:
+            response.headers.remove("Content-Type")
+        self.transactions.send_response(event.transaction, response, now)
+
+    def _on_ack(self, event: AckReceived, now: float) -> None:
+        to_tag = event.request.to.tag
+        leg = self._by_dialog.get((event.request.call_id, to_tag or ""))
+        if leg is None or not leg.can(LegInput.ACK):
+            return
+        first = leg.state is LegState.ANSWERED
+        leg.apply(LegInput.ACK)
+        if first:
+            self._events.append(CallAnswered(call_id=leg.call_id, codec=_codec_of(leg.local_sdp)))
+
+    def _on_cancelled(self, event: InviteCancelled, now: float) -> None:
+        for leg in self._legs.values():
+            if leg.invite_transaction == event.transaction and leg.can(LegInput.CANCELLED):
+                leg.apply(LegInput.CANCELLED)
+                self._end(leg, "cancelled", "caller", now)
+                return
+
+    def _on_ack_timeout(self, event: AckTimeout, now: float) -> None:
+        for leg in self._legs.values():
+            if leg.invite_transaction == event.transaction and leg.state is LegState.ANSWERED:
+                # §13.3.1.4: no ACK for our 2xx within 64*T1: the session is ended with BYE.
+                leg.apply(LegInput.ACK_TIMEOUT)
+                self._send_bye(leg, now)
+                return
+
+    def _on_response(self, event: ResponseReceived, now: float) -> None:
+        if event.request.method != "BYE" or event.retransmission:
+            return
+        leg = self._by_dialog.get((event.request.call_id, event.request.from_.tag or ""))
+        if leg is not None and leg.can(LegInput.BYE_ANSWERED):
+            leg.apply(LegInput.BYE_ANSWERED)
+            self._end(leg, "normal", "server", now)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _send_bye(self, leg: InboundLeg, now: float) -> None:
+        """BYE inside the dialog (§15.1.1) built as §12.2.1.1 says: our tag in From, theirs in To,
+        the remote target as Request-URI, the route set as Route."""
+        request = SipRequest(method="BYE", uri=leg.remote_target)
+        headers = request.headers
+        headers.add("Max-Forwards", "70")
+        headers.add("From", _with_tag(leg.local_uri_header, leg.local_tag))
+        headers.add("To", leg.remote_uri_header)
+        headers.add("Call-ID", leg.sip_call_id)
+        headers.add("CSeq", f"{leg.next_local_cseq()} BYE")
+        # The UAS uses the route set in the order received in Record-Route (§12.1.1).
+        for route in leg.route_set:
+            headers.add("Route", route)
+        for name, value in self._user_agent_header():
+            headers.add(name, value)
+        # Sent back where the caller's INVITE came from: symmetric signalling works through NAT
+        # even when the Contact holds a private address (RFC 3581's reasoning).
+        self.transactions.send_request(
+            request,
+            destination=leg.source,
+            transport=leg.transport,
+            now=now,
+            sent_by=self._via_host(leg),
+        )
+
+    def _respond_invite(
+        self,
+        leg: InboundLeg,
+        status: int,
+        now: float,
+        *,
+        body: bytes = b"",
+        reason: str | None = None,
+    ) -> None:
+        invite = leg.invite
+        extra: list[tuple[str, str]] = []
+        if 100 < status < 300:
+            # §12.1.1: dialog-creating responses carry Contact and copy Record-Route.
+            extra.append(("Contact", leg.local_contact))
+            extra.extend(("Record-Route", value) for value in leg.route_set)
+        if status == 200:
+            extra.extend(self._capabilities())
+        if body:
+            extra.append(("Content-Type", "application/sdp"))
+        extra.extend(self._server_header())
+        response = build_response(invite, status, reason, to_tag=leg.local_tag, headers=extra)
+        response.body = body
+        self.transactions.send_response(leg.invite_transaction, response, now)
+
+    def _reply(
+        self,
+        event: RequestReceived,
+        status: int,
+        now: float,
+        *,
+        to_tag: str | None = None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        response = build_response(
+            event.request, status, to_tag=to_tag, headers=[*(extra or []), *self._server_header()]
+        )
+        self.transactions.send_response(event.transaction, response, now)
+
+    def _reject_new(
+        self,
+        event: RequestReceived,
+        status: int,
+        reason: str,
+        tag: str,
+        now: float,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self._reply(event, status, now, to_tag=tag, extra=extra)
+        self._events.append(
+            CallRejected(
+                sip_call_id=event.request.call_id,
+                status=status,
+                reason=reason,
+                source=event.source[0],
+            )
+        )
+
+    def _end(self, leg: InboundLeg, cause: str, by: HangupParty, now: float) -> None:
+        if leg.ended_at is not None:
+            return
+        leg.ended_at = now
+        talk = now - leg.answered_at if leg.answered_at is not None else 0.0
+        self._events.append(
+            CallEnded(
+                call_id=leg.call_id,
+                cause=cause,
+                hangup_by=by,
+                duration_seconds=max(0.0, now - leg.started_at),
+                talk_seconds=max(0.0, talk),
+            )
+        )
+
+    def _capabilities(self) -> list[tuple[str, str]]:
+        return [
+            ("Allow", ALLOW),
+            ("Accept", "application/sdp"),
+            ("Supported", ", ".join(sorted(SUPPORTED_OPTIONS))),
+        ]
+
+    def _server_header(self) -> list[tuple[str, str]]:
+        return [("Server", self.settings.user_agent)] if self.settings.user_agent else []
+
+    def _contact(self, user: str, local: Address | None, transport: str) -> str:
+        host, port = local if local is not None else ("127.0.0.1", 5060)
+        host = self.settings.public_address or host
+        host_text = f"[{host}]" if ":" in host else host
+        uri = SipUri(scheme="sip", user=user or None, host=host_text, port=port)
+        suffix = ";transport=tcp" if transport == "tcp" else ""
+        return f"<{uri}{suffix}>"
+
+    def _stamp_received(self, request: SipRequest, source: Address) -> None:
+        """RFC 3261 §18.2.1 and RFC 3581 §4: note where the request really came from in its Via,
+        so responses find a caller behind NAT."""
+        vias = request.headers.get_all("Via")
+        if not vias:
+            return
+        try:
+            top = Via.parse(vias[0])
+        except SipParseError:
+            return
+        params: dict[str, str | None] = {}
+        if top.host.strip("[]") != source[0]:
+            params["received"] = source[0]
+        if top.has_rport:
+            params["received"] = source[0]
+            params["rport"] = str(source[1])
+        if params:
+            request.headers.remove("Via")
+            request.headers.add("Via", str(top.with_params(params)))
+            for value in vias[1:]:
+                request.headers.add("Via", value)
+
+    def _answer_malformed(self, exc: SipParseError, source: Address, transport: str) -> None:
+        """Answer a broken request when it can be answered (§8.2, §21.4); drop anything else."""
+        request = exc.request
+        if request is None or request.method == "ACK":
+            self.counters.malformed_dropped += 1
+            logger.debug("dropped malformed message from %s: %s", source, exc.detail)
+            return
+        try:
+            self._stamp_received(request, source)
+            response = build_response(request, exc.status, exc.reason_phrase)
+            data = response.to_bytes()
+            destination = _response_destination(request, source, transport)
+        except SipParseError:
+            self.counters.malformed_dropped += 1
+            return
+        self.counters.malformed_answered += 1
+        logger.debug(
+            "answered malformed request from %s with %d: %s", source, exc.status, exc.detail
+        )
+        self._outbox.append(Transmit(data=data, destination=destination, transport=transport))
+
+    def _via_host(self, leg: InboundLeg) -> str:
+        contact = NameAddr.parse(leg.local_contact).uri
+        return contact.host_port
+
+    def _user_agent_header(self) -> list[tuple[str, str]]:
+        return [("User-Agent", self.settings.user_agent)] if self.settings.user_agent else []
+
+
+def _dialled_number(uri: str) -> str:
+    try:
+        parsed = SipUri.parse(uri)
+    except SipParseError:
+        return ""
+    return parsed.user or ""
+
+
+def _with_tag(header: str, tag: str) -> str:
+    return header if NameAddr.parse(header).tag is not None else f"{header};tag={tag}"
+
+
+def _response_destination(request: SipRequest, source: Address, transport: str) -> Address:
+    """§18.2.2 with RFC 3581: responses over UDP go back to the source address and port when
+    rport was asked for, else to received + the Via port; over TCP, back on the connection."""
+    if transport != "udp":
+        return source
+    top = request.top_via
+    if top.has_rport:
+        return source
+    return (source[0], top.port or 5060)
+
+
+def _codec_of(sdp: bytes) -> str:
+    for line in sdp.decode("ascii", "replace").splitlines():
+        if line.startswith("a=rtpmap:"):
+            return line.split(" ", 1)[1].split("/", 1)[0]
+    return ""

@@ -1,0 +1,216 @@
+"""Per-source protection in front of the SIP core: blocking after repeated authentication failures
+and a token-bucket rate limit for INVITE and REGISTER floods. Sans-IO; time is passed in.
+
+What a blocked source gets: nothing. Its requests are dropped without an answer, because
+- answering costs a send for each attempt, and over UDP any answer can be reflected at a
+  spoofed address (RFC 3261 §26.1.5, denial of service and amplification);
+- scanners (svmap, svwar, svcrack) learn from every answer; silence looks like nothing listens;
+- a legitimate phone that was mistyped into a block simply sees timeouts and retries later: it
+  loses nothing a 403 would have given it, since a 403 would not unblock it either.
+
+What counts as a failure is decided by the caller and should be a wrong answer to a nonce that
+we issued to that very address (see `telephony.sip.digest.AuthResult`): a spoofed UDP source
+never received our nonce, so it cannot get someone else's address blocked.
+
+Rate-limited requests are dropped too: over UDP the client's transaction retransmits (RFC 3261
+§17.1.1.2 Timer A, §17.1.2.2 Timer E) and gets through once its bucket has refilled, which is
+the backoff we want. IPv6 sources are counted per /64 (configurable) since one host owns a whole
+prefix. Every table is an LRU bounded by `max_sources`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from telephony.sip.registrar_events import SourceBlocked, SourceUnblocked
+
+__all__ = ["GuardCounters", "GuardSettings", "GuardVerdict", "SourceGuard"]
+
+logger = logging.getLogger(__name__)
+
+_RATE_LIMITED_METHODS = frozenset({"INVITE", "REGISTER"})
+_Entry = TypeVar("_Entry")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardSettings:
+    """Limits per source. Times in seconds; `rate` in requests per second."""
+
+    max_failures: int = 5
+    """Authentication failures within `failure_window` that get a source blocked."""
+    failure_window: float = 60.0
+    """Length of the sliding window in which failures are counted, seconds."""
+    block_seconds: float = 600.0
+    """How long a blocked source is ignored, seconds."""
+    rate: float = 10.0
+    """Sustained INVITE + REGISTER requests per second allowed from one source."""
+    burst: int = 40
+    """Requests a source may send at once before `rate` applies (bucket size)."""
+    max_sources: int = 10_000
+    """Sources each table remembers; the least recently seen is forgotten first."""
+    ipv6_prefix: int = 64
+    """IPv6 sources are grouped by this prefix length."""
+
+    def __post_init__(self) -> None:
+        if self.max_failures < 1 or self.burst < 1 or self.max_sources < 1:
+            raise ValueError("max_failures, burst and max_sources must be at least 1")
+        if self.failure_window <= 0 or self.block_seconds <= 0 or self.rate <= 0:
+            raise ValueError("failure_window, block_seconds and rate must be positive")
+        if not 1 <= self.ipv6_prefix <= 128:
+            raise ValueError("ipv6_prefix must be between 1 and 128")
+
+
+class GuardVerdict(StrEnum):
+    ALLOW = "allow"
+    BLOCKED = "blocked"  # drop silently
+    RATE_LIMITED = "rate_limited"  # drop silently
+
+
+@dataclass(slots=True)
+class _Block:
+    until: float
+    dropped: int = 0
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass(slots=True)
+class GuardCounters:
+    """Totals for metrics."""
+
+    auth_failures: int = 0
+    blocks: int = 0
+    dropped_blocked: int = 0
+    dropped_rate_limited: int = 0
+
+
+class SourceGuard:
+    """Failure counting, blocking and rate limiting per source; one per server."""
+
+    def __init__(self, settings: GuardSettings | None = None) -> None:
+        self.settings = settings or GuardSettings()
+        self.counters = GuardCounters()
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        # Blocks all last `block_seconds` and are added as time goes on, so this LRU is also
+        # ordered by end time: the first entry is the next to end.
+        self._blocked: OrderedDict[str, _Block] = OrderedDict()
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def source_key(self, address: str) -> str:
+        """The unit we count: the IPv4 address, or the IPv6 /64 (an IPv4-mapped IPv6 address
+        counts as its IPv4 address)."""
+        try:
+            ip = ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            return address
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                return str(ip.ipv4_mapped)
+            network = ipaddress.IPv6Network((ip, self.settings.ipv6_prefix), strict=False)
+            return str(network)
+        return str(ip)
+
+    def check(self, address: str, method: str, now: float) -> GuardVerdict:
+        """Whether to process a request from `address`; call before parsing beyond the method."""
+        key = self.source_key(address)
+        block = self._blocked.get(key)
+        if block is not None:
+            if now < block.until:
+                block.dropped += 1
+                self.counters.dropped_blocked += 1
+                return GuardVerdict.BLOCKED
+            self._unblock(key, block)
+        if method not in _RATE_LIMITED_METHODS:
+            return GuardVerdict.ALLOW
+        return self._take_token(key, now)
+
+    def is_blocked(self, address: str, now: float) -> bool:
+        block = self._blocked.get(self.source_key(address))
+        return block is not None and now < block.until
+
+    def record_failure(self, address: str, now: float) -> SourceBlocked | None:
+        """Count one authentication failure; returns the event when it gets the source blocked."""
+        key = self.source_key(address)
+        self.counters.auth_failures += 1
+        window = self._failures.pop(key, None) or deque(maxlen=self.settings.max_failures)
+        window.append(now)
+        while window and window[0] <= now - self.settings.failure_window:
+            window.popleft()
+        if len(window) < self.settings.max_failures:
+            self._failures[key] = window
+            self._trim(self._failures)
+            return None
+        self._blocked.pop(key, None)
+        self._blocked[key] = _Block(until=now + self.settings.block_seconds)
+        self._trim(self._blocked)
+        self.counters.blocks += 1
+        logger.warning(
+            "security: blocking source %s for %.0f s after %d authentication failures in %.0f s",
+            key,
+            self.settings.block_seconds,
+            len(window),
+            self.settings.failure_window,
+        )
+        return SourceBlocked(
+            source=key,
+            failures=len(window),
+            window_seconds=self.settings.failure_window,
+            block_seconds=self.settings.block_seconds,
+        )
+
+    def next_timer(self) -> float | None:
+        """When the earliest block ends."""
+        for block in self._blocked.values():
+            return block.until
+        return None
+
+    def expire(self, now: float) -> list[SourceUnblocked]:
+        """End the blocks that are due, and forget failure windows that have slid past."""
+        ended: list[SourceUnblocked] = []
+        while self._blocked:
+            key, block = next(iter(self._blocked.items()))
+            if block.until > now:
+                break
+            ended.append(self._unblock(key, block))
+        horizon = now - self.settings.failure_window
+        stale = [key for key, window in self._failures.items() if window[-1] <= horizon]
+        for key in stale:
+            del self._failures[key]
+        return ended
+
+    def _unblock(self, key: str, block: _Block) -> SourceUnblocked:
+        del self._blocked[key]
+        logger.info("security: source %s unblocked (%d requests dropped)", key, block.dropped)
+        return SourceUnblocked(source=key, dropped_requests=block.dropped)
+
+    def _take_token(self, key: str, now: float) -> GuardVerdict:
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            bucket = _Bucket(tokens=float(self.settings.burst), updated=now)
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.tokens = min(
+            float(self.settings.burst), bucket.tokens + elapsed * self.settings.rate
+        )
+        bucket.updated = now
+        self._buckets[key] = bucket  # most recently seen goes last
+        self._trim(self._buckets)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return GuardVerdict.ALLOW
+        self.counters.dropped_rate_limited += 1
+        return GuardVerdict.RATE_LIMITED
+
+    def _trim(self, table: OrderedDict[str, _Entry]) -> None:
+        # Forgetting the oldest entry is the price of bounded memory: a forgotten flooder starts
+        # again with a full bucket, a forgotten block ends early (the oldest ends soonest anyway).
+        while len(table) > self.settings.max_sources:
+            table.popitem(last=False)

@@ -1,0 +1,201 @@
+"""The asyncio half of SIP: UDP and TCP sockets on IPv4/IPv6 that feed bytes to the sans-IO core.
+
+Everything protocol-related happens in the core; this file only moves bytes. Received UDP datagrams
+are handed over whole (RFC 3261 §18.3: one message per datagram); TCP streams are cut into messages
+by Content-Length with StreamFramer. A peer that sends garbage on TCP gets its connection closed
+after the core has had the chance to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+from telephony.sip.errors import SipParseError
+from telephony.sip.message import StreamFramer
+
+logger = logging.getLogger(__name__)
+
+TransportName = Literal["udp", "tcp"]
+Address = tuple[str, int]
+#: Called for every received message: (bytes, source address, transport, local address).
+Receiver = Callable[[bytes, Address, TransportName, Address], None]
+
+
+@dataclass(slots=True)
+class TransportCounters:
+    udp_received: int = 0
+    tcp_received: int = 0
+    sent: int = 0
+    send_errors: int = 0
+    tcp_framing_errors: int = 0
+    tcp_connections: int = 0
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransport, local: Address) -> None:
+        self._owner = owner
+        self._local = local
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self._owner.counters.udp_received += 1
+        self._owner.deliver(data, (str(addr[0]), int(addr[1])), "udp", self._local)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the transaction layer's timers handle the loss.
+        logger.debug("UDP error on %s: %s", self._local, exc)
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, owner: SipTransport, local: Address, max_message: int) -> None:
+        self._owner = owner
+        self._local = local
+        self._framer = StreamFramer(max_message_size=max_message)
+        self._transport: asyncio.Transport | None = None
+        self._peer: Address | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self._peer = (str(peer[0]), int(peer[1]))
+        self._owner.counters.tcp_connections += 1
+        self._owner.register_connection(self._peer, self._transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert self._peer is not None and self._transport is not None
+        try:
+            messages = self._framer.feed(data)
+        except SipParseError as exc:
+            self._owner.counters.tcp_framing_errors += 1
+            logger.info("closing TCP connection from %s: %s", self._peer, exc.detail)
+            self._transport.close()
+            return
+        for message in messages:
+            self._owner.counters.tcp_received += 1
+            self._owner.deliver(message, self._peer, "tcp", self._local)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._peer is not None:
+            self._owner.forget_connection(self._peer)
+
+
+@dataclass(slots=True)
+class SipTransport:
+    """All SIP sockets of one node; ``deliver`` hands every message to the core."""
+
+    receiver: Receiver
+    max_message: int = 16384
+    counters: TransportCounters = field(default_factory=TransportCounters)
+    _udp: dict[Address, asyncio.DatagramTransport] = field(default_factory=dict)
+    _udp_by_family: dict[int, asyncio.DatagramTransport] = field(default_factory=dict)
+    _servers: list[asyncio.Server] = field(default_factory=list)
+    _connections: dict[Address, asyncio.Transport] = field(default_factory=dict)
+    _local_tcp: dict[int, Address] = field(default_factory=dict)
+
+    def deliver(
+        self, data: bytes, source: Address, transport: TransportName, local: Address
+    ) -> None:
+        try:
+            self.receiver(data, source, transport, local)
+        except Exception:
+            # The core must never raise; if it does, the message is lost but the server lives on.
+            logger.exception("SIP core failed on a message from %s/%s", source, transport)
+
+    async def listen_udp(self, host: str, port: int) -> Address:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Call setups arrive in bursts faster than one loop turn: a larger buffer avoids drops.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        sock.bind((host, port))
+        sock.setblocking(False)
+        bound = sock.getsockname()
+        local: Address = (str(bound[0]), int(bound[1]))
+        udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self, local), sock=sock)
+        self._udp[local] = udp
+        self._udp_by_family.setdefault(family, udp)
+        return local
+
+    async def listen_tcp(self, host: str, port: int) -> Address:
+        loop = asyncio.get_running_loop()
+        holder: list[Address] = []
+
+        def factory() -> _TcpProtocol:
+            return _TcpProtocol(self, holder[0], self.max_message)
+
+        server = await loop.create_server(factory, host=host, port=port, reuse_address=True)
+        bound = server.sockets[0].getsockname()
+        local: Address = (str(bound[0]), int(bound[1]))
+        holder.append(local)
+        self._servers.append(server)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._local_tcp.setdefault(family, local)
+        return local
+
+    def register_connection(self, peer: Address, transport: asyncio.Transport) -> None:
+        self._connections[peer] = transport
+
+    def forget_connection(self, peer: Address) -> None:
+        self._connections.pop(peer, None)
+
+    def send(self, data: bytes, destination: Address, transport: TransportName) -> None:
+        """Send one message; failures are counted and left to the transaction timers."""
+        try:
+            if transport == "udp":
+                family = socket.AF_INET6 if ":" in destination[0] else socket.AF_INET
+                udp = self._udp_by_family.get(family)
+                if udp is None:
+                    raise OSError(f"no UDP socket for {destination[0]}")
+                udp.sendto(data, destination)
+            else:
+                connection = self._connections.get(destination)
+                if connection is None or connection.is_closing():
+                    asyncio.get_running_loop().create_task(
+                        self._connect_and_send(data, destination)
+                    )
+                    return
+                connection.write(data)
+            self.counters.sent += 1
+        except OSError as exc:
+            self.counters.send_errors += 1
+            logger.debug("send to %s/%s failed: %s", destination, transport, exc)
+
+    async def _connect_and_send(self, data: bytes, destination: Address) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in destination[0] else socket.AF_INET
+        local = self._local_tcp.get(family, ("0.0.0.0", 0))
+        try:
+            connection, _ = await loop.create_connection(
+                lambda: _TcpProtocol(self, local, self.max_message),
+                host=destination[0],
+                port=destination[1],
+            )
+        except OSError as exc:
+            self.counters.send_errors += 1
+            logger.debug("TCP connect to %s failed: %s", destination, exc)
+            return
+        connection.write(data)
+        self.counters.sent += 1
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for connection in list(self._connections.values()):
+            connection.close()
+        for udp in self._udp.values():
+            udp.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._servers.clear()
+        self._udp.clear()
+        self._udp_by_family.clear()
+        self._connections.clear()
