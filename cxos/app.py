@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from config.loader import Configuration, load_configuration
 from config.source import ConfigError
+from cxos.bus import DomainEvent, EventBus
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +47,13 @@ class Application:
     configuration: Configuration
     components: list[Component] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    bus: EventBus = field(default_factory=lambda: EventBus(clock=time.time))
 
-    def publish(self, event: object) -> None:
+    def publish(self, event: DomainEvent) -> None:
         """Every domain event of every layer passes here on its way to the event bus."""
+        published = self.bus.publish(event)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("event %s", event)
+            logger.debug("event #%d %s", published.seq, event)
 
     async def start(self) -> None:
         for factory in _component_factories():
@@ -69,6 +73,7 @@ class Application:
             else:
                 logger.info("stopped %s", component.name)
         self.components.clear()
+        self.bus.close()
 
     def reload(self) -> bool:
         """Validate the configuration directory again and swap it in; keep the old one on error."""
@@ -89,7 +94,11 @@ def _component_factories() -> list[ComponentFactory]:
     from telephony.service import TelephonyService
 
     def telephony(app: Application) -> Component:
-        return TelephonyService(app.configuration, publish=app.publish)
+        # Telephony types its sink loosely (it cannot import the bus); every event it emits
+        # follows the event convention, which the bus checks on publish.
+        return TelephonyService(
+            app.configuration, publish=lambda event: app.publish(cast(DomainEvent, event))
+        )
 
     return [telephony]
 
