@@ -1,0 +1,37 @@
+"""An agent's live state inside the engine: state, current call, counters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from acd.agent_state import AgentState
+from acd.model import AgentProfile
+from acd.waiting import WaitClass
+
+
+@dataclass(slots=True, eq=False)
+class AgentRuntime:
+    profile: AgentProfile
+    roster_rank: int  # position in the configured roster: the default fixed order
+    state: AgentState = AgentState.LOGGED_OUT
+    since: float = 0.0
+    reason: str = ""
+    call_id: str | None = None  # offered or connected call
+    queue_id: str | None = None
+    answered_at: float | None = None
+    wrap_up_until: float | None = None
+    pending_pause: str | None = None  # asked for during a call: applied when it ends
+    pending_logout: bool = False
+    failures: int = 0  # consecutive failed offers that count toward auto-pause
+    calls_answered: int = 0
+    talk_time: float = 0.0
+    classes: tuple[WaitClass, ...] | None = None  # wait classes this agent qualifies for
+
+    @property
+    def agent_id(self) -> str:
+        return self.profile.agent_id
+
+    @property
+    def skills(self) -> Mapping[str, int]:
+        return self.profile.skills

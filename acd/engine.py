@@ -1,0 +1,508 @@
+"""The ACD engine: skills-based queuing of callers to agents, sans-IO.
+
+Every input is a method taking ``now`` (monotonic seconds) and returning the resulting actions
+(:mod:`acd.actions`, for the layer that owns calls) and events (:mod:`acd.events`, for the bus), in
+the order they happened. ``next_timer()`` says when ``on_timer(now)`` is due next.
+
+Reports from the telephony side may race with the engine's own decisions (an answer crossing an
+expired lease, a hang-up crossing an answer); the engine answers a stale report with nothing, or
+with a :class:`~acd.actions.CancelOffer` for an answer that came too late. Commands that name an
+unknown agent or call, and agent moves the state machine forbids, raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Literal
+
+from acd.actions import CancelOffer, CancelReason, DialCallback, RouteCall
+from acd.agent_state import OFFER_STATES, AgentState, AgentTrigger, IllegalTransitionError
+from acd.agents import AgentRuntime
+from acd.core import Output, UnknownCallError
+from acd.events import (
+    AgentAnswered,
+    CallbackAttempted,
+    CallbackCompleted,
+    CallbackFailed,
+    CallbackRequested,
+    QueueJoined,
+    QueueJoinRejected,
+    QueuePriorityChanged,
+)
+from acd.model import OfferFailure
+from acd.timers import TimerKind, elapsed
+from acd.timers_dispatch import TimerHandlers
+from acd.waiting import CallStatus, QueueRuntime, WaitingCall
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AcdEngine", "Output", "UnknownCallError"]
+
+CUSTOMER_KEY = "customer_id"  # routing attribute naming the customer, for "last agent" routing
+
+
+class AcdEngine(TimerHandlers):
+    """Construct with ``AcdEngine(queues, agents, rng=random.Random(seed), settings=...)``."""
+
+    # Callers ------------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        call_id: str,
+        queue_id: str,
+        now: float,
+        *,
+        priority: int = 0,
+        attributes: Mapping[str, str] | None = None,
+        preferred_agent: str | None = None,
+    ) -> list[Output]:
+        """A caller arrives in ``queue_id``; routed at once if an agent may take them."""
+        if call_id in self.calls:
+            raise ValueError(f"call {call_id!r} is already queued")
+        runtime = self._queue(queue_id)
+        config = runtime.config
+        attributes = dict(attributes or {})
+        reject: Literal["full", "empty"] | None = None
+        if config.max_length is not None and len(runtime.entries) >= config.max_length:
+            reject = "full"
+        elif not config.joinempty and runtime.classes[0].staffed == 0:
+            reject = "empty"
+        if reject is not None:
+            self._out.append(QueueJoinRejected(call_id=call_id, queue_id=queue_id, reason=reject))
+            self._out.append(
+                RouteCall(
+                    call_id=call_id,
+                    queue_id=queue_id,
+                    reason=reject,
+                    destination=config.exit_destination,
+                )
+            )
+            return self._flush()
+        seq = self._next_seq()
+        call = WaitingCall(
+            call_id=call_id,
+            queue_id=queue_id,
+            priority=priority,
+            attributes=attributes,
+            anchor=now,
+            joined_at=now,
+            seq=seq,
+            wait_class=runtime.classes[0],
+            rank=runtime.rank_of(priority, now),
+        )
+        if preferred_agent is None and CUSTOMER_KEY in attributes:
+            preferred_agent = self.last_agent.get(attributes[CUSTOMER_KEY])
+        if preferred_agent is not None and preferred_agent not in self.agents:
+            logger.info("call %s: preferred agent %r is unknown", call_id, preferred_agent)
+            preferred_agent = None
+        call.preferred_agent = preferred_agent
+        self.calls[call_id] = call
+        runtime.entries[call_id] = call
+        self._out.append(
+            QueueJoined(
+                call_id=call_id,
+                queue_id=queue_id,
+                priority=priority,
+                position=runtime.position(call),
+            )
+        )
+        self._arm_call_timers(call, now)
+        if preferred_agent is not None:
+            agent = self.agents[preferred_agent]
+            if config.sticky_wait > 0 and agent.state is not AgentState.LOGGED_OUT:
+                call.sticky_until = now + config.sticky_wait
+                self.router.sticky.setdefault(preferred_agent, {})[call_id] = call
+                self.timers.set(TimerKind.STICKY, call_id, call.sticky_until)
+            elif agent.state is AgentState.AVAILABLE:
+                self._offer(call, [preferred_agent], now)
+                return self._flush()
+        self._route_call(call, now)
+        return self._flush()
+
+    def caller_abandoned(self, call_id: str, now: float) -> list[Output]:
+        """The caller hung up while waiting (or while an agent was being rung)."""
+        call = self.calls.get(call_id)
+        if call is None or call.status is CallStatus.DIALING:
+            logger.debug("abandon of call %s that is not waiting", call_id)
+            return []
+        freed = self._withdraw_all(call, now, "abandoned")
+        if call.is_callback:
+            self._out.append(
+                CallbackFailed(
+                    call_id=call_id,
+                    queue_id=call.queue_id,
+                    attempts=call.callback_attempts,
+                    final=True,
+                )
+            )
+        else:
+            self._leave_queue(call, "abandoned", now)
+        self._forget(call)
+        for agent in freed:
+            self._route_agent(agent, now)
+        return self._flush()
+
+    def set_priority(self, call_id: str, priority: int, now: float) -> list[Output]:
+        """Change a waiting caller's priority; the new order applies to the next decision."""
+        call = self._waiting(call_id)
+        runtime = self.queues[call.queue_id]
+        previous = call.priority
+        call.priority = priority
+        call.rank = runtime.rank_of(priority, call.anchor)
+        if call.pooled:
+            call.wait_class.push(call)  # re-keyed; the old heap entry is now stale
+        self._out.append(
+            QueuePriorityChanged(
+                call_id=call_id, queue_id=call.queue_id, previous=previous, priority=priority
+            )
+        )
+        self._route_call(call, now)
+        return self._flush()
+
+    def move_call(self, call_id: str, queue_id: str, now: float) -> list[Output]:
+        """Move a waiting caller to another queue; their arrival time keeps their place."""
+        call = self._waiting(call_id)
+        target = self._queue(queue_id)
+        if queue_id == call.queue_id:
+            raise ValueError(f"call {call_id!r} is already in queue {queue_id!r}")
+        freed = self._withdraw_all(call, now, "withdrawn")
+        if not call.is_callback:
+            self._leave_queue(call, "moved", now)
+        self._forget(call)
+        call.queue_id = queue_id
+        call.joined_at = now
+        call.step = 0
+        call.wait_class = target.classes[0]
+        call.rank = target.rank_of(call.priority, call.anchor)
+        call.excluded.clear()
+        call.pending_exit = None
+        call.preferred_agent = None
+        self.calls[call_id] = call
+        target.entries[call_id] = call
+        if not call.is_callback:
+            self._out.append(
+                QueueJoined(
+                    call_id=call_id,
+                    queue_id=queue_id,
+                    priority=call.priority,
+                    position=target.position(call),
+                )
+            )
+        self._arm_call_timers(call, now)
+        self._route_call(call, now)
+        for agent in freed:
+            self._route_agent(agent, now)
+        return self._flush()
+
+    def request_callback(self, call_id: str, destination: str, now: float) -> list[Output]:
+        """The caller hangs up keeping their place; the ACD calls ``destination`` back."""
+        if not destination:
+            raise ValueError("callback destination is empty")
+        call = self._waiting(call_id)
+        if call.is_callback:
+            raise ValueError(f"call {call_id!r} is already a callback")
+        freed = self._withdraw_all(call, now, "withdrawn")
+        runtime = self.queues[call.queue_id]
+        self._leave_queue(call, "callback", now)
+        call.callback_destination = destination
+        call.pending_exit = None
+        self._unstick(call)
+        for kind in (TimerKind.ANNOUNCE, TimerKind.MAX_WAIT):
+            self.timers.cancel(kind, call_id)
+        self._out.append(
+            CallbackRequested(
+                call_id=call_id,
+                queue_id=call.queue_id,
+                destination=destination,
+                position=runtime.position(call),
+            )
+        )
+        self._route_call(call, now)
+        for agent in freed:
+            self._route_agent(agent, now)
+        return self._flush()
+
+    def callback_result(self, call_id: str, connected: bool, now: float) -> list[Output]:
+        """Outcome of dialling a callback customer after the agent answered."""
+        call = self.calls.get(call_id)
+        if call is None or call.status is not CallStatus.DIALING:
+            raise UnknownCallError(f"call {call_id!r} is not a callback being dialled")
+        agent = self.agents[self._dialing_agent(call)]
+        call.offers.clear()
+        runtime = self.queues[call.queue_id]
+        if connected:
+            self._out.append(
+                CallbackCompleted(
+                    call_id=call_id,
+                    queue_id=call.queue_id,
+                    agent_id=agent.agent_id,
+                    attempts=call.callback_attempts,
+                    wait_seconds=elapsed(call.joined_at, now),
+                )
+            )
+            self.calls.pop(call_id, None)
+            self._forget(call)
+            return self._flush()
+        # The agent was on the line only for the dialling: no talk time, no wrap-up.
+        self._end_call(agent, now, "callback_unanswered", talk=None)
+        final = call.callback_attempts >= runtime.config.callback_attempts
+        self._out.append(
+            CallbackFailed(
+                call_id=call_id,
+                queue_id=call.queue_id,
+                attempts=call.callback_attempts,
+                final=final,
+            )
+        )
+        if final:
+            self._forget(call)
+        else:
+            call.status = CallStatus.WAITING
+            call.held_until = now + runtime.config.callback_retry
+            runtime.entries[call_id] = call
+            self.timers.set(TimerKind.CALLBACK_RETRY, call_id, call.held_until)
+        self._route_agent(agent, now)
+        return self._flush()
+
+    # Offers -------------------------------------------------------------------------------------
+
+    def offer_ringing(self, call_id: str, agent_id: str, now: float) -> list[Output]:
+        """The agent's softphone is ringing: the lease now lasts the queue's ring timeout."""
+        agent = self._current_offer(call_id, agent_id)
+        if agent is None or agent.state is AgentState.RINGING:
+            return []
+        call = self.calls[call_id]
+        self._transition(agent, AgentTrigger.RING, now, "ringing")
+        agent.call_id, agent.queue_id = call_id, call.queue_id
+        ring_timeout = self.queues[call.queue_id].config.ring_timeout
+        self.timers.set(TimerKind.LEASE, agent_id, now + ring_timeout)
+        return self._flush()
+
+    def offer_answered(self, call_id: str, agent_id: str, now: float) -> list[Output]:
+        """The agent answered: the caller leaves the queue; other ring-all offers are cancelled."""
+        agent = self._current_offer(call_id, agent_id)
+        if agent is None:
+            return [CancelOffer(call_id=call_id, agent_id=agent_id, reason="stale")]
+        call = self.calls[call_id]
+        runtime = self.queues[call.queue_id]
+        ring_seconds = elapsed(call.offers.pop(agent_id, now), now)
+        self.timers.cancel(TimerKind.LEASE, agent_id)
+        freed = self._withdraw_all(call, now, "answered_elsewhere")
+        self._transition(agent, AgentTrigger.ANSWER, now, "answered")
+        agent.call_id, agent.queue_id = call_id, call.queue_id
+        agent.answered_at = now
+        agent.failures = 0
+        agent.calls_answered += 1
+        call.pending_exit = None
+        self._out.append(
+            AgentAnswered(
+                call_id=call_id,
+                agent_id=agent_id,
+                queue_id=call.queue_id,
+                wait_seconds=elapsed(call.joined_at, now),
+                ring_seconds=ring_seconds,
+            )
+        )
+        customer = call.attributes.get(CUSTOMER_KEY)
+        if customer is not None and self.settings.sticky_memory > 0:
+            self.last_agent[customer] = agent_id
+            self.last_agent.move_to_end(customer)
+            while len(self.last_agent) > self.settings.sticky_memory:
+                self.last_agent.popitem(last=False)
+        if call.is_callback:
+            call.status = CallStatus.DIALING
+            call.callback_attempts += 1
+            call.offers = {agent_id: now}  # remembers who is dialling
+            runtime.entries.pop(call_id, None)
+            for kind in (TimerKind.ESCALATE, TimerKind.RETRY):
+                self.timers.cancel(kind, call_id)
+            self._out.append(
+                CallbackAttempted(
+                    call_id=call_id,
+                    queue_id=call.queue_id,
+                    agent_id=agent_id,
+                    attempt=call.callback_attempts,
+                )
+            )
+            self._out.append(
+                DialCallback(
+                    call_id=call_id,
+                    agent_id=agent_id,
+                    queue_id=call.queue_id,
+                    destination=call.callback_destination or "",
+                    attempt=call.callback_attempts,
+                )
+            )
+        else:
+            self._leave_queue(call, "answered", now, agent_id=agent_id)
+            self._forget(call)
+        for other in freed:
+            self._route_agent(other, now)
+        return self._flush()
+
+    def offer_failed(
+        self, call_id: str, agent_id: str, reason: OfferFailure, now: float
+    ) -> list[Output]:
+        """The agent's phone did not take the call; it is re-offered to the next agent."""
+        agent = self._current_offer(call_id, agent_id)
+        if agent is None:
+            return []
+        self._fail_offer(agent, OfferFailure(reason), now, expired=False)
+        return self._flush()
+
+    def call_ended(self, agent_id: str, now: float) -> list[Output]:
+        """The agent's call ended: wrap-up (queue's time, or the agent's own) then available."""
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.ON_CALL:
+            raise IllegalTransitionError(agent_id, agent.state, AgentTrigger.HANG_UP)
+        call = self.calls.get(agent.call_id or "")
+        if call is not None and call.status is CallStatus.DIALING:
+            self.calls.pop(call.call_id, None)  # customer hung up before the callback connected
+            self._forget(call)
+        talk = now - (agent.answered_at if agent.answered_at is not None else now)
+        self._end_call(agent, now, "call_ended", talk=talk)
+        self._route_agent(agent, now)
+        return self._flush()
+
+    # Agents -------------------------------------------------------------------------------------
+
+    def agent_login(self, agent_id: str, now: float) -> list[Output]:
+        agent = self._agent(agent_id)
+        self._transition(agent, AgentTrigger.LOGIN, now, "login")
+        self._route_agent(agent, now)
+        return self._flush()
+
+    def agent_logout(self, agent_id: str, now: float, reason: str = "logout") -> list[Output]:
+        """Log out now, or when the current call ends."""
+        agent = self._agent(agent_id)
+        if agent.state is AgentState.ON_CALL:
+            agent.pending_logout = True
+            return []
+        self._leave_work(agent, AgentTrigger.LOGOUT, now, reason)
+        return self._flush()
+
+    def agent_pause(self, agent_id: str, reason: str, now: float) -> list[Output]:
+        """Pause now (a pending offer is withdrawn), or when the current call ends."""
+        if not reason:
+            raise ValueError("a pause needs a reason")
+        agent = self._agent(agent_id)
+        if agent.state is AgentState.ON_CALL:
+            agent.pending_pause = reason
+            return []
+        self._leave_work(agent, AgentTrigger.PAUSE, now, reason)
+        return self._flush()
+
+    def agent_unpause(self, agent_id: str, now: float) -> list[Output]:
+        agent = self._agent(agent_id)
+        if agent.pending_pause is not None and agent.state is AgentState.ON_CALL:
+            agent.pending_pause = None
+            return []
+        self._transition(agent, AgentTrigger.UNPAUSE, now, "unpause")
+        agent.failures = 0
+        self._route_agent(agent, now)
+        return self._flush()
+
+    # Queries ------------------------------------------------------------------------------------
+
+    def next_timer(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def agent_state(self, agent_id: str) -> AgentState:
+        return self._agent(agent_id).state
+
+    def agent_call(self, agent_id: str) -> str | None:
+        """The call offered to or connected with the agent."""
+        return self._agent(agent_id).call_id
+
+    def waiting(self, queue_id: str) -> tuple[str, ...]:
+        """Call ids in the queue, in the order they will be served (callbacks included)."""
+        entries = self._queue(queue_id).entries.values()
+        return tuple(c.call_id for c in sorted(entries, key=WaitingCall.order_key))
+
+    def position(self, call_id: str) -> int:
+        call = self._waiting(call_id)
+        return self.queues[call.queue_id].position(call)
+
+    def estimated_wait(self, call_id: str, now: float) -> float | None:
+        return self.router.estimated_wait(self._waiting(call_id), now)
+
+    def service_level(self, queue_id: str, now: float) -> float:
+        return self._queue(queue_id).service_level.percent(now)
+
+    def announce(self, call_id: str, now: float) -> list[Output]:
+        """Position / hold-time data for ``call_id`` now, as its periodic announcement would."""
+        self._announce(self._waiting(call_id), now)
+        return self._flush()
+
+    # Helpers ------------------------------------------------------------------------------------
+
+    def _waiting(self, call_id: str) -> WaitingCall:
+        call = self.calls.get(call_id)
+        if call is None or call.queue_id not in self.queues or call.status is CallStatus.DIALING:
+            raise UnknownCallError(f"call {call_id!r} is not waiting in a queue")
+        if call.call_id not in self.queues[call.queue_id].entries:
+            raise UnknownCallError(f"call {call_id!r} is not waiting in a queue")
+        return call
+
+    def _dialing_agent(self, call: WaitingCall) -> str:
+        return next(iter(call.offers))
+
+    def _withdraw_all(
+        self, call: WaitingCall, now: float, reason: CancelReason
+    ) -> list[AgentRuntime]:
+        """Cancel every pending offer of ``call``; the agents are available again (not routed)."""
+        freed = []
+        for agent_id in list(call.offers):
+            cancel = CancelOffer(call_id=call.call_id, agent_id=agent_id, reason=reason)
+            freed.append(self._withdraw(call, agent_id, now, f"offer_{reason}", cancel))
+        call.status = CallStatus.WAITING if call.status is CallStatus.OFFERED else call.status
+        return freed
+
+    def _leave_work(
+        self, agent: AgentRuntime, trigger: AgentTrigger, now: float, reason: str
+    ) -> None:
+        """Pause or log out now; a pending offer goes back to its caller's queue."""
+        call = self.calls.get(agent.call_id or "") if agent.state in OFFER_STATES else None
+        self.timers.cancel(TimerKind.WRAP_UP, agent.agent_id)
+        if call is not None:
+            cancel = CancelOffer(call_id=call.call_id, agent_id=agent.agent_id, reason="withdrawn")
+            self._withdraw(call, agent.agent_id, now, reason, cancel, trigger)
+            if not call.offers:
+                self._requeue(call, now)
+        else:
+            self._transition(agent, trigger, now, reason)
+        if trigger is AgentTrigger.LOGOUT:
+            agent.pending_logout = False
+        agent.pending_pause = None
+
+    def _end_call(self, agent: AgentRuntime, now: float, reason: str, talk: float | None) -> None:
+        queue_id = agent.queue_id
+        runtime = self.queues.get(queue_id or "")
+        if talk is not None:
+            agent.talk_time += talk
+            if runtime is not None:
+                runtime.talk.record(talk)
+        wrap = agent.profile.wrapuptime
+        if wrap is None:
+            wrap = runtime.config.wrapuptime if runtime is not None else 0.0
+        if talk is not None and wrap > 0:
+            self._transition(agent, AgentTrigger.HANG_UP, now, reason)
+            agent.queue_id = queue_id
+            agent.wrap_up_until = now + wrap
+            self.timers.set(TimerKind.WRAP_UP, agent.agent_id, agent.wrap_up_until)
+        elif agent.pending_logout:
+            agent.pending_logout = False
+            agent.pending_pause = None
+            self._transition(agent, AgentTrigger.HANG_UP_AND_LOGOUT, now, "logout")
+        elif agent.pending_pause is not None:
+            pause, agent.pending_pause = agent.pending_pause, None
+            self._transition(agent, AgentTrigger.HANG_UP_AND_PAUSE, now, pause)
+        else:
+            self._transition(agent, AgentTrigger.HANG_UP_NO_WRAP_UP, now, reason)
+
+    def _queue(self, queue_id: str) -> QueueRuntime:
+        try:
+            return self.queues[queue_id]
+        except KeyError:
+            raise KeyError(f"unknown queue {queue_id!r}") from None

@@ -1,0 +1,119 @@
+"""The contract every ACD store keeps. A new implementation adds itself to STORES."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from acd.store import AcdStore, AgentStatus, InProcessAcdStore, QueueEntry
+
+
+async def _in_process() -> AcdStore:
+    return InProcessAcdStore()
+
+
+# Each entry builds a fresh, empty store (a Redis one would flush a test database here).
+STORES: list[object] = [pytest.param(_in_process, id="in_process")]
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[AcdStore]:
+    factory: Callable[[], Awaitable[AcdStore]] = request.param
+    yield await factory()
+
+
+async def test_an_agent_can_be_claimed_by_only_one_call(store: AcdStore) -> None:
+    assert await store.claim_agent("a", "c1", lease_until=10.0, now=0.0)
+    assert not await store.claim_agent("a", "c2", lease_until=10.0, now=1.0)
+    claim = await store.claim_of("a", now=1.0)
+    assert claim is not None and claim.call_id == "c1"
+
+
+async def test_claiming_again_for_the_same_call_is_harmless(store: AcdStore) -> None:
+    assert await store.claim_agent("a", "c1", lease_until=10.0, now=0.0)
+    assert await store.claim_agent("a", "c1", lease_until=12.0, now=1.0)
+    claim = await store.claim_of("a", now=11.0)
+    assert claim is not None and claim.lease_until == 12.0
+
+
+async def test_an_expired_claim_frees_the_agent(store: AcdStore) -> None:
+    await store.claim_agent("a", "c1", lease_until=10.0, now=0.0)
+    assert await store.claim_of("a", now=10.0) is None
+    assert await store.claim_agent("a", "c2", lease_until=20.0, now=10.0)
+
+
+async def test_renew_and_release_only_by_the_holder(store: AcdStore) -> None:
+    await store.claim_agent("a", "c1", lease_until=10.0, now=0.0)
+    assert not await store.renew_claim("a", "c2", lease_until=30.0, now=1.0)
+    assert await store.renew_claim("a", "c1", lease_until=30.0, now=1.0)
+    assert not await store.claim_agent("a", "c2", lease_until=40.0, now=20.0)
+    assert not await store.release_agent("a", "c2")
+    assert await store.release_agent("a", "c1")
+    assert await store.claim_of("a", now=21.0) is None
+    assert not await store.renew_claim("a", "c1", lease_until=50.0, now=21.0)
+
+
+async def test_claims_on_different_agents_are_independent(store: AcdStore) -> None:
+    assert await store.claim_agent("a", "c1", lease_until=10.0, now=0.0)
+    assert await store.claim_agent("b", "c2", lease_until=10.0, now=0.0)
+
+
+async def test_concurrent_claims_have_exactly_one_winner(store: AcdStore) -> None:
+    results = await asyncio.gather(
+        *(store.claim_agent("a", f"c{n}", lease_until=10.0, now=0.0) for n in range(20))
+    )
+    assert results.count(True) == 1
+
+
+async def test_a_call_connects_to_one_agent_only(store: AcdStore) -> None:
+    results = await asyncio.gather(*(store.connect_call("c1", f"a{n}") for n in range(10)))
+    assert results.count(True) == 1
+    winner = await store.connected_agent("c1")
+    assert winner == f"a{results.index(True)}"
+    assert await store.connect_call("c1", winner)  # the winner may repeat itself
+    await store.finish_call("c1")
+    await store.finish_call("c1")
+    assert await store.connected_agent("c1") is None
+
+
+async def test_agent_status_round_trip(store: AcdStore) -> None:
+    assert await store.agent_status("a") is None
+    status = AgentStatus(agent_id="a", state="paused", reason="lunch", since=5.0)
+    await store.save_agent_status(status)
+    assert await store.agent_status("a") == status
+
+
+async def test_counters_add_atomically_and_reset(store: AcdStore) -> None:
+    await asyncio.gather(*(store.add_counter("a", "no_answer", 1) for _ in range(10)))
+    assert await store.add_counter("a", "talk_time", 12.5) == 12.5
+    assert dict(await store.counters("a")) == {"no_answer": 10, "talk_time": 12.5}
+    await store.reset_counter("a", "no_answer")
+    assert dict(await store.counters("a")) == {"talk_time": 12.5}
+    assert dict(await store.counters("nobody")) == {}
+
+
+async def test_queue_entries_come_back_in_serving_order(store: AcdStore) -> None:
+    def entry(call_id: str, rank: float, arrival: float) -> QueueEntry:
+        return QueueEntry(call_id=call_id, queue_id="q", priority=0, rank=rank, arrival=arrival)
+
+    await store.put_entry(entry("late", 0.0, 5.0))
+    await store.put_entry(entry("early", 0.0, 1.0))
+    await store.put_entry(entry("vip", -5.0, 9.0))
+    await store.put_entry(QueueEntry(call_id="x", queue_id="other", priority=0, rank=0, arrival=0))
+    assert [e.call_id for e in await store.entries("q")] == ["vip", "early", "late"]
+    await store.put_entry(entry("late", -9.0, 5.0))  # a priority change replaces the entry
+    assert [e.call_id for e in await store.entries("q")] == ["late", "vip", "early"]
+    assert await store.remove_entry("q", "vip")
+    assert not await store.remove_entry("q", "vip")
+    assert [e.call_id for e in await store.entries("q")] == ["late", "early"]
+
+
+async def test_round_robin_memory_and_customer_memory(store: AcdStore) -> None:
+    assert await store.last_offered("q") is None
+    await store.set_last_offered("q", "a3")
+    assert await store.last_offered("q") == "a3"
+    assert await store.agent_for_customer("k1") is None
+    await store.remember_agent("k1", "a7")
+    assert await store.agent_for_customer("k1") == "a7"
