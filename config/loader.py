@@ -6,6 +6,7 @@ Layout of a configuration directory (every file optional; missing ones take embe
 - ``trunks.yaml``   — ``trunks:`` list of carriers/PBXs allowed to send calls
 - ``agents.yaml``   — ``agents:`` list of agents and their softphone credentials
 - ``dialplan.yaml`` — ``numbers:`` dialled number → IVR tree or queue
+- ``ivr/*.yaml``    — ``trees:`` IVR trees (see config.ivr)
 
 All problems of all files are collected before failing, so an admin fixes them in one pass.
 """
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from config.ivr import IvrTrees, load_ivr_trees
 from config.settings import Agent, Dialplan, ServerSettings, Strict, Trunk
 from config.source import ConfigError, ConfigProblem, YamlDocument, load_yaml, validate
 
@@ -46,6 +48,8 @@ class Configuration:
     #: Names of IVR trees and queues known to this configuration (for cross-reference checks).
     ivr_trees: frozenset[str] = field(default_factory=frozenset)
     queues: frozenset[str] = field(default_factory=frozenset)
+    #: The IVR trees themselves; immutable, so a call keeps the tree it started with on reload.
+    ivr: IvrTrees = field(default_factory=lambda: IvrTrees(trees={}))
 
     def agent_by_sip_user(self, user: str) -> Agent | None:
         for agent in self.agents:
@@ -86,8 +90,20 @@ def load_configuration(directory: Path) -> Configuration:
     trunks, trunk_doc = collect.section(directory, "trunks.yaml", TrunkList, TrunkList())
     agents, agent_doc = collect.section(directory, "agents.yaml", AgentList, AgentList())
     dialplan, dialplan_doc = collect.section(directory, "dialplan.yaml", Dialplan, Dialplan())
-    ivr_trees = frozenset(_names_in(directory / "ivr", "trees", collect))
-    queues = frozenset(_names_in_file(directory / "queues.yaml", "queues", collect))
+    queues_file = directory / "queues.yaml"
+    queues = frozenset(_names_in_file(queues_file, "queues", collect))
+    skills = frozenset(skill for agent in agents.agents for skill in agent.skills)
+    try:
+        ivr = load_ivr_trees(
+            directory / "ivr",
+            # Without a queues file there is nothing to check queue names against yet.
+            queues=queues if queues_file.exists() else None,
+            skills=skills,
+        )
+    except ConfigError as exc:
+        collect.problems.extend(exc.problems)
+        ivr = IvrTrees(trees={})
+    ivr_trees = frozenset(ivr.trees)
 
     if trunk_doc is not None:
         _unique(trunks.trunks, lambda t: t.id, "trunk id", trunk_doc, "trunks", collect)
@@ -118,6 +134,7 @@ def load_configuration(directory: Path) -> Configuration:
         dialplan=dialplan,
         ivr_trees=ivr_trees,
         queues=queues,
+        ivr=ivr,
     )
 
 
@@ -137,13 +154,6 @@ def _unique(
                 document.problem((section, index), f"duplicate {what} {value!r}")
             )
         seen.add(value)
-
-
-def _names_in(folder: Path, section: str, collect: _Collector) -> Iterator[str]:
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("*.yaml")):
-        yield from _names_in_file(path, section, collect)
 
 
 def _names_in_file(path: Path, section: str, collect: _Collector) -> Iterator[str]:

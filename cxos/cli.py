@@ -29,11 +29,26 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration directory and exit")
     check.add_argument("directory", type=Path, nargs="?", default=None)
+
+    ivr = commands.add_parser("ivr", help="IVR tools")
+    ivr_commands = ivr.add_subparsers(dest="ivr_command", required=True)
+    simulate = ivr_commands.add_parser(
+        "simulate",
+        help="walk an IVR tree in the terminal (see `cxos ivr simulate --help`)",
+        add_help=False,
+    )
+    simulate.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:2] == ["ivr", "simulate"]:
+        # The simulator owns its options; hand it everything after the sub-command.
+        from ivr.simulate import main as simulate
+
+        return simulate(arguments[2:])
+    args = _parser().parse_args(arguments)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -110,3 +110,29 @@ def test_check_config_cli_prints_problems_and_fails(config_dir: Path) -> None:
     assert result.returncode == 1
     assert f"{config_dir / 'server.yaml'}:3: sip.listen.0.transport:" in result.stderr
     assert "1 problem(s)" in result.stderr
+
+
+def test_ivr_simulate_is_a_cxos_subcommand() -> None:
+    result = run_cli(
+        "ivr",
+        "simulate",
+        "main",
+        "--config",
+        str(default_config_dir()),
+        "--input",
+        "3",
+        "--at",
+        "2026-11-25T10:00",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Destination: queue billing" in result.stdout
+
+
+def test_a_broken_ivr_tree_is_reported_by_check_config(config_dir: Path) -> None:
+    (config_dir / "ivr" / "main.yaml").write_text(
+        "trees:\n  main:\n    start: hello\n    nodes:\n      hello: {type: dance}\n"
+    )
+    found = problems(config_dir)
+    assert found[0].startswith(f"{config_dir / 'ivr' / 'main.yaml'}:5: trees.main.nodes.hello.type")
+    # The numbers that lead to the broken tree are reported as well.
+    assert f"{config_dir / 'dialplan.yaml'}:3: number '100': no IVR tree named 'main'" in found

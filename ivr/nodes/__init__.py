@@ -1,0 +1,1 @@
+"""Per-node behaviour of the interpreter: asking nodes (menus, collections) and exits."""
