@@ -6,6 +6,7 @@ Layout of a configuration directory (every file optional; missing ones take embe
 - ``trunks.yaml``   — ``trunks:`` list of carriers/PBXs allowed to send calls
 - ``agents.yaml``   — ``agents:`` list of agents and their softphone credentials
 - ``dialplan.yaml`` — ``numbers:`` dialled number → IVR tree or queue
+- ``queues.yaml``   — ``queues:`` queues, ACD options, agent feature codes (see config.queues)
 - ``ivr/*.yaml``    — ``trees:`` IVR trees (see config.ivr)
 
 All problems of all files are collected before failing, so an admin fixes them in one pass.
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from config.ivr import IvrTrees, load_ivr_trees
+from config.queues import QueueFile, load_queues
 from config.settings import Agent, Dialplan, ServerSettings, Strict, Trunk
 from config.source import ConfigError, ConfigProblem, YamlDocument, load_yaml, validate
 
@@ -50,6 +52,8 @@ class Configuration:
     queues: frozenset[str] = field(default_factory=frozenset)
     #: The IVR trees themselves; immutable, so a call keeps the tree it started with on reload.
     ivr: IvrTrees = field(default_factory=lambda: IvrTrees(trees={}))
+    #: Queues, ACD options and agent feature codes from ``queues.yaml``.
+    queue_file: QueueFile = field(default_factory=QueueFile)
 
     def agent_by_sip_user(self, user: str) -> Agent | None:
         for agent in self.agents:
@@ -91,7 +95,16 @@ def load_configuration(directory: Path) -> Configuration:
     agents, agent_doc = collect.section(directory, "agents.yaml", AgentList, AgentList())
     dialplan, dialplan_doc = collect.section(directory, "dialplan.yaml", Dialplan, Dialplan())
     queues_file = directory / "queues.yaml"
-    queues = frozenset(_names_in_file(queues_file, "queues", collect))
+    queue_file = QueueFile()
+    if queues_file.exists():
+        try:
+            queue_file = load_queues(queues_file, agents.agents if agent_doc is not None else None)
+        except ConfigError as exc:
+            collect.problems.extend(exc.problems)
+    # Names even from a file that failed validation, so references to its queues are still checked.
+    queues = frozenset(queue_file.queues) or frozenset(
+        _names_in_file(queues_file, "queues", collect, report=False)
+    )
     skills = frozenset(skill for agent in agents.agents for skill in agent.skills)
     try:
         ivr = load_ivr_trees(
@@ -135,6 +148,7 @@ def load_configuration(directory: Path) -> Configuration:
         ivr_trees=ivr_trees,
         queues=queues,
         ivr=ivr,
+        queue_file=queue_file,
     )
 
 
@@ -156,20 +170,25 @@ def _unique(
         seen.add(value)
 
 
-def _names_in_file(path: Path, section: str, collect: _Collector) -> Iterator[str]:
+def _names_in_file(
+    path: Path, section: str, collect: _Collector, *, report: bool = True
+) -> Iterator[str]:
     """Ids of the items listed under ``section`` (a mapping of id → definition)."""
     if not path.exists():
         return
     try:
         document = load_yaml(path)
     except ConfigError as exc:
-        collect.problems.extend(exc.problems)
+        if report:
+            collect.problems.extend(exc.problems)
         return
     data = document.data
     entries = data.get(section) if isinstance(data, dict) else None
     if entries is None:
         return
     if not isinstance(entries, dict):
+        if not report:
+            return
         collect.problems.append(
             document.problem((section,), f"'{section}' must be a mapping of id to definition")
         )

@@ -2,7 +2,11 @@
 
 The sans-IO `SipCore` does the protocol; this service feeds it bytes and time, transmits what it
 produces, arms a single ``call_at`` for its next deadline (aioquic's shape) and answers inbound
-calls with a media endpoint from the RTP port range.
+calls with a media leg from the RTP port range, run by the worker's media engine.
+
+Upper layers (IVR, ACD) get each answered call's `MediaCall` through `call_handler`, run as a
+task once the caller's ACK confirms the call; media events are published with the others. A call
+whose media stops for longer than the media timeout is hung up (a dead peer sends no BYE).
 """
 
 from __future__ import annotations
@@ -12,14 +16,25 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from config.loader import Configuration
-from telephony.events import CallEnded
-from telephony.media_endpoint import MediaEndpoint
+from telephony.events import CallAnswered, CallEnded
+from telephony.media.calls import MediaCall
+from telephony.media.events import MediaTimeout
+from telephony.media.runner import MediaRunner
+from telephony.rtp.audio import PromptCache
+from telephony.rtp.g711 import Law
 from telephony.rtp.ports import RtpPortAllocator
-from telephony.sdp import SdpError, SdpNegotiationError, SdpSession, answer_offer, parse_sdp
+from telephony.sdp import (
+    SdpError,
+    SdpNegotiationError,
+    SdpSession,
+    SessionDescription,
+    answer_offer,
+    parse_sdp,
+)
 from telephony.sip.core import CoreSettings, IncomingCall, SipCore
 from telephony.sip.digest import Algorithm, StoredSecret
 from telephony.sip.guard import GuardSettings, SourceGuard
@@ -32,11 +47,15 @@ logger = logging.getLogger(__name__)
 
 #: Where the events of this layer go (the application's event bus).
 EventSink = Callable[[object], None]
+#: What runs an answered call (the IVR, later): given its media, returns when done with it.
+CallHandler = Callable[[MediaCall], Awaitable[None]]
+#: RTP port pairs tried per call before it is refused with 503.
+_BIND_ATTEMPTS = 64
 
 
 @dataclass(slots=True)
 class _Media:
-    endpoint: MediaEndpoint
+    call: MediaCall
     port: int
 
 
@@ -51,6 +70,9 @@ class TelephonyService:
     core: SipCore = field(init=False)
     transport: SipTransport = field(init=False)
     ports: RtpPortAllocator = field(init=False)
+    media: MediaRunner = field(init=False)
+    prompts: PromptCache = field(default_factory=PromptCache)
+    call_handler: CallHandler | None = None
     _timer: asyncio.TimerHandle | None = None
     _timer_at: float | None = None
     _media: dict[str, _Media] = field(default_factory=dict)
@@ -58,6 +80,7 @@ class TelephonyService:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _rng: random.Random = field(default_factory=random.Random)
     _secrets: dict[str, StoredSecret] = field(default_factory=dict)
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         server = self.configuration.server
@@ -101,6 +124,7 @@ class TelephonyService:
         )
         self.transport = SipTransport(self._on_message, max_message=server.sip.max_message_bytes)
         self.ports = RtpPortAllocator(first_port=server.rtp.port_min, last_port=server.rtp.port_max)
+        self.media = MediaRunner(publish=self._on_media_event, clock=self.clock)
         self._idle.set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -132,8 +156,11 @@ class TelephonyService:
                 )
         if self._timer is not None:
             self._timer.cancel()
+        for task in list(self._handlers):
+            task.cancel()
+        await self.media.close()
         for media in self._media.values():
-            media.endpoint.close()
+            self.ports.release(media.port)
         self._media.clear()
         await self.transport.close()
 
@@ -170,6 +197,8 @@ class TelephonyService:
                 continue
             if isinstance(event, CallEnded):
                 self._release(event.call_id)
+            elif isinstance(event, CallAnswered):
+                self._start_handler(event.call_id)
             self.publish(event)
         if events:
             # Acting on events may have produced more output (answers, BYEs).
@@ -226,55 +255,110 @@ class TelephonyService:
             return
         try:
             offer = parse_sdp(call.offer)
-            port = self.ports.allocate()
+            # Negotiate once before taking ports: a call we cannot serve costs no socket.
+            answer_offer(offer, leg.local_host, 0, session=SdpSession(session_id=0, address="::"))
+        except SdpNegotiationError as exc:
+            logger.info("call %s: %s", call.call_id, exc)
+            self.core.reject(call.call_id, 488, now)
+            self._flush()
+            return
         except SdpError as exc:
             logger.info("call %s: unusable SDP offer: %s", call.call_id, exc)
             self.core.reject(call.call_id, 400, now, "Bad SDP")
             self._flush()
             return
-        except RuntimeError:
-            logger.warning("call %s: no RTP port left in the configured range", call.call_id)
-            self.core.reject(call.call_id, 503, now)
-            self._flush()
-            return
-        local_host = leg.local_host
-        try:
-            answer, negotiated = answer_offer(
-                offer,
-                local_host,
-                port,
-                session=SdpSession(session_id=self._rng.getrandbits(31), address=local_host),
-            )
-        except SdpNegotiationError as exc:
-            self.ports.release(port)
-            logger.info("call %s: %s", call.call_id, exc)
-            self.core.reject(call.call_id, 488, now)
-            self._flush()
-            return
-        endpoint = MediaEndpoint(local=(local_host, port), negotiated=negotiated)
         asyncio.get_running_loop().create_task(
-            self._open_and_answer(call.call_id, endpoint, port, answer.to_bytes())
+            self._open_and_answer(call.call_id, offer, leg.local_host)
         )
 
-    async def _open_and_answer(
-        self, call_id: str, endpoint: MediaEndpoint, port: int, sdp: bytes
-    ) -> None:
-        try:
-            await endpoint.open()
-        except OSError as exc:
-            logger.warning("call %s: cannot open RTP port %d: %s", call_id, port, exc)
-            self.ports.release(port)
-            self.core.reject(call_id, 503, self.clock())
+    async def _open_and_answer(self, call_id: str, offer: SessionDescription, host: str) -> None:
+        # A port of the range may be taken by another program: hand it back (it goes to the end
+        # of the line) and try the next one, a bounded number of times.
+        for _ in range(_BIND_ATTEMPTS):
+            try:
+                port = self.ports.allocate()
+            except RuntimeError:
+                logger.warning("call %s: no RTP port left in the configured range", call_id)
+                break
+            answer, negotiated = answer_offer(
+                offer,
+                host,
+                port,
+                session=SdpSession(session_id=self._rng.getrandbits(31), address=host),
+            )
+            law = Law.ALAW if negotiated.codec.name.upper() == "PCMA" else Law.ULAW
+            try:
+                await self.media.open_leg(
+                    call_id,
+                    local=(host, port),
+                    law=law,
+                    payload_type=negotiated.codec.payload_type,
+                    event_payload_type=negotiated.telephone_event,
+                    remote=(negotiated.remote_address, negotiated.remote_port),
+                )
+            except OSError as exc:
+                self.ports.release(port)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("call %s: RTP port %d unavailable: %s", call_id, port, exc)
+                continue
+            leg = self.core.leg(call_id)
+            if leg is None or leg.ended_at is not None:
+                self.media.close_leg(call_id)
+                self.ports.release(port)
+                return
+            call = MediaCall(
+                self.media,
+                call_id,
+                law=law,
+                prompts=self.prompts,
+                hangup=lambda: self.hangup(call_id),
+            )
+            self._media[call_id] = _Media(call, port)
+            self.core.answer(call_id, answer.to_bytes(), self.clock())
             self._flush()
             return
+        else:
+            logger.warning("call %s: could not bind an RTP port pair", call_id)
         leg = self.core.leg(call_id)
-        if leg is None or leg.ended_at is not None:
-            endpoint.close()
-            self.ports.release(port)
-            return
-        self._media[call_id] = _Media(endpoint, port)
-        self.core.answer(call_id, sdp, self.clock())
+        if leg is not None and leg.ended_at is None:
+            self.core.reject(call_id, 503, self.clock())
+            self._flush()
+
+    def media_call(self, call_id: str) -> MediaCall | None:
+        """The media of a call in progress (answered by this node), or None."""
+        media = self._media.get(call_id)
+        return media.call if media is not None else None
+
+    def hangup(self, call_id: str) -> None:
+        """End a call from the server side (BYE once answered)."""
+        self.core.hangup(call_id, self.clock())
         self._flush()
+
+    def _start_handler(self, call_id: str) -> None:
+        media = self._media.get(call_id)
+        if self.call_handler is None or media is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._run_handler(media.call))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _run_handler(self, call: MediaCall) -> None:
+        assert self.call_handler is not None
+        try:
+            await self.call_handler(call)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("call %s: call handler failed; hanging up", call.call_id)
+            call.hangup()
+
+    def _on_media_event(self, event: object) -> None:
+        if isinstance(event, MediaTimeout):
+            logger.info(
+                "call %s: no media for %.0f s, hanging up", event.call_id, event.silent_seconds
+            )
+            self.hangup(event.call_id)
+        self.publish(event)
 
     def _release(self, call_id: str) -> None:
         handle = self._pending.pop(call_id, None)
@@ -282,7 +366,7 @@ class TelephonyService:
             handle.cancel()
         media = self._media.pop(call_id, None)
         if media is not None:
-            media.endpoint.close()
+            self.media.close_leg(call_id)
             self.ports.release(media.port)
 
 

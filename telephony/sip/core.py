@@ -15,13 +15,26 @@ from dataclasses import dataclass, field
 
 from config.settings import Dialplan
 from telephony.events import CallAnswered, CallEnded, CallRejected, CallStarted, HangupParty
-from telephony.sip.checks import ALLOW, SUPPORTED_OPTIONS, inspect_request
+from telephony.sip.checks import (
+    ALLOW,
+    SUPPORTED_OPTIONS,
+    drop_foreign_credentials,
+    inspect_request,
+)
+from telephony.sip.core_types import CoreCounters, CoreSettings, IncomingCall
+from telephony.sip.dialog_checks import MergedRequestDetector
 from telephony.sip.errors import SipParseError
 from telephony.sip.guard import GuardVerdict, SourceGuard
-from telephony.sip.headers import Via
 from telephony.sip.inbound import InboundLeg, LegInput, LegState
+from telephony.sip.malformed import (
+    check_stream_framing,
+    refusal,
+    salvage_request,
+    stamp_received,
+)
 from telephony.sip.message import SipRequest, build_response, parse_message
 from telephony.sip.registrar import Registrar
+from telephony.sip.timers import is_reliable
 from telephony.sip.transaction import TransactionLayer
 from telephony.sip.transaction_types import (
     AckReceived,
@@ -37,40 +50,15 @@ from telephony.sip.transaction_types import (
 from telephony.sip.uri import NameAddr, SipUri
 from telephony.trunks import TrunkTable
 
+__all__ = ["CoreCounters", "CoreSettings", "IncomingCall", "SipCore"]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IncomingCall:
-    """A new inbound call the layer above must ring, answer or reject."""
-
-    call_id: str
-    did: str
-    trunk_id: str
-    offer: bytes
-    entry_ivr: str | None
-    entry_queue: str | None
-    answer_after: float
-
-
-@dataclass(slots=True)
-class CoreCounters:
-    malformed_dropped: int = 0
-    malformed_answered: int = 0
-    forbidden: int = 0
-    rate_limited: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CoreSettings:
-    user_agent: str = "CXOS"
-    max_message_bytes: int = 16384
-    #: Host to put in Contact when the socket address is not what peers should use (NAT).
-    public_address: str | None = None
 
 
 @dataclass(slots=True)
 class SipCore:
+    """The transaction user of one node: requests in, answers and call events out."""
+
     settings: CoreSettings
     transactions: TransactionLayer
     trunks: TrunkTable
@@ -79,6 +67,8 @@ class SipCore:
     guard: SourceGuard
     new_id: Callable[[], str] = field(default=lambda: secrets.token_hex(8))
     counters: CoreCounters = field(default_factory=CoreCounters)
+    #: Out-of-dialog requests of the last 64*T1, to answer merged copies 482 (§8.2.2.2).
+    merged_requests: MergedRequestDetector = field(default_factory=MergedRequestDetector)
     accepting_calls: bool = True
     _legs: dict[str, InboundLeg] = field(default_factory=dict)
     _by_dialog: dict[tuple[str, str], InboundLeg] = field(default_factory=dict)
@@ -90,25 +80,27 @@ class SipCore:
     def receive(
         self, data: bytes, source: Address, transport: str, local: Address, now: float
     ) -> None:
-        """One datagram or framed stream message from ``source``."""
+        """One datagram or framed stream message from ``source``.
+
+        Never raises for anything a peer can send: what does not parse is answered when it can
+        be (see `telephony.sip.malformed`) and otherwise dropped and counted.
+        """
         try:
             message = parse_message(data, max_message_size=self.settings.max_message_bytes)
+            if is_reliable(transport):
+                check_stream_framing(message)
         except SipParseError as exc:
-            self._answer_malformed(exc, source, transport)
+            self._refuse(exc, data, source, transport, now)
             return
         if isinstance(message, SipRequest):
-            if self.guard.check(source[0], message.method, now) is not GuardVerdict.ALLOW:
-                # Dropped unanswered: a flood or a blocked source gets no reply to reflect or
-                # learn from, and a real client's retransmissions get through once the bucket
-                # refills (see SourceGuard).
-                self.counters.rate_limited += 1
+            if not self._admit(message, source, now):
                 return
-            self._stamp_received(message, source)
+            stamp_received(message, source)
         try:
             events = self.transactions.receive(message, source, transport, now)
         except SipParseError as exc:
             # A header the transaction layer needed (Via, CSeq) is unusable.
-            self._answer_malformed(exc, source, transport)
+            self._refuse(exc, data, source, transport, now)
             return
         self._handle(events, local, now)
 
@@ -194,7 +186,8 @@ class SipCore:
         request = event.request
         to_tag = request.to.tag
         reply_tag = to_tag or self.new_id()
-        problem = inspect_request(request, to_tag=reply_tag)
+        merged = self.merged_requests.check(request, event.transaction, now) is not None
+        problem = inspect_request(request, to_tag=reply_tag, merged=merged)
         if problem is not None:
             self.transactions.send_response(event.transaction, problem, now)
             return
@@ -213,6 +206,7 @@ class SipCore:
             self._reply(event, 481, now, to_tag=reply_tag)
 
     def _on_register(self, event: RequestReceived, now: float) -> None:
+        drop_foreign_credentials(event.request)
         response = self.registrar.handle_register(event.request, event.source, event.transport, now)
         self.transactions.send_response(event.transaction, response, now)
         self._events.extend(self.registrar.take_events())
@@ -320,11 +314,14 @@ class SipCore:
             # §14.2: an offer while ours is unanswered, or before the ACK.
             self._reply(event, 491, now)
             return
-        extra = [("Contact", leg.local_contact), ("Content-Type", "application/sdp")]
-        response = build_response(event.request, 200, headers=extra)
-        response.body = leg.local_sdp if event.request.body else b""
-        if not response.body:
-            response.headers.remove("Content-Type")
+        extra = [("Contact", leg.local_contact)]
+        # RFC 3264 §8 / RFC 3261 §14.2: an offer gets our unchanged answer, and a re-INVITE
+        # without one gets our session as the offer; an UPDATE without an offer gets no body.
+        body = leg.local_sdp if event.request.body or event.request.method == "INVITE" else b""
+        if body:
+            extra.append(("Content-Type", "application/sdp"))
+        response = build_response(event.request, 200, headers=[*extra, *self._server_header()])
+        response.body = body
         self.transactions.send_response(event.transaction, response, now)
 
     def _on_ack(self, event: AckReceived, now: float) -> None:
@@ -363,24 +360,10 @@ class SipCore:
     # ------------------------------------------------------------------ helpers
 
     def _send_bye(self, leg: InboundLeg, now: float) -> None:
-        """BYE inside the dialog (§15.1.1) built as §12.2.1.1 says: our tag in From, theirs in To,
-        the remote target as Request-URI, the route set as Route."""
-        request = SipRequest(method="BYE", uri=leg.remote_target)
-        headers = request.headers
-        headers.add("Max-Forwards", "70")
-        headers.add("From", _with_tag(leg.local_uri_header, leg.local_tag))
-        headers.add("To", leg.remote_uri_header)
-        headers.add("Call-ID", leg.sip_call_id)
-        headers.add("CSeq", f"{leg.next_local_cseq()} BYE")
-        # The UAS uses the route set in the order received in Record-Route (§12.1.1).
-        for route in leg.route_set:
-            headers.add("Route", route)
-        for name, value in self._user_agent_header():
-            headers.add(name, value)
         # Sent back where the caller's INVITE came from: symmetric signalling works through NAT
         # even when the Contact holds a private address (RFC 3581's reasoning).
         self.transactions.send_request(
-            request,
+            leg.bye_request(self._user_agent_header()),
             destination=leg.source,
             transport=leg.transport,
             now=now,
@@ -477,48 +460,35 @@ class SipCore:
         suffix = ";transport=tcp" if transport == "tcp" else ""
         return f"<{uri}{suffix}>"
 
-    def _stamp_received(self, request: SipRequest, source: Address) -> None:
-        """RFC 3261 §18.2.1 and RFC 3581 §4: note where the request really came from in its Via,
-        so responses find a caller behind NAT."""
-        vias = request.headers.get_all("Via")
-        if not vias:
-            return
-        try:
-            top = Via.parse(vias[0])
-        except SipParseError:
-            return
-        params: dict[str, str | None] = {}
-        if top.host.strip("[]") != source[0]:
-            params["received"] = source[0]
-        if top.has_rport:
-            params["received"] = source[0]
-            params["rport"] = str(source[1])
-        if params:
-            request.headers.remove("Via")
-            request.headers.add("Via", str(top.with_params(params)))
-            for value in vias[1:]:
-                request.headers.add("Via", value)
+    def _admit(self, request: SipRequest, source: Address, now: float) -> bool:
+        if self.guard.check(source[0], request.method, now) is GuardVerdict.ALLOW:
+            return True
+        # Dropped unanswered: a flood or a blocked source gets no reply to reflect or learn
+        # from, and a real client's retransmissions get through once the bucket refills.
+        self.counters.rate_limited += 1
+        return False
 
-    def _answer_malformed(self, exc: SipParseError, source: Address, transport: str) -> None:
+    def _refuse(
+        self, exc: SipParseError, data: bytes, source: Address, transport: str, now: float
+    ) -> None:
         """Answer a broken request when it can be answered (§8.2, §21.4); drop anything else."""
         request = exc.request
-        if request is None or request.method == "ACK":
+        if request is None:
+            request = salvage_request(data, max_head=self.settings.max_message_bytes)
+        if request is not None and not self._admit(request, source, now):
+            return
+        transmit = None
+        if request is not None:
+            transmit = refusal(exc, request, source, transport, self.new_id())
+        if transmit is None:
             self.counters.malformed_dropped += 1
             logger.debug("dropped malformed message from %s: %s", source, exc.detail)
-            return
-        try:
-            self._stamp_received(request, source)
-            response = build_response(request, exc.status, exc.reason_phrase)
-            data = response.to_bytes()
-            destination = _response_destination(request, source, transport)
-        except SipParseError:
-            self.counters.malformed_dropped += 1
             return
         self.counters.malformed_answered += 1
         logger.debug(
             "answered malformed request from %s with %d: %s", source, exc.status, exc.detail
         )
-        self._outbox.append(Transmit(data=data, destination=destination, transport=transport))
+        self._outbox.append(transmit)
 
     def _via_host(self, leg: InboundLeg) -> str:
         contact = NameAddr.parse(leg.local_contact).uri
@@ -534,21 +504,6 @@ def _dialled_number(uri: str) -> str:
     except SipParseError:
         return ""
     return parsed.user or ""
-
-
-def _with_tag(header: str, tag: str) -> str:
-    return header if NameAddr.parse(header).tag is not None else f"{header};tag={tag}"
-
-
-def _response_destination(request: SipRequest, source: Address, transport: str) -> Address:
-    """§18.2.2 with RFC 3581: responses over UDP go back to the source address and port when
-    rport was asked for, else to received + the Via port; over TCP, back on the connection."""
-    if transport != "udp":
-        return source
-    top = request.top_via
-    if top.has_rport:
-        return source
-    return (source[0], top.port or 5060)
 
 
 def _codec_of(sdp: bytes) -> str:

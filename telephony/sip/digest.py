@@ -318,7 +318,8 @@ _NONCE = re.compile(r"([0-9a-f]{1,14})\.([0-9a-f]{1,8})\.([A-Za-z0-9_-]{24})")
 
 class DigestAuthenticator:
     """Issues challenges and checks credentials for one realm. `secret` keys the nonce HMAC: the
-    same secret on every node lets any node check any nonce."""
+    same secret on every node lets any node check any nonce. `accept_without_qop` admits RFC 2069
+    style answers (no qop, nc or cnonce) from phones that ignore the qop we offer."""
 
     def __init__(
         self,
@@ -328,6 +329,7 @@ class DigestAuthenticator:
         nonce_lifetime: float = 300.0,
         algorithms: Sequence[Algorithm] = (Algorithm.SHA256, Algorithm.MD5),
         max_tracked_nonces: int = 4096,
+        accept_without_qop: bool = False,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("the nonce secret must be at least 16 bytes")
@@ -336,6 +338,7 @@ class DigestAuthenticator:
         self.realm = realm
         self.algorithms = tuple(algorithms)
         self.nonce_lifetime = nonce_lifetime
+        self.accept_without_qop = accept_without_qop
         self._secret = secret
         self._max_tracked = max_tracked_nonces
         self._highest_nc: OrderedDict[str, int] = OrderedDict()
@@ -375,8 +378,13 @@ class DigestAuthenticator:
             return AuthResult(outcome=AuthOutcome.REJECTED, reason="algorithm not offered")
         if credentials.realm != self.realm:
             return AuthResult(outcome=AuthOutcome.REJECTED, reason="realm mismatch")
-        # RFC 3261 §22.4: we always send qop, so the client must answer with it.
-        if credentials.qop != "auth" or credentials.nc is None or credentials.cnonce is None:
+        if credentials.qop is None:
+            # RFC 3261 §22.4 item 8: we always send qop, and a client that sees it MUST answer
+            # with it; yet the server MUST support RFC 2617's compatibility with RFC 2069
+            # answers, which carry no qop. Phones that ignore qop exist (PyVoIP).
+            if not self.accept_without_qop:
+                return AuthResult(outcome=AuthOutcome.REJECTED, reason="qop=auth missing")
+        elif credentials.qop != "auth" or credentials.nc is None or credentials.cnonce is None:
             return AuthResult(outcome=AuthOutcome.REJECTED, reason="qop=auth missing")
         ha1 = None if secret is None else secret.ha1(algorithm, credentials.username, self.realm)
         expected = compute_response(
@@ -407,7 +415,10 @@ class DigestAuthenticator:
         age = now - issued / 1000
         if age > self.nonce_lifetime or age < -1.0:
             return AuthResult(outcome=AuthOutcome.STALE, reason="nonce expired")
-        if not self._count(credentials.nonce, int(credentials.nc, 16)):
+        # Without qop there is no nonce-count: such a nonce is good for one request only, which
+        # keeps the replay protection nc gives (RFC 2617 §4.5) at the cost of a new challenge.
+        count = 0 if credentials.nc is None else int(credentials.nc, 16)
+        if not self._count(credentials.nonce, count):
             return AuthResult(outcome=AuthOutcome.STALE, reason="nonce count replayed")
         return AuthResult(outcome=AuthOutcome.ACCEPTED, reason="ok")
 

@@ -76,8 +76,23 @@ _LIST_HEADERS = frozenset(
 TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
+# The key of every spelling the code itself uses (canonical, lower case, compact), looked up
+# before lower-casing: a header is looked up some twenty times per message.
+_KNOWN_KEYS = MappingProxyType(
+    {
+        **{name: name.lower() for name in _CANONICAL_NAMES},
+        **{name.lower(): name.lower() for name in _CANONICAL_NAMES},
+        **_COMPACT,
+        **{short.upper(): key for short, key in _COMPACT.items()},
+    }
+)
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower case, compact form expanded (RFC 3261 §7.3.3)."""
+    key = _KNOWN_KEYS.get(name)
+    if key is not None:
+        return key
     lower = name.lower()
     return _COMPACT.get(lower, lower)
 
@@ -134,6 +149,15 @@ def split_list(value: str) -> list[str]:
 
 def find_unquoted(text: str, chars: str, start: int = 0) -> int:
     """Index of the first of `chars` at or after `start` outside a quoted string, or -1."""
+    quote_at = text.find('"', start)
+    if quote_at < 0:
+        # Most values quote nothing: let str.find scan in C.
+        found = -1
+        for ch in chars:
+            at = text.find(ch, start)
+            if at >= 0 and (found < 0 or at < found):
+                found = at
+        return found
     in_quotes = False
     i = start
     end = len(text)
@@ -274,6 +298,13 @@ class Headers:
         """How many header lines carry `name`."""
         key = header_key(name)
         return sum(1 for fkey, _, _ in self._fields if fkey == key)
+
+    def key_counts(self) -> dict[str, int]:
+        """Header lines per lookup key (see `header_key`), in one pass over the fields."""
+        counts: dict[str, int] = {}
+        for fkey, _, _ in self._fields:
+            counts[fkey] = counts.get(fkey, 0) + 1
+        return counts
 
     def add(self, name: str, value: str) -> None:
         """Append a header line."""

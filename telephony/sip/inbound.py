@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from telephony.sip.message import SipRequest
 from telephony.sip.transaction_types import Address, ServerTransactionId
+from telephony.sip.uri import NameAddr
 
 
 class LegState(enum.Enum):
@@ -108,3 +109,24 @@ class InboundLeg:
         # §12.2.1.1: the local sequence number goes up by one for each new in-dialog request.
         self.local_cseq += 1
         return self.local_cseq
+
+    def bye_request(self, extra: list[tuple[str, str]]) -> SipRequest:
+        """Our BYE in this dialog (§15.1.1), built as §12.2.1.1 says: our tag in From, theirs
+        in To, the remote target as Request-URI, the route set as Route, the next CSeq."""
+        request = SipRequest(method="BYE", uri=self.remote_target)
+        headers = request.headers
+        headers.add("Max-Forwards", "70")
+        headers.add("From", _with_tag(self.local_uri_header, self.local_tag))
+        headers.add("To", self.remote_uri_header)
+        headers.add("Call-ID", self.sip_call_id)
+        headers.add("CSeq", f"{self.next_local_cseq()} BYE")
+        # The UAS uses the route set in the order received in Record-Route (§12.1.1).
+        for route in self.route_set:
+            headers.add("Route", route)
+        for name, value in extra:
+            headers.add(name, value)
+        return request
+
+
+def _with_tag(header: str, tag: str) -> str:
+    return header if NameAddr.parse(header).tag is not None else f"{header};tag={tag}"

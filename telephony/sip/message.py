@@ -8,14 +8,16 @@ header values as received; they are parsed on access through the properties.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from telephony.sip.errors import SipParseError, reason_phrase_for
 from telephony.sip.headers import (
     CSeq,
     Headers,
     Via,
+    header_key,
     is_token,
     parse_header_lines,
 )
@@ -69,11 +71,21 @@ KNOWN_METHODS = frozenset(
 )
 
 
+_View = TypeVar("_View", CSeq, Via, NameAddr)
+
+
 class _HeaderAccess:
-    """Typed views of the headers every SIP message carries; parsed on each access."""
+    """Typed views of the headers every SIP message carries.
+
+    A view is parsed on first access and kept with the text it came from; it is parsed again
+    only when that header's value has changed since (the views are immutable, the headers are
+    not). Every layer reads To, From, Via and CSeq several times per message, so parsing each
+    once is a large part of the per-call cost.
+    """
 
     __slots__ = ()
     headers: Headers
+    _views: dict[str, tuple[str, CSeq | Via | NameAddr]]
 
     @property
     def call_id(self) -> str:
@@ -81,7 +93,7 @@ class _HeaderAccess:
 
     @property
     def cseq(self) -> CSeq:
-        return CSeq.parse(self._required("CSeq"))
+        return self._view("CSeq", CSeq.parse)
 
     @property
     def via(self) -> list[Via]:
@@ -89,15 +101,24 @@ class _HeaderAccess:
 
     @property
     def top_via(self) -> Via:
-        return Via.parse(self._required("Via"))
+        return self._view("Via", Via.parse)
 
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(self._required("From"))
+        return self._view("From", NameAddr.parse)
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(self._required("To"))
+        return self._view("To", NameAddr.parse)
+
+    def _view(self, name: str, parse: Callable[[str], _View]) -> _View:
+        text = self._required(name)
+        cached = self._views.get(name)
+        if cached is not None and cached[0] == text:
+            return cast(_View, cached[1])
+        view = parse(text)
+        self._views[name] = (text, view)
+        return view
 
     @property
     def max_forwards(self) -> int | None:
@@ -124,6 +145,9 @@ class SipRequest(_HeaderAccess):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
+    _views: dict[str, tuple[str, CSeq | Via | NameAddr]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def to_bytes(self) -> bytes:
         """The wire form; Content-Length is set from `body` (RFC 3261 §20.14)."""
@@ -137,6 +161,9 @@ class SipResponse(_HeaderAccess):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
+    _views: dict[str, tuple[str, CSeq | Via | NameAddr]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def to_bytes(self) -> bytes:
         return _serialize(
@@ -260,11 +287,12 @@ def _parse_status_line(line: str, headers: Headers) -> SipResponse:
 
 def _check_headers(message: SipRequest | SipResponse, body: bytes) -> bytes:
     headers = message.headers
+    counts = headers.key_counts()
     for name in _MANDATORY_HEADERS:
-        if name not in headers:
+        if header_key(name) not in counts:
             raise SipParseError(f"missing mandatory {name} header")
     for name in _SINGLE_HEADERS:
-        if headers.count(name) > 1:
+        if counts.get(header_key(name), 0) > 1:
             raise SipParseError(f"more than one {name} header")
     message.top_via  # noqa: B018 - parsed for its validation
     if not message.call_id:
@@ -328,12 +356,14 @@ def build_response(
     src = request.headers
     for value in src.get_lines("Via"):
         out.add("Via", value)
+    tagged: NameAddr | None = None
     for name in ("From", "To", "Call-ID", "CSeq"):
         copied = src.get(name)
         if copied is None:
             continue
-        if name == "To" and to_tag is not None and NameAddr.parse(copied).tag is None:
+        if name == "To" and to_tag is not None and (to := request.to).tag is None:
             copied = f"{copied};tag={to_tag}"
+            tagged = to.with_tag(to_tag)
         out.add(name, copied)
     if status == 100:
         timestamp = src.get("Timestamp")
@@ -341,11 +371,21 @@ def build_response(
             out.add("Timestamp", timestamp)
     for name, value in headers:
         out.add(name, value)
-    return SipResponse(
+    response = SipResponse(
         status=status,
         reason=reason if reason is not None else reason_phrase_for(status),
         headers=out,
     )
+    # The copied headers read the same as the request's: share the views parsed already, so
+    # that the transaction layer does not parse them again.
+    for name, (text, view) in request._views.items():
+        if name != "To" or tagged is None:
+            response._views[name] = (text, view)
+    if tagged is not None:
+        to_text = out.get("To")
+        if to_text is not None:
+            response._views["To"] = (to_text, tagged)
+    return response
 
 
 class StreamFramer:

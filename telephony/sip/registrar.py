@@ -85,6 +85,15 @@ class RegistrarSettings:
     """Digest algorithms offered, most preferred first (RFC 8760 §2.4)."""
     domains: tuple[str, ...] = ()
     """Request-URI hosts we are the registrar for; empty accepts any."""
+    accept_without_qop: bool = True
+    """Accept digest answers without qop (RFC 2069 style), as RFC 3261 §22.4 item 8 requires of
+    servers; each such nonce is good for one request."""
+    md5_only_user_agents: tuple[str, ...] = ()
+    """User-Agent prefixes (case-insensitive) of phones that give up as soon as a challenge names
+    an algorithm other than MD5, even one listed after MD5 (baresip 1.0 on libre 1.1, against
+    RFC 8760 §2.4; ``("baresip",)`` covers it): they are offered the MD5 challenge alone when MD5
+    is offered at all. The choice depends only on the User-Agent, never on the user, so it tells
+    nothing about which users exist."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_expires <= self.default_expires <= self.max_expires:
@@ -166,7 +175,9 @@ class Registrar:
             secret=secret,
             nonce_lifetime=settings.nonce_lifetime,
             algorithms=settings.algorithms,
+            accept_without_qop=settings.accept_without_qop,
         )
+        self._md5_only = tuple(prefix.lower() for prefix in settings.md5_only_user_agents)
         self._tag_key = hmac.new(secret, b"registrar to-tag", hashlib.sha256).digest()
         self._bindings: dict[str, dict[tuple[object, ...], Binding]] = {}
         self._deadlines: list[tuple[float, str, tuple[object, ...]]] = []
@@ -278,7 +289,7 @@ class Registrar:
     def _authenticate(self, request: SipRequest, source: tuple[str, int], now: float) -> str:
         credentials = self._our_credentials(request)
         if credentials is None:
-            raise self._challenge(source, now, stale=False)
+            raise self._challenge(request, source, now, stale=False)
         secret = self._secret_for(credentials.username)
         result = self._auth.verify(
             credentials, method=request.method, secret=secret, source=source[0], now=now
@@ -301,10 +312,17 @@ class Registrar:
                 self._events.append(blocked)
         else:
             logger.info("REGISTER from %s challenged again: %s", source[0], result.reason)
-        raise self._challenge(source, now, stale=result.outcome is AuthOutcome.STALE)
+        raise self._challenge(request, source, now, stale=result.outcome is AuthOutcome.STALE)
 
-    def _challenge(self, source: tuple[str, int], now: float, *, stale: bool) -> _Reject:
+    def _challenge(
+        self, request: SipRequest, source: tuple[str, int], now: float, *, stale: bool
+    ) -> _Reject:
         challenges = self._auth.challenges(source=source[0], now=now, stale=stale)
+        if len(challenges) > 1 and self._md5_only:
+            user_agent = (request.headers.get("User-Agent") or "").lstrip().lower()
+            if user_agent.startswith(self._md5_only):
+                md5 = tuple(c for c in challenges if c.algorithm is Algorithm.MD5)
+                challenges = md5 or challenges
         return _Reject(401, headers=[("WWW-Authenticate", str(c)) for c in challenges])
 
     def _our_credentials(self, request: SipRequest) -> Credentials | None:

@@ -3,7 +3,10 @@
 Everything protocol-related happens in the core; this file only moves bytes. Received UDP datagrams
 are handed over whole (RFC 3261 §18.3: one message per datagram); TCP streams are cut into messages
 by Content-Length with StreamFramer. A peer that sends garbage on TCP gets its connection closed
-after the core has had the chance to answer.
+after the core has had the chance to answer: a stream that cannot be framed (RFC 3261 §18.3: a
+missing, negative or repeated Content-Length, a message over the size limit) cannot be read any
+further, so the unframeable bytes go to the core, which answers 400 or 513 when it can read
+enough of them (RFC 4475 §3.1.2.3), and the connection is then closed.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ class _TcpProtocol(asyncio.Protocol):
         self._owner = owner
         self._local = local
         self._framer = StreamFramer(max_message_size=max_message)
+        self._max_message = max_message
+        # The bytes the framer holds (an incomplete message), kept to hand them to the core if
+        # they turn out to be unframeable; bounded by the framer's own limit.
+        self._pending = b""
         self._transport: asyncio.Transport | None = None
         self._peer: Address | None = None
 
@@ -69,16 +76,40 @@ class _TcpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self._peer is not None and self._transport is not None
+        if self._transport.is_closing():
+            return
+        pending = self._pending + data if self._pending else data
         try:
             messages = self._framer.feed(data)
         except SipParseError as exc:
             self._owner.counters.tcp_framing_errors += 1
             logger.info("closing TCP connection from %s: %s", self._peer, exc.detail)
+            self._refuse_unframed(pending)
             self._transport.close()
             return
+        held = self._framer.buffered
+        self._pending = pending[len(pending) - held :] if held else b""
+        self._deliver_all(messages)
+
+    def _deliver_all(self, messages: list[bytes]) -> None:
+        assert self._peer is not None
         for message in messages:
             self._owner.counters.tcp_received += 1
             self._owner.deliver(message, self._peer, "tcp", self._local)
+
+    def _refuse_unframed(self, pending: bytes) -> None:
+        """Deliver what framed before the error, then the unframeable rest for the core to
+        answer. The framer keeps the bad message at the start of its buffer, so it is the last
+        `buffered` bytes of what it was given."""
+        assert self._peer is not None
+        cut = len(pending) - self._framer.buffered
+        if cut > 0:
+            # These bytes framed a moment ago; a fresh framer cuts them the same way.
+            with contextlib.suppress(SipParseError):
+                framer = StreamFramer(max_message_size=self._max_message)
+                self._deliver_all(framer.feed(pending[:cut]))
+        self._owner.counters.tcp_received += 1
+        self._owner.deliver(pending[cut:], self._peer, "tcp", self._local)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._peer is not None:

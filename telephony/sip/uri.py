@@ -84,7 +84,7 @@ class SipUri:
         """Parse a sip:, sips: or tel: URI; other schemes raise SipParseError 416 (§8.2.2.1)."""
         scheme, colon, rest = text.strip().partition(":")
         scheme = scheme.lower()
-        if not colon or not scheme or not all(ch in _SCHEME_CHARS for ch in scheme):
+        if not colon or not scheme or not _SCHEME_CHARS.issuperset(scheme):
             raise SipParseError(f"not a URI: {text[:60]!r}")
         if scheme in SIP_SCHEMES:
             return cls._parse_sip(scheme, rest, text)

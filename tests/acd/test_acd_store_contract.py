@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 
 from acd.store import AcdStore, AgentStatus, InProcessAcdStore, QueueEntry
+from tests.acd.acd_redis import redis_store
 
 
-async def _in_process() -> AcdStore:
-    return InProcessAcdStore()
+@asynccontextmanager
+async def _in_process() -> AsyncIterator[AcdStore]:
+    yield InProcessAcdStore()
 
 
-# Each entry builds a fresh, empty store (a Redis one would flush a test database here).
-STORES: list[object] = [pytest.param(_in_process, id="in_process")]
+# Each entry opens a fresh, empty store and cleans up after it (the Redis one works under a key
+# prefix of its own and deletes its keys at the end).
+STORES: list[object] = [
+    pytest.param(_in_process, id="in_process"),
+    pytest.param(redis_store, id="redis"),
+]
 
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[AcdStore]:
-    factory: Callable[[], Awaitable[AcdStore]] = request.param
-    yield await factory()
+    factory: Callable[[], AbstractAsyncContextManager[AcdStore]] = request.param
+    async with factory() as opened:
+        yield opened
 
 
 async def test_an_agent_can_be_claimed_by_only_one_call(store: AcdStore) -> None:

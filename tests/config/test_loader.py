@@ -78,7 +78,7 @@ def test_duplicate_agent_ids(config_dir: Path) -> None:
         "  - {id: a1, sip_user: '2001', password: x}\n"
         "  - {id: a1, sip_user: '2002', password: y}\n"
     )
-    assert problems(config_dir) == [f"{config_dir / 'agents.yaml'}:3: duplicate agent id 'a1'"]
+    assert f"{config_dir / 'agents.yaml'}:3: duplicate agent id 'a1'" in problems(config_dir)
 
 
 def test_bad_trunk_network(config_dir: Path) -> None:

@@ -1,0 +1,1 @@
+"""The media engine: per-leg RTP state, paced playout, DTMF, bridging, recording, the call API."""

@@ -1,0 +1,79 @@
+"""Bridging two legs: who relays to whom, and the per-leg state the engine keeps.
+
+A bridge is symmetric: each leg's `peer` is the other. Audio flows towards a peer (`relay_to`)
+only while neither side is on hold; a leg that is playing something gets no relayed audio (the
+engine checks that per packet, as playbacks come and go often). When the laws differ the relay
+transcodes by `bytes.translate` with the table of `telephony.rtp.g711`, on the payload only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from telephony.media.leg import MediaLeg
+from telephony.media.playout import Playback
+from telephony.media.recorder import Recording
+from telephony.media.tap import AudioTap, Pcm
+from telephony.rtp.g711 import G711Codec
+from telephony.rtp.inband import InbandDtmfDetector
+
+
+@dataclass(slots=True, eq=False)
+class LegSlot:
+    """The engine's view of one leg: the leg plus what it is doing."""
+
+    leg: MediaLeg
+    codec: G711Codec
+    playback: Playback | None = None
+    peer: LegSlot | None = None
+    held: bool = False
+    relay_to: LegSlot | None = None
+    """The bridged peer while audio flows towards it (bridged, neither side on hold)."""
+    transcode: bytes | None = None
+    """`bytes.translate` table from this leg's law to the peer's, or None when they match."""
+    taps: list[AudioTap] = field(default_factory=list)
+    recording: Recording | None = None
+    recorded_by_peer: bool = False
+    inband: InbandDtmfDetector | None = None
+    pending_pcm: deque[Pcm] = field(default_factory=deque)
+    tick_pcm: Pcm | None = None
+    sent_pcm: Pcm | None = None
+    closed: bool = False
+
+    @property
+    def decodes(self) -> bool:
+        return bool(self.taps or self.recording or self.inband is not None or self.recorded_by_peer)
+
+
+def connect(first: LegSlot, second: LegSlot) -> None:
+    """Make two unbridged legs each other's peer and start the relay both ways."""
+    first.peer, second.peer = second, first
+    first.transcode = first.codec.transcode_table(second.codec.law)
+    second.transcode = second.codec.transcode_table(first.codec.law)
+    update_relay(first)
+
+
+def disconnect(slot: LegSlot) -> LegSlot | None:
+    """Undo `connect`; returns the former peer, None if the leg was not bridged."""
+    peer = slot.peer
+    if peer is None:
+        return None
+    slot.peer = peer.peer = None
+    slot.relay_to = peer.relay_to = None
+    slot.transcode = peer.transcode = None
+    peer.recorded_by_peer = slot.recorded_by_peer = False
+    slot.leg.new_talkspurt()
+    peer.leg.new_talkspurt()
+    return peer
+
+
+def update_relay(slot: LegSlot) -> None:
+    """Recompute whether audio flows between a leg and its peer (after bridge or hold changes)."""
+    peer = slot.peer
+    flowing = peer is not None and not slot.held and not peer.held
+    slot.relay_to = peer if flowing else None
+    if peer is not None:
+        peer.relay_to = slot if flowing else None
+        peer.leg.new_talkspurt()
+    slot.leg.new_talkspurt()

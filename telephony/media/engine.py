@@ -1,0 +1,531 @@
+"""The media engine of one worker, sans-IO: every leg, one pacing tick for all of them.
+
+Inputs are datagrams (`receive`, `receive_rtcp`) and the passage of time (`tick(now)`); outputs
+are datagrams to send (`Transmit`: which leg's socket, the bytes, the destination) and media
+events (`take_events`). The asyncio runner arms one timer at `next_deadline`.
+
+Pacing. Ticks fall on an absolute 20 ms grid from the engine's origin: tick `n` is due at
+``origin + n * 0.020``. `tick(now)` plays every tick due since the last call (up to
+`max_catch_up` of them, for a loop that stalled; older ones are skipped, their timestamps left
+as a gap), so a late timer never shifts the grid and playout never drifts. One tick serves every
+playing leg of the worker.
+
+Relay. Audio from a bridged leg is forwarded as it arrives (cut-through), restamped into the other
+leg's stream and transcoded between µ-law and A-law by table when the laws differ: the packet is
+not held for a tick, so relaying adds no delay and no pacing jitter of its own. A leg whose audio
+is decoded (audio tap, recording, in-band DTMF) also feeds a jitter buffer, drained once per tick.
+
+While a leg plays something (a prompt, whisper, music on hold) that replaces the peer's audio
+towards it; relay resumes when the playback ends. Hold stops relay both ways and plays music on
+hold to the held leg.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Final
+
+from telephony.media.bridge import LegSlot, connect, disconnect, update_relay
+from telephony.media.decoding import decode_tick
+from telephony.media.events import (
+    DigitReceived,
+    MediaLegClosed,
+    MediaTimeout,
+    PlaybackFinished,
+    RecordingStarted,
+    RecordingStopped,
+)
+from telephony.media.leg import FRAME_SECONDS, Address, LegSettings, MediaLeg
+from telephony.media.playout import Frames, Playback
+from telephony.media.recorder import Recording, RecordingSink
+from telephony.media.tap import AudioTap
+from telephony.rtp.dtmf import DtmfDigit, DtmfKeyDown, DtmfOutput
+from telephony.rtp.g711 import Law, codec_for
+from telephony.rtp.inband import InbandDtmfDetector
+from telephony.rtp.packet import RtpPacket
+
+logger = logging.getLogger(__name__)
+
+#: One datagram to send: the call_id of the leg whose socket sends it, the bytes, where to.
+Transmit = tuple[str, bytes, Address]
+
+_EPSILON: Final = 1e-9
+
+
+class UnknownLegError(KeyError):
+    """An API call named a leg the engine does not have (never opened, or already closed)."""
+
+
+class MediaStateError(RuntimeError):
+    """An API call that the leg's current media state does not allow (e.g. bridging a leg that is
+    already bridged)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSettings:
+    leg: LegSettings = field(default_factory=LegSettings)
+    """Defaults for every leg."""
+    max_catch_up: int = 3
+    """Most ticks played at once after the timer fired late; older due ticks are skipped."""
+    max_pending_pcm: int = 3
+    """Decoded frames a leg may hold between ticks (jitter buffer and tick phase differ)."""
+
+    def __post_init__(self) -> None:
+        if self.max_catch_up < 1 or self.max_pending_pcm < 1:
+            raise ValueError("max_catch_up and max_pending_pcm must be at least 1")
+
+
+class MediaEngine:
+    """All media legs of one worker process."""
+
+    def __init__(
+        self,
+        *,
+        origin: float,
+        settings: EngineSettings | None = None,
+        wallclock_offset: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else EngineSettings()
+        self.origin = origin
+        self.wallclock_offset = wallclock_offset
+        """Unix time minus the monotonic clock, for NTP timestamps in sender reports."""
+        self._rng = rng if rng is not None else random.Random()
+        self._slots: dict[str, LegSlot] = {}
+        self._playing: dict[str, LegSlot] = {}
+        self._decoding: dict[str, LegSlot] = {}
+        self._dtmf_active: dict[str, LegSlot] = {}
+        self._rtcp_due: list[tuple[float, str]] = []
+        self._next_tick = 0
+        self._next_playback = 1
+        self._events: list[object] = []
+        self._rtcp: list[Transmit] = []
+        self.skipped_ticks = 0
+
+    # ------------------------------------------------------------------ legs
+
+    def open_leg(
+        self,
+        call_id: str,
+        *,
+        law: Law,
+        payload_type: int,
+        event_payload_type: int | None,
+        remote: tuple[str, int],
+        now: float,
+        settings: LegSettings | None = None,
+    ) -> MediaLeg:
+        if call_id in self._slots:
+            raise MediaStateError(f"call {call_id} already has a media leg")
+        tick = max(self._next_tick, self._tick_at(now))
+        leg = MediaLeg(
+            call_id=call_id,
+            law=law,
+            payload_type=payload_type,
+            event_payload_type=event_payload_type,
+            remote=remote,
+            # RFC 3550 §5.1: SSRC, first sequence number and timestamp are random.
+            ssrc=self._rng.getrandbits(32),
+            first_sequence=self._rng.getrandbits(16),
+            first_timestamp=self._rng.getrandbits(32),
+            tick_origin=tick,
+            grid_origin=self.origin + tick * FRAME_SECONDS,
+            now=now,
+            events=self._events,
+            settings=settings if settings is not None else self.settings.leg,
+        )
+        self._slots[call_id] = LegSlot(leg=leg, codec=codec_for(law))
+        self._schedule_rtcp(call_id, now)
+        return leg
+
+    def leg(self, call_id: str) -> MediaLeg:
+        return self._slot(call_id).leg
+
+    def __contains__(self, call_id: object) -> bool:
+        return call_id in self._slots
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def close_leg(self, call_id: str, now: float) -> None:
+        """End a leg's media: stop what it does, report its figures, forget it."""
+        slot = self._slots.get(call_id)
+        if slot is None:
+            return
+        if slot.peer is not None:
+            self.unbridge(call_id)
+        self._stop_playback(slot, "stopped")
+        if slot.recording is not None:
+            self.stop_recording(call_id)
+        for tap in slot.taps:
+            tap.close()
+        slot.taps.clear()
+        slot.closed = True
+        for table in (self._slots, self._playing, self._decoding, self._dtmf_active):
+            table.pop(call_id, None)
+        leg = slot.leg
+        self._events.append(
+            MediaLegClosed(
+                call_id=call_id,
+                packets_received=leg.counters.received,
+                packets_sent=leg.counters.sent,
+                packets_lost=max(0, leg.stats.lost),
+                jitter_ms=leg.stats.jitter_ms,
+                dropped=leg.counters.dropped,
+                foreign_address=leg.counters.foreign_address,
+                remote_fraction_lost=leg.remote_fraction_lost,
+            )
+        )
+
+    def _slot(self, call_id: str) -> LegSlot:
+        try:
+            return self._slots[call_id]
+        except KeyError:
+            raise UnknownLegError(call_id) from None
+
+    # ------------------------------------------------------------------ receive (hot path)
+
+    def receive(self, call_id: str, data: bytes, source: Address, now: float) -> Transmit | None:
+        """One datagram on a leg's RTP port. Returns the relayed packet to send, if any."""
+        slot = self._slots.get(call_id)
+        if slot is None:
+            return None
+        leg = slot.leg
+        packet = leg.receive(data, source, now)
+        if packet is None:
+            return None
+        if packet.payload_type == leg.payload_type:
+            jitter = leg.jitter
+            if jitter is not None:
+                jitter.push(packet, now)
+            target = slot.relay_to
+            if target is None or target.playback is not None:
+                return None
+            table = slot.transcode
+            payload = packet.payload if table is None else packet.payload.translate(table)
+            out = target.leg
+            return (
+                out.call_id,
+                out.relay_packet(packet, payload, out.payload_type, now),
+                out.destination,
+            )
+        # A telephone-event (RFC 4733): detect the key, and pass it on across a bridge.
+        outputs = leg.dtmf.receive(packet.timestamp, packet.marker, packet.payload, now)
+        if outputs:
+            self._on_dtmf(slot, outputs)
+        if leg.dtmf.next_deadline() is not None:
+            self._dtmf_active[call_id] = slot
+        return self._relay_event(slot, packet, now)
+
+    def _relay_event(self, slot: LegSlot, packet: RtpPacket, now: float) -> Transmit | None:
+        target = slot.relay_to
+        if target is None or target.playback is not None:
+            return None
+        out = target.leg
+        if out.event_payload_type is None:
+            return None  # the peer cannot receive telephone-events; the digit was detected
+        return (
+            out.call_id,
+            out.relay_packet(packet, packet.payload, out.event_payload_type, now),
+            out.destination,
+        )
+
+    def _on_dtmf(self, slot: LegSlot, outputs: tuple[DtmfOutput, ...]) -> None:
+        call_id = slot.leg.call_id
+        for output in outputs:
+            if isinstance(output, DtmfKeyDown):
+                self._barge_in(slot, output.digit)
+            elif isinstance(output, DtmfDigit):
+                self._events.append(
+                    DigitReceived(
+                        call_id=call_id,
+                        digit=output.digit,
+                        duration_ms=output.duration_ms,
+                        source="rfc4733",
+                    )
+                )
+
+    def _barge_in(self, slot: LegSlot, digit: str) -> None:
+        playback = slot.playback
+        if playback is not None and playback.barge_in:
+            self._stop_playback(slot, "barged_in", digit)
+
+    def receive_rtcp(self, call_id: str, data: bytes, source: Address, now: float) -> None:
+        slot = self._slots.get(call_id)
+        if slot is not None:
+            slot.leg.receive_rtcp(data, source, now, now + self.wallclock_offset)
+
+    # ------------------------------------------------------------------ pacing
+
+    def _tick_at(self, now: float) -> int:
+        return int((now - self.origin) / FRAME_SECONDS + _EPSILON)
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When `tick` must run next (monotonic seconds), or None with no leg open."""
+        if not self._slots:
+            return None
+        return self.origin + self._next_tick * FRAME_SECONDS
+
+    def tick(self, now: float) -> list[Transmit]:
+        """Play every tick due by `now`; return the RTP datagrams to send."""
+        due = self._tick_at(now)
+        transmits: list[Transmit] = []
+        if due < self._next_tick:
+            return transmits
+        first = max(self._next_tick, due - self.settings.max_catch_up + 1)
+        self.skipped_ticks += first - self._next_tick
+        self._next_tick = due + 1
+        for tick in range(first, due + 1):
+            if self._playing:
+                self._play(tick, now, transmits)
+        if self._decoding:
+            self._decode(now)
+        if self._dtmf_active:
+            self._dtmf_timers(now)
+        if self._rtcp_due and self._rtcp_due[0][0] <= now:
+            self._rtcp_timers(now)
+        return transmits
+
+    def _play(self, tick: int, now: float, transmits: list[Transmit]) -> None:
+        for call_id, slot in list(self._playing.items()):
+            playback = slot.playback
+            assert playback is not None
+            frame = playback.next_frame()
+            if frame is None:
+                self._stop_playback(slot, "completed")
+                continue
+            leg = slot.leg
+            transmits.append((call_id, leg.frame_packet(frame, tick, now), leg.destination))
+            if slot.recording is not None:
+                slot.sent_pcm = slot.codec.decode(frame)
+
+    def _decode(self, now: float) -> None:
+        digits, failed = decode_tick(self._decoding.values(), now, self.settings.max_pending_pcm)
+        for slot, digit in digits:
+            self._barge_in(slot, digit)
+            self._events.append(
+                DigitReceived(call_id=slot.leg.call_id, digit=digit, duration_ms=0, source="inband")
+            )
+        for slot in failed:
+            logger.warning("call %s: recording failed", slot.leg.call_id)
+            self.stop_recording(slot.leg.call_id)
+
+    def _dtmf_timers(self, now: float) -> None:
+        for call_id, slot in list(self._dtmf_active.items()):
+            receiver = slot.leg.dtmf
+            deadline = receiver.next_deadline()
+            if deadline is None:
+                del self._dtmf_active[call_id]
+            elif now >= deadline:
+                self._on_dtmf(slot, receiver.handle_timer(now))
+                del self._dtmf_active[call_id]
+
+    def _schedule_rtcp(self, call_id: str, now: float) -> None:
+        # RFC 3550 §6.3.1: the interval is randomised between 0.5 and 1.5 times its mean.
+        interval = self.settings.leg.rtcp_interval * (0.5 + self._rng.random())
+        heapq.heappush(self._rtcp_due, (now + interval, call_id))
+
+    def _rtcp_timers(self, now: float) -> None:
+        heap = self._rtcp_due
+        while heap and heap[0][0] <= now:
+            _, call_id = heapq.heappop(heap)
+            slot = self._slots.get(call_id)
+            if slot is None:
+                continue  # closed since it was scheduled
+            leg = slot.leg
+            if leg.rtcp_destination is not None:
+                report = leg.rtcp_report(now, now + self.wallclock_offset)
+                self._rtcp.append((call_id, report, leg.rtcp_destination))
+            timeout = leg.settings.media_timeout
+            last = leg.last_received if leg.last_received is not None else leg.opened_at
+            if timeout and not leg.timed_out and not slot.held and now - last >= timeout:
+                leg.timed_out = True
+                self._events.append(MediaTimeout(call_id=call_id, silent_seconds=now - last))
+            self._schedule_rtcp(call_id, now)
+
+    def take_rtcp(self) -> list[Transmit]:
+        """RTCP datagrams produced by the last ticks (sent from each leg's RTCP port)."""
+        out, self._rtcp = self._rtcp, []
+        return out
+
+    def take_events(self) -> list[object]:
+        """Media events since the last call; the list is handed over."""
+        # Legs append to this very list, so it is copied and emptied, not replaced.
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
+    # ------------------------------------------------------------------ playback
+
+    def play(
+        self,
+        call_id: str,
+        prompts: tuple[Frames, ...],
+        *,
+        barge_in: bool = False,
+        loop: bool = False,
+    ) -> int:
+        """Start playing `prompts` (frames in the leg's law) on a leg, replacing any playback.
+        Returns the playback id that its `PlaybackFinished` event will carry."""
+        slot = self._slot(call_id)
+        self._stop_playback(slot, "stopped")
+        playback_id = self._next_playback
+        self._next_playback += 1
+        slot.playback = Playback(playback_id, prompts, barge_in=barge_in, loop=loop)
+        slot.leg.new_talkspurt()
+        self._playing[call_id] = slot
+        return playback_id
+
+    def stop_playback(self, call_id: str) -> None:
+        self._stop_playback(self._slot(call_id), "stopped")
+
+    def playing(self, call_id: str) -> int | None:
+        playback = self._slot(call_id).playback
+        return playback.playback_id if playback is not None else None
+
+    def _stop_playback(self, slot: LegSlot, reason: str, digit: str | None = None) -> None:
+        playback = slot.playback
+        if playback is None:
+            return
+        slot.playback = None
+        self._playing.pop(slot.leg.call_id, None)
+        slot.leg.new_talkspurt()
+        self._events.append(
+            PlaybackFinished(
+                call_id=slot.leg.call_id,
+                playback_id=playback.playback_id,
+                reason=reason,  # type: ignore[arg-type]
+                played_seconds=playback.played_seconds,
+                digit=digit,
+            )
+        )
+
+    # ------------------------------------------------------------------ bridging and hold
+
+    def bridge(self, call_id: str, other_id: str) -> None:
+        """Connect two legs so each hears the other (media relay, with µ-law↔A-law by table)."""
+        if call_id == other_id:
+            raise MediaStateError("a leg cannot be bridged to itself")
+        first, second = self._slot(call_id), self._slot(other_id)
+        for slot in (first, second):
+            if slot.peer is not None:
+                raise MediaStateError(f"call {slot.leg.call_id} is already bridged")
+        connect(first, second)
+        if first.recording is not None or second.recording is not None:
+            self._update_decoding(first)
+            self._update_decoding(second)
+
+    def unbridge(self, call_id: str) -> None:
+        slot = self._slot(call_id)
+        peer = disconnect(slot)
+        if peer is not None:
+            self._update_decoding(slot)
+            self._update_decoding(peer)
+
+    def bridged_to(self, call_id: str) -> str | None:
+        peer = self._slot(call_id).peer
+        return peer.leg.call_id if peer is not None else None
+
+    def hold(self, call_id: str, music: tuple[Frames, ...]) -> int | None:
+        """Put a leg on hold: no audio either way across its bridge; it hears `music` looped
+        (no playback when `music` is empty). Returns the music's playback id."""
+        slot = self._slot(call_id)
+        if slot.held:
+            raise MediaStateError(f"call {call_id} is already on hold")
+        slot.held = True
+        update_relay(slot)
+        if any(music):
+            return self.play(call_id, music, loop=True)
+        self._stop_playback(slot, "stopped")
+        return None
+
+    def resume(self, call_id: str) -> None:
+        slot = self._slot(call_id)
+        if not slot.held:
+            raise MediaStateError(f"call {call_id} is not on hold")
+        slot.held = False
+        self._stop_playback(slot, "stopped")
+        update_relay(slot)
+
+    def is_held(self, call_id: str) -> bool:
+        return self._slot(call_id).held
+
+    # ------------------------------------------------------------------ decoding consumers
+
+    def add_tap(self, call_id: str, tap: AudioTap) -> None:
+        slot = self._slot(call_id)
+        slot.taps.append(tap)
+        self._update_decoding(slot)
+
+    def remove_tap(self, call_id: str, tap: AudioTap) -> None:
+        slot = self._slots.get(call_id)
+        tap.close()
+        if slot is not None and tap in slot.taps:
+            slot.taps.remove(tap)
+            self._update_decoding(slot)
+
+    def enable_inband_dtmf(self, call_id: str, detector: InbandDtmfDetector | None = None) -> None:
+        """Detect DTMF tones in the leg's audio (trunks that do not send RFC 4733 events)."""
+        slot = self._slot(call_id)
+        slot.inband = detector if detector is not None else InbandDtmfDetector()
+        self._update_decoding(slot)
+
+    def start_recording(
+        self, call_id: str, recording_id: str, sink: RecordingSink, *, layout: str = "stereo"
+    ) -> None:
+        """Record the leg: what it receives, and what it sends (bridged peer or prompts)."""
+        slot = self._slot(call_id)
+        if slot.recording is not None:
+            raise MediaStateError(f"call {call_id} is already being recorded")
+        if layout not in ("mixed", "stereo"):
+            raise ValueError(f"unknown recording layout {layout!r}")
+        slot.recording = Recording(recording_id, sink, layout)
+        self._update_decoding(slot)
+        if slot.peer is not None:
+            self._update_decoding(slot.peer)
+        self._events.append(
+            RecordingStarted(call_id=call_id, recording_id=recording_id, layout=layout)  # type: ignore[arg-type]
+        )
+
+    def stop_recording(self, call_id: str) -> float | None:
+        """Stop and close the leg's recording; its duration in seconds, None if there was none."""
+        slot = self._slot(call_id)
+        recording = slot.recording
+        if recording is None:
+            return None
+        slot.recording = None
+        try:
+            recording.sink.close()
+        except OSError as error:
+            logger.warning("call %s: closing recording failed: %s", call_id, error)
+        duration = recording.sink.duration_seconds
+        self._update_decoding(slot)
+        if slot.peer is not None:
+            self._update_decoding(slot.peer)
+        self._events.append(
+            RecordingStopped(
+                call_id=call_id, recording_id=recording.recording_id, duration_seconds=duration
+            )
+        )
+        return duration
+
+    def _update_decoding(self, slot: LegSlot) -> None:
+        peer = slot.peer
+        slot.recorded_by_peer = peer is not None and peer.recording is not None
+        call_id = slot.leg.call_id
+        if slot.decodes and not slot.closed:
+            slot.leg.enable_decoding()
+            self._decoding[call_id] = slot
+        else:
+            slot.leg.disable_decoding()
+            slot.pending_pcm.clear()
+            slot.tick_pcm = None
+            self._decoding.pop(call_id, None)

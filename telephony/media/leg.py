@@ -1,0 +1,464 @@
+"""One call leg's media state, sans-IO: what it accepts, whom it locks onto, what it sends.
+
+Receive side. `MediaLeg.receive(data, source, now)` runs for every datagram on the leg's RTP
+port and returns the packet when it is usable, or None after counting why it was dropped; it never
+raises. The checks run cheapest first, so a flood costs least:
+
+1. the source address: once the leg is locked, anything from another address is dropped
+   (`LegCounters.foreign_address`) before a single header octet is read;
+2. a token bucket on packets from the locked source (`LegCounters.flood`);
+3. RFC 3550 §5.1 parsing (`DropCounters.malformed`), then the payload type against the SDP
+   answer (`DropCounters.wrong_payload_type`);
+4. RFC 3550 §A.1 source validation on the SSRC (`DropCounters.foreign_source`): a new SSRC is
+   followed only after it sent packets in sequence with none from the old one in between.
+
+Media locking (symmetric RTP, RFC 4961; the RTP Bleed class of attacks). The rule:
+
+* A valid packet from exactly the address and port in the peer's SDP locks the leg at once.
+* A peer behind NAT sends from another address. With `LatchMode.NAT` the leg locks onto such a
+  source only after `latch_packets` valid packets in a row from that one address, with one SSRC
+  and consecutive sequence numbers, and only within `latch_window` seconds of the leg opening
+  (or of a renegotiation). A packet from the SDP address meanwhile wins at once. After the
+  window only the SDP address can lock the leg, so a late stray or injected stream never can.
+* Once locked, the leg sends to the locked address (symmetric RTP) and drops everything from
+  elsewhere, for the rest of the session or until `renegotiate` (a re-INVITE with new SDP).
+
+Send side. Outgoing packets carry the leg's own SSRC and sequence numbers. Timestamps follow an
+absolute media clock: the frame played at engine tick `n` is stamped
+``first_timestamp + (n - tick_origin) * 160`` whatever the tick's actual firing time, so playout
+never drifts. Relayed packets keep the spacing of their sender's timestamps, shifted once per
+talkspurt onto our media clock, with the marker bit set (RFC 3551 §4.1) so the receiver re-anchors.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import logging
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from telephony.media.events import MediaSourceLocked
+from telephony.rtp.dtmf import DtmfReceiver
+from telephony.rtp.g711 import SAMPLES_PER_FRAME, Law
+from telephony.rtp.jitter import JitterBuffer, JitterBufferSettings
+from telephony.rtp.packet import RtpPacket, RtpParseError, parse
+from telephony.rtp.rtcp import (
+    ReceiverReport,
+    RtcpParseError,
+    SdesChunk,
+    SdesItem,
+    SdesItemType,
+    SenderReport,
+    SourceDescription,
+    parse_compound,
+    serialize_compound,
+)
+from telephony.rtp.stats import (
+    DropCounters,
+    ReceiverStatistics,
+    SenderStatistics,
+    SourceVerdict,
+    round_trip_time,
+)
+
+logger = logging.getLogger(__name__)
+
+#: A socket address as asyncio reports it: (host, port) or (host, port, flowinfo, scope_id).
+Address = tuple[Any, ...]
+
+CLOCK_RATE: Final = 8000
+FRAME_SECONDS: Final = 0.020
+_HEADER: Final = struct.Struct("!BBHII")
+_VERSION_OCTET: Final = 0x80
+_MARKER: Final = 0x80
+_TIMESTAMP_MASK: Final = 0xFFFFFFFF
+_ACCEPTED: Final = (SourceVerdict.ACCEPTED, SourceVerdict.PROBATION, SourceVerdict.SOURCE_CHANGED)
+
+
+class LatchMode(enum.Enum):
+    STRICT = "strict"
+    """Only the SDP address is ever accepted (peers known not to be behind NAT)."""
+    NAT = "nat"
+    """The SDP address, or a NAT-translated source latched under the rule above."""
+
+
+class LockState(enum.Enum):
+    LEARNING = "learning"
+    LOCKED = "locked"
+
+
+class LockInput(enum.Enum):
+    SDP_SOURCE = "sdp_source"
+    LATCH_CONFIRMED = "latch_confirmed"
+    RENEGOTIATED = "renegotiated"
+
+
+#: Every transition of the media lock; anything else is a bug.
+_LOCK_TRANSITIONS: Final[Mapping[tuple[LockState, LockInput], LockState]] = MappingProxyType(
+    {
+        (LockState.LEARNING, LockInput.SDP_SOURCE): LockState.LOCKED,
+        (LockState.LEARNING, LockInput.LATCH_CONFIRMED): LockState.LOCKED,
+        (LockState.LEARNING, LockInput.RENEGOTIATED): LockState.LEARNING,
+        (LockState.LOCKED, LockInput.RENEGOTIATED): LockState.LEARNING,
+    }
+)
+
+
+class InvalidLockTransitionError(RuntimeError):
+    """The media lock was driven through a transition its table does not have."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegSettings:
+    """How a leg guards and paces its media. Every field has a working default."""
+
+    latch: LatchMode = LatchMode.NAT
+    """Whether a source other than the SDP address may be latched (see the module docstring)."""
+    latch_packets: int = 3
+    """Consecutive valid packets from one foreign address before it is latched."""
+    latch_window: float = 10.0
+    """Seconds after opening (or renegotiating) during which NAT latching is allowed."""
+    max_packet_rate: float = 200.0
+    """Packets per second accepted from the locked source (G.711 at 20 ms is 50, plus DTMF)."""
+    packet_burst: float = 50.0
+    """Packets the rate limit lets through at once (a burst after a network stall)."""
+    media_timeout: float = 60.0
+    """Seconds without RTP after which `MediaTimeout` is reported (0 disables)."""
+    rtcp_interval: float = 5.0
+    """Mean seconds between our RTCP reports (RFC 3550 §6.2 minimum), randomised ±50 %."""
+    dtmf_end_timeout: float = 0.25
+    """Seconds without telephone-event packets after which a key is taken as released."""
+    jitter: JitterBufferSettings = field(default_factory=JitterBufferSettings)
+    """The jitter buffer used when the leg's audio is decoded (tap, recording, in-band DTMF)."""
+    cname: str = "cxos"
+    """RTCP CNAME (RFC 3550 §6.5.1)."""
+
+    def __post_init__(self) -> None:
+        if self.latch_packets < 1 or self.latch_window < 0:
+            raise ValueError("latch_packets must be at least 1 and latch_window not negative")
+        if self.max_packet_rate <= 0 or self.packet_burst < 1:
+            raise ValueError("max_packet_rate must be positive and packet_burst at least 1")
+        if self.media_timeout < 0 or self.rtcp_interval <= 0:
+            raise ValueError("media_timeout must be >= 0 and rtcp_interval positive")
+
+
+@dataclass(slots=True)
+class LegCounters:
+    """Packets and octets of one leg. Plain integers, bumped on the hot path."""
+
+    received: int = 0
+    received_octets: int = 0
+    sent: int = 0
+    sent_octets: int = 0
+    foreign_address: int = 0
+    """Dropped: from an address other than the locked source (or, learning, not lockable)."""
+    flood: int = 0
+    """Dropped: over the rate limit of the locked source."""
+    rtcp_received: int = 0
+    rtcp_dropped: int = 0
+    drops: DropCounters = field(default_factory=DropCounters)
+
+    @property
+    def dropped(self) -> int:
+        return self.foreign_address + self.flood + self.drops.total
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A NAT-translated source on its way to being latched."""
+
+    source: Address
+    ssrc: int
+    sequence: int
+    count: int
+
+
+def _normalise_host(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+class MediaLeg:
+    """Receive and send state of one RTP session (one call leg), with no I/O."""
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        law: Law,
+        payload_type: int,
+        event_payload_type: int | None,
+        remote: tuple[str, int],
+        ssrc: int,
+        first_sequence: int,
+        first_timestamp: int,
+        tick_origin: int,
+        grid_origin: float,
+        now: float,
+        events: list[object],
+        settings: LegSettings | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.settings = settings if settings is not None else LegSettings()
+        self.law = law
+        self.payload_type = payload_type
+        self.event_payload_type = event_payload_type
+        self.counters = LegCounters()
+        self.stats = ReceiverStatistics(clock_rate=CLOCK_RATE, counters=self.counters.drops)
+        self.sender = SenderStatistics(ssrc=ssrc, clock_rate=CLOCK_RATE)
+        self.dtmf = DtmfReceiver(clock_rate=CLOCK_RATE, end_timeout=self.settings.dtmf_end_timeout)
+        self.jitter: JitterBuffer | None = None
+        self.ssrc = ssrc
+        self.opened_at = now
+        self.last_received: float | None = None
+        self.timed_out = False
+        self.remote_fraction_lost: float | None = None
+        self.remote_jitter: int | None = None
+        self.round_trip: float | None = None
+        self._events = events
+        self._sequence = first_sequence
+        self._timestamp_origin = first_timestamp
+        self._tick_origin = tick_origin
+        self._grid_origin = grid_origin
+        self._relay_ssrc: int | None = None
+        self._relay_offset = 0
+        self._talkspurt = True
+        self._lock_state = LockState.LEARNING
+        self._locked: Address | None = None
+        self._candidate: _Candidate | None = None
+        self._learning_until = now + self.settings.latch_window
+        self._rate = self.settings.max_packet_rate
+        self._burst = self.settings.packet_burst
+        self._tokens = self.settings.packet_burst
+        self._token_time = now
+        self.rtcp_destination: Address | None = None
+        self.set_remote(remote)
+
+    # ------------------------------------------------------------------ addresses and locking
+
+    @property
+    def lock_state(self) -> LockState:
+        return self._lock_state
+
+    @property
+    def locked_source(self) -> Address | None:
+        return self._locked
+
+    def set_remote(self, remote: tuple[str, int]) -> None:
+        self.remote = (_normalise_host(remote[0]), remote[1])
+        self.destination: Address = self.remote
+        self.rtcp_destination = (self.remote[0], self.remote[1] + 1)
+
+    def renegotiate(self, remote: tuple[str, int], now: float) -> None:
+        """New SDP from the peer (re-INVITE): forget the lock and learn the source again."""
+        self._lock(LockInput.RENEGOTIATED)
+        self._locked = None
+        self._candidate = None
+        self._learning_until = now + self.settings.latch_window
+        self.set_remote(remote)
+
+    def _lock(self, event: LockInput) -> None:
+        try:
+            self._lock_state = _LOCK_TRANSITIONS[(self._lock_state, event)]
+        except KeyError:
+            raise InvalidLockTransitionError(
+                f"media lock: no transition from {self._lock_state.name} on {event.name}"
+            ) from None
+
+    def _learn(self, packet: RtpPacket, source: Address, now: float) -> bool:
+        """Whether a valid packet from `source` may be used while the leg is still learning."""
+        if source[0] == self.remote[0] and source[1] == self.remote[1]:
+            self._lock_onto(LockInput.SDP_SOURCE, source)
+            return True
+        if self.settings.latch is LatchMode.STRICT or now > self._learning_until:
+            self.counters.foreign_address += 1
+            return False
+        candidate = self._candidate
+        if (
+            candidate is None
+            or candidate.source != source
+            or candidate.ssrc != packet.ssrc
+            or packet.sequence != (candidate.sequence + 1) & 0xFFFF
+        ):
+            self._candidate = candidate = _Candidate(
+                source=source, ssrc=packet.ssrc, sequence=packet.sequence, count=1
+            )
+        else:
+            candidate.sequence = packet.sequence
+            candidate.count += 1
+        if candidate.count < self.settings.latch_packets:
+            self.counters.foreign_address += 1
+            return False
+        self._lock_onto(LockInput.LATCH_CONFIRMED, source)
+        return True
+
+    def _lock_onto(self, event: LockInput, source: Address) -> None:
+        self._lock(event)
+        self._locked = source
+        self._candidate = None
+        self.destination = source
+        self.rtcp_destination = (source[0], source[1] + 1, *source[2:])
+        self._events.append(
+            MediaSourceLocked(
+                call_id=self.call_id,
+                address=str(source[0]),
+                port=int(source[1]),
+                latched=event is LockInput.LATCH_CONFIRMED,
+            )
+        )
+
+    # ------------------------------------------------------------------ receive
+
+    def receive(self, data: bytes, source: Address, now: float) -> RtpPacket | None:
+        """Validate one datagram from `source`; the packet if it is usable, else None."""
+        locked = self._locked
+        counters = self.counters
+        if locked is not None and source != locked:
+            counters.foreign_address += 1
+            return None
+        # Token bucket (refilled by elapsed time): a flood from the locked source is shed here.
+        tokens = self._tokens + (now - self._token_time) * self._rate
+        self._token_time = now
+        tokens = min(tokens, self._burst)
+        if tokens < 1.0:
+            self._tokens = tokens
+            counters.flood += 1
+            return None
+        self._tokens = tokens - 1.0
+        try:
+            packet = parse(data)
+        except RtpParseError as error:
+            counters.drops.malformed += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("call %s: RTP dropped: %s", self.call_id, error)
+            return None
+        payload_type = packet.payload_type
+        if payload_type not in (self.payload_type, self.event_payload_type):
+            counters.drops.wrong_payload_type += 1
+            return None
+        if locked is None and not self._learn(packet, source, now):
+            return None
+        verdict = self.stats.receive(
+            ssrc=packet.ssrc, sequence=packet.sequence, timestamp=packet.timestamp, now=now
+        )
+        if verdict not in _ACCEPTED:
+            return None
+        if verdict is SourceVerdict.SOURCE_CHANGED and self.jitter is not None:
+            self.jitter.reset()
+        counters.received += 1
+        counters.received_octets += len(packet.payload)
+        self.last_received = now
+        return packet
+
+    def enable_decoding(self) -> JitterBuffer:
+        """Give the leg a jitter buffer (its audio is about to be decoded)."""
+        if self.jitter is None:
+            self.jitter = JitterBuffer(self.settings.jitter, counters=self.counters.drops)
+        return self.jitter
+
+    def disable_decoding(self) -> None:
+        self.jitter = None
+
+    # ------------------------------------------------------------------ send
+
+    def media_clock(self, now: float) -> int:
+        """Our RTP timestamp for the instant `now` on the absolute clock."""
+        elapsed = round((now - self._grid_origin) * CLOCK_RATE)
+        return (self._timestamp_origin + elapsed) & _TIMESTAMP_MASK
+
+    def new_talkspurt(self) -> None:
+        """The next packet starts a new stretch of audio (prompt, relay, after silence)."""
+        self._talkspurt = True
+        self._relay_ssrc = None
+
+    def frame_packet(self, payload: bytes, tick: int, now: float) -> bytes:
+        """The packet carrying `payload` as the frame of engine tick `tick`."""
+        timestamp = (
+            self._timestamp_origin + (tick - self._tick_origin) * SAMPLES_PER_FRAME
+        ) & _TIMESTAMP_MASK
+        return self._packet(self.payload_type, payload, timestamp, now)
+
+    def relay_packet(
+        self, packet: RtpPacket, payload: bytes, payload_type: int, now: float
+    ) -> bytes:
+        """A packet from the bridged peer, restamped into this leg's stream."""
+        if packet.ssrc != self._relay_ssrc:
+            # First packet of this relay (or the peer's source changed): map its timeline onto
+            # our media clock as of now; later packets keep their sender's spacing.
+            self._relay_ssrc = packet.ssrc
+            self._relay_offset = self.media_clock(now) - packet.timestamp
+            self._talkspurt = True
+        timestamp = (packet.timestamp + self._relay_offset) & _TIMESTAMP_MASK
+        return self._packet(payload_type, payload, timestamp, now, packet.marker)
+
+    def _packet(
+        self, payload_type: int, payload: bytes, timestamp: int, now: float, marker: bool = False
+    ) -> bytes:
+        if self._talkspurt:
+            self._talkspurt = False
+            marker = True
+        sequence = self._sequence = (self._sequence + 1) & 0xFFFF
+        counters = self.counters
+        counters.sent += 1
+        counters.sent_octets += len(payload)
+        self.sender.on_sent(payload_size=len(payload), timestamp=timestamp, now=now)
+        return (
+            _HEADER.pack(
+                _VERSION_OCTET,
+                payload_type | _MARKER if marker else payload_type,
+                sequence,
+                timestamp,
+                self.ssrc,
+            )
+            + payload
+        )
+
+    # ------------------------------------------------------------------ RTCP (RFC 3550 §6)
+
+    def rtcp_report(self, now: float, wallclock: float) -> bytes:
+        """Our compound report: SR if we sent since the start, else RR, then SDES CNAME (§6.1)."""
+        block = self.stats.report_block(now)
+        blocks = (block,) if block is not None else ()
+        report: SenderReport | ReceiverReport
+        if self.sender.has_sent:
+            report = self.sender.sender_report(now=now, wallclock=wallclock, reports=blocks)
+        else:
+            report = ReceiverReport(ssrc=self.ssrc, reports=blocks)
+        cname = SdesChunk(
+            ssrc=self.ssrc,
+            items=(SdesItem(item_type=SdesItemType.CNAME, value=self.settings.cname),),
+        )
+        return serialize_compound((report, SourceDescription(chunks=(cname,))))
+
+    def receive_rtcp(self, data: bytes, source: Address, now: float, wallclock: float) -> None:
+        """One datagram on the RTCP port: the peer's reports about us and about its stream."""
+        expected_host = self._locked[0] if self._locked is not None else self.remote[0]
+        if source[0] != expected_host:
+            self.counters.rtcp_dropped += 1
+            return
+        try:
+            compound = parse_compound(data)
+        except RtcpParseError as error:
+            self.counters.rtcp_dropped += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("call %s: RTCP dropped: %s", self.call_id, error)
+            return
+        self.counters.rtcp_received += 1
+        self.rtcp_destination = source  # symmetric RTCP, like RTP (RFC 4961)
+        for packet in compound.packets:
+            if isinstance(packet, SenderReport):
+                self.stats.on_sender_report(packet, now)
+            if isinstance(packet, SenderReport | ReceiverReport):
+                for block in packet.reports:
+                    if block.ssrc == self.ssrc:
+                        self.remote_fraction_lost = block.fraction_lost / 256
+                        self.remote_jitter = block.jitter
+                        rtt = round_trip_time(block, wallclock)
+                        if rtt is not None:
+                            self.round_trip = rtt

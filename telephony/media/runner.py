@@ -1,0 +1,251 @@
+"""The asyncio side of the media engine: the sockets of every leg and the one pacing timer.
+
+Each leg binds an even RTP port and the RTCP port above it (RFC 3550 §11). A datagram goes
+straight into `MediaEngine.receive`; the relayed packet it may produce is sent at once from the
+other leg's socket. One `loop.call_at` timer, armed at the engine's absolute deadline, runs
+`MediaEngine.tick` for every leg of the worker and sends its whole batch in one pass. Sends go to
+the non-blocking socket directly: a full socket buffer drops the packet (counted in
+`send_dropped`), as a network would, instead of queueing stale audio.
+
+Media events are handed to the `MediaCall` of their leg (calls.py) and then to `publish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from telephony.media.engine import EngineSettings, MediaEngine, Transmit
+from telephony.media.events import MediaLegClosed
+from telephony.media.leg import Address, LegSettings, MediaLeg
+from telephony.rtp.g711 import Law
+from telephony.rtp.ports import rtcp_port
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[object], None]
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("_call_id", "_runner")
+
+    def __init__(self, runner: MediaRunner, call_id: str) -> None:
+        self._runner = runner
+        self._call_id = call_id
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        runner = self._runner
+        out = runner.engine.receive(self._call_id, data, addr, runner.clock())
+        if out is not None:
+            runner.send_rtp(out)
+        if runner.engine.has_events:
+            runner.dispatch()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that went away: the call's signalling will end it.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("call %s: RTP socket error: %s", self._call_id, exc)
+
+
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("_call_id", "_runner")
+
+    def __init__(self, runner: MediaRunner, call_id: str) -> None:
+        self._runner = runner
+        self._call_id = call_id
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._runner.engine.receive_rtcp(self._call_id, data, addr, self._runner.clock())
+
+    def error_received(self, exc: Exception) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("call %s: RTCP socket error: %s", self._call_id, exc)
+
+
+@dataclass(slots=True)
+class _Sockets:
+    rtp: socket.socket
+    rtcp: socket.socket
+    transports: tuple[asyncio.BaseTransport, ...]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class MediaRunner:
+    """Runs a `MediaEngine` on the event loop: sockets per leg, one ticker for all."""
+
+    def __init__(
+        self,
+        *,
+        settings: EngineSettings | None = None,
+        publish: EventSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self.engine = MediaEngine(
+            origin=clock(), settings=settings, wallclock_offset=time.time() - clock()
+        )
+        self.publish: EventSink = publish if publish is not None else (lambda event: None)
+        self.send_dropped = 0
+        self._sockets: dict[str, _Sockets] = {}
+        self._handlers: dict[str, EventSink] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._sockets)
+
+    async def open_leg(
+        self,
+        call_id: str,
+        *,
+        local: tuple[str, int],
+        law: Law,
+        payload_type: int,
+        event_payload_type: int | None,
+        remote: tuple[str, int],
+        settings: LegSettings | None = None,
+    ) -> MediaLeg:
+        """Bind the leg's RTP/RTCP ports on `local` and start handling its media."""
+        host, port = local
+        rtp = _bind(host, port)
+        try:
+            rtcp = _bind(host, rtcp_port(port))
+        except OSError:
+            rtp.close()
+            raise
+        loop = asyncio.get_running_loop()
+        try:
+            rtp_transport, _ = await loop.create_datagram_endpoint(
+                lambda: _RtpProtocol(self, call_id), sock=rtp
+            )
+            rtcp_transport, _ = await loop.create_datagram_endpoint(
+                lambda: _RtcpProtocol(self, call_id), sock=rtcp
+            )
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            raise
+        self._sockets[call_id] = _Sockets(rtp, rtcp, (rtp_transport, rtcp_transport))
+        leg = self.engine.open_leg(
+            call_id,
+            law=law,
+            payload_type=payload_type,
+            event_payload_type=event_payload_type,
+            remote=remote,
+            now=self.clock(),
+            settings=settings,
+        )
+        self.arm()
+        return leg
+
+    def close_leg(self, call_id: str) -> None:
+        """Stop the leg's media, report its figures, close its sockets."""
+        self.engine.close_leg(call_id, self.clock())
+        self.dispatch()
+        sockets = self._sockets.pop(call_id, None)
+        if sockets is not None:
+            for transport in sockets.transports:
+                transport.close()
+        self._handlers.pop(call_id, None)
+        self.arm()
+
+    async def close(self) -> None:
+        for call_id in list(self._sockets):
+            self.close_leg(call_id)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
+
+    def subscribe(self, call_id: str, handler: EventSink) -> None:
+        """Send the media events of one leg to `handler` (before they are published)."""
+        self._handlers[call_id] = handler
+
+    # ------------------------------------------------------------------ output
+
+    def send_rtp(self, transmit: Transmit) -> None:
+        call_id, data, destination = transmit
+        sockets = self._sockets.get(call_id)
+        if sockets is None:
+            return
+        try:
+            sockets.rtp.sendto(data, destination)
+        except OSError:
+            # BlockingIOError (buffer full) or a transient network error: the packet is lost.
+            self.send_dropped += 1
+
+    def _send_batch(self, transmits: list[Transmit], rtcp: bool) -> None:
+        table = self._sockets
+        dropped = 0
+        for call_id, data, destination in transmits:
+            sockets = table.get(call_id)
+            if sockets is None:
+                continue
+            try:
+                (sockets.rtcp if rtcp else sockets.rtp).sendto(data, destination)
+            except OSError:
+                dropped += 1
+        self.send_dropped += dropped
+
+    def dispatch(self) -> None:
+        """Hand the engine's events to their calls' handlers, then publish them."""
+        for event in self.engine.take_events():
+            call_id = getattr(event, "call_id", None)
+            handler = self._handlers.get(call_id) if isinstance(call_id, str) else None
+            if handler is not None:
+                handler(event)
+            if isinstance(event, MediaLegClosed):
+                self._handlers.pop(event.call_id, None)
+            self.publish(event)
+
+    # ------------------------------------------------------------------ the pacing timer
+
+    def arm(self) -> None:
+        """(Re)arm the ticker for the engine's next deadline; call after changing what plays."""
+        deadline = self.engine.next_deadline
+        if deadline == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        # The engine's clock and the loop's may differ in origin: convert the delay, not the
+        # instant. Each deadline is absolute on the engine's grid, so errors never accumulate.
+        self._timer = loop.call_at(loop.time() + (deadline - self.clock()), self._on_tick)
+        self._timer_at = deadline
+
+    def _on_tick(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        engine = self.engine
+        transmits = engine.tick(self.clock())
+        if transmits:
+            self._send_batch(transmits, rtcp=False)
+        rtcp = engine.take_rtcp()
+        if rtcp:
+            self._send_batch(rtcp, rtcp=True)
+        if engine.has_events:
+            self.dispatch()
+        self.arm()
+
+    def local_address(self, call_id: str) -> Address:
+        return tuple(self._sockets[call_id].rtp.getsockname())
