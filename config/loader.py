@@ -8,6 +8,7 @@ Layout of a configuration directory (every file optional; missing ones take embe
 - ``dialplan.yaml`` — ``numbers:`` dialled number → IVR tree or queue
 - ``queues.yaml``   — ``queues:`` queues, ACD options, agent feature codes (see config.queues)
 - ``ivr/*.yaml``    — ``trees:`` IVR trees (see config.ivr)
+- ``api.yaml``      — API tokens and roles, wallboard thresholds, queue targets (see config.api)
 
 All problems of all files are collected before failing, so an admin fixes them in one pass.
 """
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from config.api import API_FILE, ApiAccessSettings
 from config.ivr import IvrTrees, load_ivr_trees
 from config.queues import QueueFile, load_queues
 from config.settings import Agent, Dialplan, ServerSettings, Strict, Trunk
@@ -54,6 +56,8 @@ class Configuration:
     ivr: IvrTrees = field(default_factory=lambda: IvrTrees(trees={}))
     #: Queues, ACD options and agent feature codes from ``queues.yaml``.
     queue_file: QueueFile = field(default_factory=QueueFile)
+    #: API tokens, wallboard thresholds and queue targets from ``api.yaml``.
+    api: ApiAccessSettings = field(default_factory=ApiAccessSettings)
 
     def agent_by_sip_user(self, user: str) -> Agent | None:
         for agent in self.agents:
@@ -94,6 +98,7 @@ def load_configuration(directory: Path) -> Configuration:
     trunks, trunk_doc = collect.section(directory, "trunks.yaml", TrunkList, TrunkList())
     agents, agent_doc = collect.section(directory, "agents.yaml", AgentList, AgentList())
     dialplan, dialplan_doc = collect.section(directory, "dialplan.yaml", Dialplan, Dialplan())
+    api, _ = collect.section(directory, API_FILE, ApiAccessSettings, ApiAccessSettings())
     queues_file = directory / "queues.yaml"
     queue_file = QueueFile()
     if queues_file.exists():
@@ -149,6 +154,7 @@ def load_configuration(directory: Path) -> Configuration:
         queues=queues,
         ivr=ivr,
         queue_file=queue_file,
+        api=api,
     )
 
 

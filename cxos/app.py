@@ -16,11 +16,13 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, cast
 
 from config.loader import Configuration, load_configuration
 from config.source import ConfigError
 from cxos.bus import DomainEvent, EventBus
+from cxos.storage.service import StorageService
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ ComponentFactory = Callable[["Application"], Component]
 @dataclass(slots=True)
 class Application:
     configuration: Configuration
+    #: Where the embedded database, spool and recordings live; None: ``storage.data_dir``.
+    data_dir: Path | None = None
     components: list[Component] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     bus: EventBus = field(default_factory=lambda: EventBus(clock=time.time))
@@ -56,6 +60,19 @@ class Application:
             logger.debug("event #%d %s", published.seq, event)
 
     async def start(self) -> None:
+        # Storage first: the bus continues the node's event sequence where the database left
+        # it, and calls a killed server left open are closed before new calls arrive.
+        settings = self.configuration.server.storage
+        if self.data_dir is not None:
+            settings = settings.model_copy(update={"data_dir": str(self.data_dir)})
+        storage = StorageService(
+            settings, node=self.configuration.server.node, config_dir=self.configuration.directory
+        )
+        await storage.start()
+        self.components.append(storage)
+        logger.info("started %s (data in %s)", storage.name, storage.data_dir)
+        self.bus = EventBus(clock=time.time, first_seq=storage.next_seq)
+        storage.attach(self.bus)
         for factory in _component_factories():
             component = factory(self)
             await component.start()
@@ -103,9 +120,9 @@ def _component_factories() -> list[ComponentFactory]:
     return [telephony]
 
 
-async def serve(configuration: Configuration) -> None:
+async def serve(configuration: Configuration, data_dir: Path | None = None) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
-    app = Application(configuration)
+    app = Application(configuration, data_dir)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, app.stopping.set)
     loop.add_signal_handler(signal.SIGINT, app.stopping.set)
@@ -120,7 +137,7 @@ async def serve(configuration: Configuration) -> None:
             loop.remove_signal_handler(sig)
 
 
-def run_server(configuration: Configuration) -> int:
+def run_server(configuration: Configuration, data_dir: Path | None = None) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a Linux/macOS dependency
@@ -128,6 +145,6 @@ def run_server(configuration: Configuration) -> int:
     else:
         runner = uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(configuration))
+        runner(serve(configuration, data_dir))
     logger.info("CXOS stopped")
     return 0

@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="configuration directory (default: the configuration shipped with CXOS)",
     )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="database, spool and recordings (default: storage.data_dir of the configuration; "
+        "./cxos-data with the shipped configuration)",
+    )
 
     check = commands.add_parser("check-config", help="validate a configuration directory and exit")
     check.add_argument("directory", type=Path, nargs="?", default=None)
@@ -57,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(args.directory or default_config_dir())
     if args.command == "run":
-        return _run(args.config or default_config_dir())
+        data_dir = args.data_dir
+        if data_dir is None and args.config is None:
+            # The shipped configuration lives inside the installed package: keep data out of it.
+            data_dir = Path.cwd() / "cxos-data"
+        return _run(args.config or default_config_dir(), data_dir)
     return 2
 
 
@@ -76,7 +87,7 @@ def _check_config(directory: Path) -> int:
     return 0
 
 
-def _run(directory: Path) -> int:
+def _run(directory: Path, data_dir: Path | None) -> int:
     from cxos.app import run_server  # imported here so check-config stays light
 
     try:
@@ -86,7 +97,7 @@ def _run(directory: Path) -> int:
             logger.error("%s", problem)
         logger.error("refusing to start: %d configuration problem(s)", len(exc.problems))
         return 1
-    return run_server(configuration)
+    return run_server(configuration, data_dir)
 
 
 if __name__ == "__main__":

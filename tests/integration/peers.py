@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,38 @@ class RunningServer:
         return int(self.process.returncode)
 
 
+TEST_DATABASE_PREFIX = f"cxos_it_{os.getpid()}_"
+
+
+def create_test_database() -> str:
+    """A fresh database on the local PostgreSQL for one server process; its URL.
+
+    Dropped at the end of the test session (tests/conftest.py).
+    """
+    name = f"{TEST_DATABASE_PREFIX}{uuid.uuid4().hex[:12]}"
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qc",
+            f"CREATE DATABASE {name}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
 def write_server_config(
     config_dir: Path, port: int, extra: dict[str, object] | None = None
 ) -> None:
+    """server.yaml for a test server on ``port`` with its own database; ``extra`` overrides."""
     yaml = YAML()
     settings: dict[str, object] = {
         "node": "test-node",
@@ -85,6 +115,7 @@ def write_server_config(
             ]
         },
         "api": {"host": "127.0.0.1", "port": free_port(socket.SOCK_STREAM)},
+        "storage": {"database_url": create_test_database()},
         "shutdown_grace": 2.0,
     }
     for key, value in (extra or {}).items():

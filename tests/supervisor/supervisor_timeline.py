@@ -1,0 +1,138 @@
+"""A scripted contact-center day: real domain events published on a bus with a settable clock."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from acd import events as acd
+from cxos.bus import DomainEvent, EventBus, Published
+from supervisor_api.kpi import EventRecord
+from supervisor_api.projection import record_of
+from telephony import events as tel
+
+T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
+
+
+class Timeline:
+    """Publishes events at chosen times (seconds after ``T0``) and keeps what was published."""
+
+    def __init__(self, bus: EventBus | None = None) -> None:
+        self.now = T0
+        self.bus = bus if bus is not None else EventBus(clock=lambda: self.now)
+        self.published: list[Published] = []
+
+    def at(self, offset: float, *events: DomainEvent) -> list[Published]:
+        self.now = T0 + offset
+        out = [self.bus.publish(event) for event in events]
+        self.published.extend(out)
+        return out
+
+    @property
+    def records(self) -> list[EventRecord]:
+        return [record_of(p) for p in self.published]
+
+
+def state(
+    agent: str,
+    previous: str,
+    new: str,
+    seconds: float,
+    call: str | None = None,
+    reason: str = "test",
+) -> acd.AgentStateChanged:
+    return acd.AgentStateChanged(
+        agent_id=agent,
+        state=cast(acd.AgentStateName, new),
+        previous_state=cast(acd.AgentStateName, previous),
+        reason=reason,
+        seconds_in_previous=seconds,
+        call_id=call,
+    )
+
+
+def started(call: str) -> tel.CallStarted:
+    return tel.CallStarted(
+        call_id=call,
+        trunk_id="carrier",
+        did="100",
+        caller_id="+4930123",
+        caller_name="",
+        sip_call_id=f"{call}@sip",
+    )
+
+
+def ended(call: str, talk: float = 0.0) -> tel.CallEnded:
+    return tel.CallEnded(
+        call_id=call, cause="normal", hangup_by="caller", duration_seconds=talk, talk_seconds=talk
+    )
+
+
+def joined(
+    call: str, queue: str = "sales", position: int = 1, priority: int = 0
+) -> acd.QueueJoined:
+    return acd.QueueJoined(call_id=call, queue_id=queue, priority=priority, position=position)
+
+
+def left(
+    call: str, reason: str, wait: float, agent: str | None = None, queue: str = "sales"
+) -> acd.QueueLeft:
+    return acd.QueueLeft(
+        call_id=call,
+        queue_id=queue,
+        reason=reason,  # type: ignore[arg-type]
+        wait_seconds=wait,
+        agent_id=agent,
+    )
+
+
+def offered(call: str, agent: str, wait: float, queue: str = "sales") -> acd.AgentOffered:
+    return acd.AgentOffered(
+        call_id=call, agent_id=agent, queue_id=queue, lease_seconds=15, wait_seconds=wait
+    )
+
+
+def answered(call: str, agent: str, wait: float, queue: str = "sales") -> acd.AgentAnswered:
+    return acd.AgentAnswered(
+        call_id=call, agent_id=agent, queue_id=queue, wait_seconds=wait, ring_seconds=2
+    )
+
+
+def no_answer(call: str, agent: str, queue: str = "sales") -> acd.AgentNoAnswer:
+    return acd.AgentNoAnswer(
+        call_id=call, agent_id=agent, queue_id=queue, ring_seconds=15, consecutive_failures=1
+    )
+
+
+def sales_morning(timeline: Timeline) -> None:
+    """Four calls to 'sales' between T0 and T0+200 (see the KPI test for the expected figures).
+
+    a1 answers c1 (waited 9 s, talk 60 s, wrap-up 10 s) and later c4 (waited 45 s, still
+    talking); c2 hangs up after 2 s (a short abandon), c3 after 30 s; a2 does not answer c4.
+    """
+    t = timeline
+    t.at(0, state("a1", "logged_out", "available", 0), state("a2", "logged_out", "available", 0))
+    t.at(10, started("c1"))
+    t.at(11, joined("c1"))
+    t.at(15, offered("c1", "a1", 4))
+    t.at(
+        20,
+        answered("c1", "a1", 9),
+        left("c1", "answered", 9, "a1"),
+        state("a1", "available", "on_call", 20, "c1"),
+    )
+    t.at(30, started("c2"))
+    t.at(31, joined("c2"))
+    t.at(33, left("c2", "abandoned", 2), ended("c2"))
+    t.at(40, started("c3"), joined("c3"))
+    t.at(50, started("c4"), joined("c4", position=2))
+    t.at(51, offered("c4", "a2", 1))
+    t.at(66, no_answer("c4", "a2"))
+    t.at(70, left("c3", "abandoned", 30), ended("c3"))
+    t.at(80, state("a1", "on_call", "wrap_up", 60, "c1"), ended("c1", talk=60))
+    t.at(90, state("a1", "wrap_up", "available", 10, "c1"), offered("c4", "a1", 40))
+    t.at(
+        95,
+        answered("c4", "a1", 45),
+        left("c4", "answered", 45, "a1"),
+        state("a1", "available", "on_call", 5, "c4"),
+    )
