@@ -58,6 +58,10 @@ class RegistrarSettings(Strict):
     digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(
         default=("MD5", "SHA-256"), min_length=1
     )
+    #: Phones whose User-Agent starts with one of these get the MD5 challenge alone: they give up
+    #: when any challenge is not MD5 (seen with baresip 1.0). Chosen by User-Agent only, never by
+    #: user, so the answer reveals nothing about which users exist.
+    md5_only_user_agents: tuple[str, ...] = ("baresip",)
 
     @model_validator(mode="after")
     def _ordered(self) -> RegistrarSettings:

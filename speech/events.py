@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from speech.recognizer import PhraseMatch, RecognitionResult
 
-__all__ = ["SpeechNoInput", "SpeechNoMatch", "SpeechTranscript"]
+__all__ = ["SpeechError", "SpeechNoInput", "SpeechNoMatch", "SpeechTranscript"]
 
 
 def _check_call_id(call_id: str) -> None:
@@ -114,3 +114,23 @@ class SpeechNoMatch:
             reason=match.reason.value,
             engine=engine,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechError:
+    """Recognition failed for this utterance (engine error, worker crash, overload); the IVR
+    carries on with its fallback (DTMF or the no-match branch)."""
+
+    TYPE: ClassVar[str] = "speech.error"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    engine: str
+    reason: str
+    """What went wrong, for the operator (e.g. ``worker process exited with code -9``)."""
+
+    def __post_init__(self) -> None:
+        _check_call_id(self.call_id)
+        if not self.engine:
+            raise ValueError("engine must not be empty")
+        if not self.reason:
+            raise ValueError("reason must not be empty")

@@ -104,6 +104,7 @@ class TelephonyService:
                 default_expires=registrar_settings.default_expires,
                 nonce_lifetime=registrar_settings.nonce_lifetime,
                 algorithms=tuple(Algorithm(name) for name in registrar_settings.digest_algorithms),
+                md5_only_user_agents=registrar_settings.md5_only_user_agents,
             ),
             credentials=self._secrets.get,
             # Nonces are keyed per process: after a restart phones get a fresh challenge.

@@ -217,18 +217,25 @@ class EmbeddedPostgres:
         """
         if unreachable_directory(bin_dir / "postgres", account) is None:
             return bin_dir
+        # The programs find their shared libraries through RPATH $ORIGIN/../../../<pkg>.libs, so
+        # the copy keeps the wheel's layout: <copy>/<pkg>/pginstall/bin and <copy>/<pkg>.libs.
         install = bin_dir.parent
+        package = install.parent
+        libs = package.parent / f"{package.name}.libs"
         copy = self.data_dir.parent / "pginstall"
         marker = copy / ".source"
         if not (marker.exists() and marker.read_text() == str(install)):
             shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(install, copy, symlinks=True, ignore=shutil.ignore_patterns("include"))
+            skip = shutil.ignore_patterns("include", "*.py", "__pycache__")
+            shutil.copytree(package, copy / package.name, symlinks=True, ignore=skip)
+            if libs.is_dir():
+                shutil.copytree(libs, copy / libs.name, symlinks=True)
             marker.write_text(str(install))
             for path in (copy, *copy.rglob("*")):
                 if path.is_dir():
                     path.chmod(0o755)
             logger.info("copied the embedded PostgreSQL programs to %s for %s", copy, account.name)
-        return copy / "bin"
+        return copy / package.name / install.name / "bin"
 
     def _check_reachable(self, account: ServerAccount, bin_dir: Path) -> None:
         for target in (self.data_dir, bin_dir / "postgres"):

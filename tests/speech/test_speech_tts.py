@@ -1,0 +1,64 @@
+"""Text prompts rendered by espeak-ng into cached 8 kHz WAV files."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import pytest
+
+from speech.recognizer import PhraseMatcher
+from speech.sphinx_engine import SphinxEngine
+from speech.tts import PromptRenderer, TtsVoice
+
+
+async def test_a_prompt_is_rendered_once_to_telephone_rate_wav(tmp_path: Path) -> None:
+    renderer = PromptRenderer(tmp_path / "cache")
+    assert not renderer.is_cached("Say billing.")
+    path = await renderer.render("Say billing.")
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        assert 0.3 < wav.getnframes() / 8000 < 3.0
+    stamp = path.stat().st_mtime_ns
+    again = await renderer.render("Say billing.")
+    assert again == path and again.stat().st_mtime_ns == stamp
+    assert renderer.is_cached("Say billing.")
+    # Only the finished file is left in the cache, no scratch files.
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [path.name]
+
+
+async def test_text_and_voice_each_change_the_cached_file(tmp_path: Path) -> None:
+    renderer = PromptRenderer(tmp_path)
+    first = await renderer.render("Welcome.")
+    other_text = await renderer.render("Goodbye.")
+    other_voice = await renderer.render("Welcome.", TtsVoice(voice="en-gb", words_per_minute=140))
+    assert len({first, other_text, other_voice}) == 3
+
+
+async def test_the_rendered_prompt_is_intelligible(tmp_path: Path) -> None:
+    path = await PromptRenderer(tmp_path).render("billing", TtsVoice(voice="en-us+klatt"))
+    with wave.open(str(path), "rb") as wav:
+        pcm = wav.readframes(wav.getnframes())
+    matcher = PhraseMatcher.from_phrases(["sales", "billing", "agent"])
+    session = SphinxEngine.load().open_session(call_id="tts")
+    session.start(matcher.grammar)
+    for offset in range(0, len(pcm) - 319, 320):
+        session.accept(pcm[offset : offset + 320])
+    assert matcher.match(session.finish()).choice == "billing"
+    session.close()
+
+
+@pytest.mark.parametrize("text", ["", "   ", "x" * 2001])
+async def test_empty_or_overlong_text_is_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ValueError, match="text prompt"):
+        await PromptRenderer(tmp_path).render(text)
+
+
+def test_a_voice_name_cannot_smuggle_options() -> None:
+    with pytest.raises(ValueError, match="not an espeak-ng voice name"):
+        TtsVoice(voice="en-us --stdout")
+
+
+async def test_text_starting_with_a_dash_is_spoken_not_parsed(tmp_path: Path) -> None:
+    path = await PromptRenderer(tmp_path).render("-w /tmp/elsewhere.wav")
+    assert path.parent == tmp_path and path.stat().st_size > 1000
