@@ -5,8 +5,10 @@ produces, arms a single ``call_at`` for its next deadline (aioquic's shape) and 
 calls with a media leg from the RTP port range, run by the worker's media engine.
 
 Upper layers (IVR, ACD) get each answered call's `MediaCall` through `call_handler`, run as a
-task once the caller's ACK confirms the call; media events are published with the others. A call
-whose media stops for longer than the media timeout is hung up (a dead peer sends no BYE).
+task once the caller's ACK confirms the call, and its call API object (`telephony.calls.Call`:
+ring and bridge agents, hold, transfer) from `call(call_id)`; media events are published with the
+others. A call whose media stops for longer than the media timeout is hung up (a dead peer sends
+no BYE). Calls to agents, re-offers and transfers are `CallControl`'s (call_control.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from config.loader import Configuration
+from telephony.call_control import CallControl
+from telephony.calls import AgentLeg, Call, RingFailure
 from telephony.events import CallAnswered, CallEnded
 from telephony.media.calls import MediaCall
 from telephony.media.events import MediaTimeout
@@ -68,6 +72,7 @@ class TelephonyService:
     clock: Callable[[], float] = time.monotonic
     name: str = "telephony"
     core: SipCore = field(init=False)
+    control: CallControl = field(init=False)
     transport: SipTransport = field(init=False)
     ports: RtpPortAllocator = field(init=False)
     media: MediaRunner = field(init=False)
@@ -126,6 +131,17 @@ class TelephonyService:
         self.transport = SipTransport(self._on_message, max_message=server.sip.max_message_bytes)
         self.ports = RtpPortAllocator(first_port=server.rtp.port_min, last_port=server.rtp.port_max)
         self.media = MediaRunner(publish=self._on_media_event, clock=self.clock)
+        self.control = CallControl(
+            core=self.core,
+            media=self.media,
+            ports=self.ports,
+            prompts=self.prompts,
+            clock=self.clock,
+            publish=self.publish,
+            flush=self._flush,
+            hangup_call=self.hangup,
+            ring_timeout=server.sip.ring_timeout,
+        )
         self._idle.set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -137,6 +153,9 @@ class TelephonyService:
             else:
                 bound = await self.transport.listen_tcp(listen.host, listen.port)
             logger.info("SIP listening on %s/%s", _format(bound), listen.transport)
+            if self.core.default_local is None:
+                # Requests to a phone whose REGISTER this process has not seen leave from here.
+                self.core.default_local = bound
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls, end the ones in progress with BYE, wait for them within ``grace``."""
@@ -159,6 +178,7 @@ class TelephonyService:
             self._timer.cancel()
         for task in list(self._handlers):
             task.cancel()
+        self.control.close()
         await self.media.close()
         for media in self._media.values():
             self.ports.release(media.port)
@@ -189,32 +209,31 @@ class TelephonyService:
 
     def _flush(self) -> None:
         """Send what the core produced, act on its events, re-arm the one timer."""
-        transmits, events = self.core.take_output()
-        for transmit in transmits:
-            self.transport.send(transmit.data, transmit.destination, transmit.transport)  # type: ignore[arg-type]
-        for event in events:
-            if isinstance(event, IncomingCall):
-                self._on_incoming(event)
-                continue
-            if isinstance(event, CallEnded):
-                self._release(event.call_id)
-            elif isinstance(event, CallAnswered):
-                self._start_handler(event.call_id)
-            self.publish(event)
-        if events:
-            # Acting on events may have produced more output (answers, BYEs).
-            more, more_events = self.core.take_output()
-            for transmit in more:
+        # Acting on events may produce more output (answers, BYEs, NOTIFYs): drain it all.
+        while True:
+            transmits, events = self.core.take_output()
+            if not transmits and not events:
+                break
+            for transmit in transmits:
                 self.transport.send(transmit.data, transmit.destination, transmit.transport)  # type: ignore[arg-type]
-            for event in more_events:
-                if isinstance(event, CallEnded):
-                    self._release(event.call_id)
-                self.publish(event)
+            for event in events:
+                self._on_core_event(event)
         if self.core.active_calls():
             self._idle.clear()
         else:
             self._idle.set()
         self._arm()
+
+    def _on_core_event(self, event: object) -> None:
+        if isinstance(event, IncomingCall):
+            self._on_incoming(event)
+            return
+        if isinstance(event, CallEnded):
+            self._release(event.call_id)
+        elif isinstance(event, CallAnswered):
+            self._start_handler(event.call_id)
+        if self.control.on_event(event):
+            self.publish(event)
 
     def _arm(self) -> None:
         deadline = self.core.next_timer()
@@ -315,6 +334,16 @@ class TelephonyService:
                 hangup=lambda: self.hangup(call_id),
             )
             self._media[call_id] = _Media(call, port)
+            caller = leg.invite.from_
+            self.control.add_call(
+                Call(
+                    self.control,
+                    call_id=call_id,
+                    media=call,
+                    caller_id=caller.uri.user or "",
+                    caller_name=caller.display_name or "",
+                )
+            )
             self.core.answer(call_id, answer.to_bytes(), self.clock())
             self._flush()
             return
@@ -329,6 +358,19 @@ class TelephonyService:
         """The media of a call in progress (answered by this node), or None."""
         media = self._media.get(call_id)
         return media.call if media is not None else None
+
+    def call(self, call_id: str) -> Call | None:
+        """The call API object of a caller's call in progress, or None."""
+        return self.control.call(call_id)
+
+    async def originate(
+        self, sip_user: str, *, ring_timeout: float | None = None, call_id: str | None = None
+    ) -> AgentLeg | RingFailure:
+        """Ring an agent outside any caller's call (e.g. a callback's first leg)."""
+        timeout = ring_timeout or self.configuration.server.sip.ring_timeout
+        return await self.control.originate(
+            sip_user, call_id=call_id or secrets.token_hex(8), ring_timeout=timeout
+        )
 
     def hangup(self, call_id: str) -> None:
         """End a call from the server side (BYE once answered)."""

@@ -34,6 +34,12 @@ KNOWN_UNSERVED_METHODS = frozenset({"SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK"})
 #: Option tags (RFC 3261 §19.2) a peer may put in Require and still be served.
 SUPPORTED_OPTIONS = frozenset({"replaces", "norefersub"})
 ACCEPTED_CONTENT_TYPES = frozenset({"application/sdp"})
+#: What a 200 to OPTIONS or INVITE says we can do (RFC 3261 §11.2, §20.5, §20.1, §20.37).
+CAPABILITIES = (
+    ("Allow", ALLOW),
+    ("Accept", "application/sdp"),
+    ("Supported", ", ".join(sorted(SUPPORTED_OPTIONS))),
+)
 URI_SCHEMES = frozenset({"sip", "sips", "tel"})
 
 

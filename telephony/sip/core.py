@@ -4,6 +4,8 @@ It sits on the transaction layer as its transaction user. Bytes come in with the
 ``now``; what must go out is collected as `Transmit`s, what happened as events. Inbound calls from
 trunks are answered here at the signalling level; the decision to ring, answer or reject a call is
 taken above (the telephony service), through `ring`, `answer`, `reject` and `hangup`.
+Calls the server places to agents' softphones are the `Originator`'s (`originate.py`); the core
+hands it the messages of those legs; the service calls it (`core.outbound`) to place them.
 """
 
 from __future__ import annotations
@@ -14,18 +16,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from config.settings import Dialplan
-from telephony.events import CallAnswered, CallEnded, CallRejected, CallStarted, HangupParty
-from telephony.sip.checks import (
-    ALLOW,
-    SUPPORTED_OPTIONS,
-    drop_foreign_credentials,
-    inspect_request,
+from telephony.events import CallAnswered, CallRejected, CallStarted, HangupParty
+from telephony.sdp import SdpError
+from telephony.sip.checks import CAPABILITIES, drop_foreign_credentials, inspect_request
+from telephony.sip.core_types import (
+    CoreCounters,
+    CoreSettings,
+    IncomingCall,
+    LocalAddresses,
+    ReofferReceived,
 )
-from telephony.sip.core_types import CoreCounters, CoreSettings, IncomingCall
 from telephony.sip.dialog_checks import MergedRequestDetector
 from telephony.sip.errors import SipParseError
 from telephony.sip.guard import GuardVerdict, SourceGuard
-from telephony.sip.inbound import InboundLeg, LegInput, LegState
+from telephony.sip.inbound import (
+    InboundLeg,
+    LegInput,
+    LegState,
+    contact_header,
+    dialled_number,
+)
 from telephony.sip.malformed import (
     check_stream_framing,
     refusal,
@@ -33,7 +43,9 @@ from telephony.sip.malformed import (
     stamp_received,
 )
 from telephony.sip.message import SipRequest, build_response, parse_message
+from telephony.sip.originate import Originator, codec_of
 from telephony.sip.registrar import Registrar
+from telephony.sip.reoffer import answer_reoffer
 from telephony.sip.timers import is_reliable
 from telephony.sip.transaction import TransactionLayer
 from telephony.sip.transaction_types import (
@@ -47,7 +59,7 @@ from telephony.sip.transaction_types import (
     Transmit,
     TuEvent,
 )
-from telephony.sip.uri import NameAddr, SipUri
+from telephony.sip.uri import NameAddr
 from telephony.trunks import TrunkTable
 
 __all__ = ["CoreCounters", "CoreSettings", "IncomingCall", "SipCore"]
@@ -70,10 +82,25 @@ class SipCore:
     #: Out-of-dialog requests of the last 64*T1, to answer merged copies 482 (§8.2.2.2).
     merged_requests: MergedRequestDetector = field(default_factory=MergedRequestDetector)
     accepting_calls: bool = True
+    #: Our address for requests to a phone whose REGISTER this process has not seen.
+    default_local: Address | None = None
+    outbound: Originator = field(init=False)
+    register_locals: LocalAddresses = field(default_factory=LocalAddresses)
     _legs: dict[str, InboundLeg] = field(default_factory=dict)
     _by_dialog: dict[tuple[str, str], InboundLeg] = field(default_factory=dict)
     _events: list[object] = field(default_factory=list)
     _outbox: list[Transmit] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.outbound = Originator(
+            transactions=self.transactions,
+            registrar=self.registrar,
+            emit=self._emit,
+            new_id=self.new_id,
+            local_for=self._local_for,
+            user_agent=self.settings.user_agent,
+            public_address=self.settings.public_address,
+        )
 
     # ------------------------------------------------------------------ I/O side
 
@@ -106,6 +133,7 @@ class SipCore:
 
     def on_timer(self, now: float) -> None:
         self._handle(self.transactions.on_timer(now), None, now)
+        self.outbound.on_timer(now)
         self.registrar.expire(now)
         self._events.extend(self.registrar.take_events())
         self._events.extend(self.guard.expire(now))
@@ -115,6 +143,7 @@ class SipCore:
             self.transactions.next_timer(),
             self.registrar.next_timer(),
             self.guard.next_timer(),
+            self.outbound.next_timer(),
         )
         candidates = [t for t in timers if t is not None]
         return min(candidates) if candidates else None
@@ -152,7 +181,11 @@ class SipCore:
         self._end(leg, "rejected", "server", now)
 
     def hangup(self, call_id: str, now: float) -> None:
-        """End a call from the server side: BYE once answered, 480 before (§15)."""
+        """End a call from the server side: BYE once answered, 480 before (§15); an outbound
+        leg that still rings is cancelled (§9.1)."""
+        if call_id in self.outbound.legs:
+            self.outbound.hangup(call_id, now)
+            return
         leg = self._legs.get(call_id)
         if leg is None or leg.state in (LegState.ENDING, LegState.ENDED):
             return
@@ -163,7 +196,8 @@ class SipCore:
         self._send_bye(leg, now)
 
     def active_calls(self) -> list[str]:
-        return [cid for cid, leg in self._legs.items() if leg.state is not LegState.ENDED]
+        inbound = [cid for cid, leg in self._legs.items() if leg.state is not LegState.ENDED]
+        return inbound + self.outbound.active()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -196,18 +230,21 @@ class SipCore:
             return
         method = request.method
         if method == "OPTIONS":
-            self._reply(event, 200, now, to_tag=reply_tag, extra=self._capabilities())
+            self._reply(event, 200, now, to_tag=reply_tag, extra=list(CAPABILITIES))
         elif method == "REGISTER":
-            self._on_register(event, now)
+            self._on_register(event, local, now)
         elif method == "INVITE":
             self._on_invite(event, local, reply_tag, now)
         else:
             # BYE, INFO, UPDATE, REFER, NOTIFY outside a dialog (§12.2.2).
             self._reply(event, 481, now, to_tag=reply_tag)
 
-    def _on_register(self, event: RequestReceived, now: float) -> None:
+    def _on_register(self, event: RequestReceived, local: Address | None, now: float) -> None:
         drop_foreign_credentials(event.request)
         response = self.registrar.handle_register(event.request, event.source, event.transport, now)
+        if response.status == 200 and local is not None:
+            # Requests to this phone go out from the socket it registered to (outbound legs).
+            self.register_locals.remember(event.source, event.transport, local)
         self.transactions.send_response(event.transaction, response, now)
         self._events.extend(self.registrar.take_events())
 
@@ -225,7 +262,7 @@ class SipCore:
             self.counters.forbidden += 1
             self._reject_new(event, 403, "Forbidden", tag, now)
             return
-        did = _dialled_number(request.uri)
+        did = dialled_number(request.uri)
         entry = self.dialplan.entry_for(did)
         if entry is None:
             self._reject_new(event, 404, "Not Found", tag, now)
@@ -238,25 +275,15 @@ class SipCore:
             self._reject_new(event, 400, "Bad Contact or From", tag, now)
             return
         call_id = self.new_id()
-        leg = InboundLeg(
+        leg = InboundLeg.from_invite(
+            event,
             call_id=call_id,
-            sip_call_id=request.call_id,
             local_tag=tag,
-            remote_tag=caller.tag,
-            remote_uri_header=request.headers.get("From") or "",
-            local_uri_header=request.headers.get("To") or "",
             remote_target=remote_target,
-            route_set=tuple(request.headers.get_all("Record-Route")),
-            remote_cseq=request.cseq.number,
-            source=event.source,
-            transport=event.transport,
             trunk_id=trunk.id,
             did=did,
-            invite_transaction=event.transaction,
-            started_at=now,
-            offer=request.body,
-            invite=request,
-            local_contact=self._contact(did, local, event.transport),
+            now=now,
+            local_contact=contact_header(did, local, event.transport, self.settings.public_address),
             local_host=self.settings.public_address or (local[0] if local else "127.0.0.1"),
         )
         self._legs[call_id] = leg
@@ -286,6 +313,8 @@ class SipCore:
     def _in_dialog(self, event: RequestReceived, to_tag: str, now: float) -> None:
         request = event.request
         leg = self._by_dialog.get((request.call_id, to_tag))
+        if leg is None and self.outbound.on_request(event, now):
+            return
         if leg is None or leg.state is LegState.ENDED:
             self._reply(event, 481, now)  # §12.2.2: no such dialog
             return
@@ -309,18 +338,35 @@ class SipCore:
             self._reply(event, 603, now)
 
     def _on_reoffer(self, event: RequestReceived, leg: InboundLeg, now: float) -> None:
-        """re-INVITE/UPDATE (RFC 3311): keep our media where it is and answer with our SDP."""
+        """re-INVITE/UPDATE (RFC 3311): answered with our session, turned as the offer asks."""
         if leg.state is not LegState.CONFIRMED:
             # §14.2: an offer while ours is unanswered, or before the ACK.
             self._reply(event, 491, now)
             return
+        request = event.request
         extra = [("Contact", leg.local_contact)]
-        # RFC 3264 §8 / RFC 3261 §14.2: an offer gets our unchanged answer, and a re-INVITE
-        # without one gets our session as the offer; an UPDATE without an offer gets no body.
-        body = leg.local_sdp if event.request.body or event.request.method == "INVITE" else b""
+        # RFC 3264 §8 / RFC 3261 §14.2: a re-INVITE without an offer gets our session as the
+        # offer; an UPDATE without one gets no body.
+        body = leg.local_sdp if request.method == "INVITE" else b""
+        if request.body:
+            try:
+                settled = answer_reoffer(leg.local_sdp, request.body)
+            except SdpError as exc:
+                self._reply(event, exc.status, now)  # §14.2: the session stays as it was
+                return
+            leg.local_sdp = body = settled.answer
+            self._events.append(
+                ReofferReceived(
+                    call_id=leg.call_id,
+                    method=request.method,
+                    remote_address=settled.remote_address,
+                    remote_port=settled.remote_port,
+                    remote_hold=settled.remote_hold,
+                )
+            )
         if body:
             extra.append(("Content-Type", "application/sdp"))
-        response = build_response(event.request, 200, headers=[*extra, *self._server_header()])
+        response = build_response(request, 200, headers=[*extra, *self._server_header()])
         response.body = body
         self.transactions.send_response(event.transaction, response, now)
 
@@ -332,7 +378,7 @@ class SipCore:
         first = leg.state is LegState.ANSWERED
         leg.apply(LegInput.ACK)
         if first:
-            self._events.append(CallAnswered(call_id=leg.call_id, codec=_codec_of(leg.local_sdp)))
+            self._events.append(CallAnswered(call_id=leg.call_id, codec=codec_of(leg.local_sdp)))
 
     def _on_cancelled(self, event: InviteCancelled, now: float) -> None:
         for leg in self._legs.values():
@@ -350,6 +396,8 @@ class SipCore:
                 return
 
     def _on_response(self, event: ResponseReceived, now: float) -> None:
+        if self.outbound.on_response(event, now):
+            return
         if event.request.method != "BYE" or event.retransmission:
             return
         leg = self._by_dialog.get((event.request.call_id, event.request.from_.tag or ""))
@@ -386,7 +434,7 @@ class SipCore:
             extra.append(("Contact", leg.local_contact))
             extra.extend(("Record-Route", value) for value in leg.route_set)
         if status == 200:
-            extra.extend(self._capabilities())
+            extra.extend(CAPABILITIES)
         if body:
             extra.append(("Content-Type", "application/sdp"))
         extra.extend(self._server_header())
@@ -428,37 +476,12 @@ class SipCore:
         )
 
     def _end(self, leg: InboundLeg, cause: str, by: HangupParty, now: float) -> None:
-        if leg.ended_at is not None:
-            return
-        leg.ended_at = now
-        talk = now - leg.answered_at if leg.answered_at is not None else 0.0
-        self._events.append(
-            CallEnded(
-                call_id=leg.call_id,
-                cause=cause,
-                hangup_by=by,
-                duration_seconds=max(0.0, now - leg.started_at),
-                talk_seconds=max(0.0, talk),
-            )
-        )
-
-    def _capabilities(self) -> list[tuple[str, str]]:
-        return [
-            ("Allow", ALLOW),
-            ("Accept", "application/sdp"),
-            ("Supported", ", ".join(sorted(SUPPORTED_OPTIONS))),
-        ]
+        ended = leg.end(cause, by, now)
+        if ended is not None:
+            self._events.append(ended)
 
     def _server_header(self) -> list[tuple[str, str]]:
         return [("Server", self.settings.user_agent)] if self.settings.user_agent else []
-
-    def _contact(self, user: str, local: Address | None, transport: str) -> str:
-        host, port = local if local is not None else ("127.0.0.1", 5060)
-        host = self.settings.public_address or host
-        host_text = f"[{host}]" if ":" in host else host
-        uri = SipUri(scheme="sip", user=user or None, host=host_text, port=port)
-        suffix = ";transport=tcp" if transport == "tcp" else ""
-        return f"<{uri}{suffix}>"
 
     def _admit(self, request: SipRequest, source: Address, now: float) -> bool:
         if self.guard.check(source[0], request.method, now) is GuardVerdict.ALLOW:
@@ -494,20 +517,12 @@ class SipCore:
         contact = NameAddr.parse(leg.local_contact).uri
         return contact.host_port
 
+    def _emit(self, event: object) -> None:
+        self._events.append(event)
+
+    def _local_for(self, source: Address, transport: str) -> Address:
+        local = self.register_locals.get(source, transport)
+        return local or self.default_local or ("127.0.0.1", 5060)
+
     def _user_agent_header(self) -> list[tuple[str, str]]:
         return [("User-Agent", self.settings.user_agent)] if self.settings.user_agent else []
-
-
-def _dialled_number(uri: str) -> str:
-    try:
-        parsed = SipUri.parse(uri)
-    except SipParseError:
-        return ""
-    return parsed.user or ""
-
-
-def _codec_of(sdp: bytes) -> str:
-    for line in sdp.decode("ascii", "replace").splitlines():
-        if line.startswith("a=rtpmap:"):
-            return line.split(" ", 1)[1].split("/", 1)[0]
-    return ""

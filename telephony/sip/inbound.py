@@ -9,9 +9,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from telephony.events import CallEnded, HangupParty
+from telephony.sip.errors import SipParseError
 from telephony.sip.message import SipRequest
-from telephony.sip.transaction_types import Address, ServerTransactionId
-from telephony.sip.uri import NameAddr
+from telephony.sip.transaction_types import Address, RequestReceived, ServerTransactionId
+from telephony.sip.uri import NameAddr, SipUri
 
 
 class LegState(enum.Enum):
@@ -93,7 +95,44 @@ class InboundLeg:
     answered_at: float | None = None
     ended_at: float | None = None
     local_sdp: bytes = b""
-    reinvite_pending: bool = False
+
+    @classmethod
+    def from_invite(
+        cls,
+        event: RequestReceived,
+        *,
+        call_id: str,
+        local_tag: str,
+        remote_target: str,
+        trunk_id: str,
+        did: str,
+        now: float,
+        local_contact: str,
+        local_host: str,
+    ) -> InboundLeg:
+        """The leg of a new INVITE, with the dialog state §12.1.1 takes from it."""
+        request = event.request
+        return cls(
+            call_id=call_id,
+            sip_call_id=request.call_id,
+            local_tag=local_tag,
+            remote_tag=request.from_.tag,
+            remote_uri_header=request.headers.get("From") or "",
+            local_uri_header=request.headers.get("To") or "",
+            remote_target=remote_target,
+            route_set=tuple(request.headers.get_all("Record-Route")),
+            remote_cseq=request.cseq.number,
+            source=event.source,
+            transport=event.transport,
+            trunk_id=trunk_id,
+            did=did,
+            invite_transaction=event.transaction,
+            started_at=now,
+            offer=request.body,
+            invite=request,
+            local_contact=local_contact,
+            local_host=local_host,
+        )
 
     def apply(self, event: LegInput) -> LegState:
         try:
@@ -101,6 +140,20 @@ class InboundLeg:
         except KeyError:
             raise IllegalLegTransitionError(self.state, event) from None
         return self.state
+
+    def end(self, cause: str, by: HangupParty, now: float) -> CallEnded | None:
+        """The leg's `CallEnded`, once: None when it was already reported."""
+        if self.ended_at is not None:
+            return None
+        self.ended_at = now
+        talk = now - self.answered_at if self.answered_at is not None else 0.0
+        return CallEnded(
+            call_id=self.call_id,
+            cause=cause,
+            hangup_by=by,
+            duration_seconds=max(0.0, now - self.started_at),
+            talk_seconds=max(0.0, talk),
+        )
 
     def can(self, event: LegInput) -> bool:
         return (self.state, event) in _TRANSITIONS
@@ -130,3 +183,23 @@ class InboundLeg:
 
 def _with_tag(header: str, tag: str) -> str:
     return header if NameAddr.parse(header).tag is not None else f"{header};tag={tag}"
+
+
+def dialled_number(uri: str) -> str:
+    """The user part of an INVITE's Request-URI: the number the caller dialled (DID)."""
+    try:
+        parsed = SipUri.parse(uri)
+    except SipParseError:
+        return ""
+    return parsed.user or ""
+
+
+def contact_header(user: str, local: Address | None, transport: str, public: str | None) -> str:
+    """Our Contact for a dialog with a caller: the address the INVITE reached (or `public`
+    when we are behind NAT), with transport=tcp over TCP so in-dialog requests come back on it."""
+    host, port = local if local is not None else ("127.0.0.1", 5060)
+    host = public or host
+    host_text = f"[{host}]" if ":" in host else host
+    uri = SipUri(scheme="sip", user=user or None, host=host_text, port=port)
+    suffix = ";transport=tcp" if transport == "tcp" else ""
+    return f"<{uri}{suffix}>"
