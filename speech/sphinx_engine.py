@@ -200,6 +200,10 @@ class SphinxEngine:
                 dict=None,
                 lm=None,
                 samprate=MODEL_RATE_HZ,
+                # The best-path rescoring pass favours the shortest prefix of a long phrase in a
+                # large menu grammar ("it" for "billing" beside "it is not working"); the first
+                # pass's hypothesis follows the grammar as written.
+                bestpath=False,
                 loglevel="FATAL",
             )
             decoder.set_cmn(self._cmn)

@@ -1,0 +1,547 @@
+"""Listening to a caller for one answer at a time: VAD, end-pointing and recognition on a call.
+
+:class:`SpeechInput` opens one :class:`SpeechInputSession` per call, which keeps one warm
+recogniser (:class:`speech.service.CallSpeech`) and one VAD for the whole call. Each
+:meth:`SpeechInputSession.recognize` listens for one answer:
+
+- A reader task takes the caller's 20 ms frames from the source handed over (e.g. the call's
+  audio tap) into a bounded inbox. It is the only waiter on the source, since abandoning a wait
+  on it would close it; it is cancelled (closing the source) as soon as the answer is complete.
+- Each frame goes through the VAD and a fresh :class:`~speech.endpoint.EndPointer` (sans-IO;
+  its timers are armed here). Speech start is reported at once (``on_speech_started``: barge-in);
+  from then on the frames, pre-roll first, go to the recogniser.
+- At the end of speech (hangover) or the maximum utterance length, the final result is matched
+  with :class:`~speech.recognizer.PhraseMatcher` against the prompt's phrases: a match returns
+  the phrase with the match score as confidence, anything else an empty result (no-match); no
+  speech before the no-input timeout returns ``None``.
+
+Frames are dated by their position in the stream (20 ms apart) and time without frames by the
+loop's clock, so audio delayed by a busy loop, or faster than real time, is end-pointed as the
+audio says. Failures never escape: a recogniser that cannot open, fails, crashes or overruns
+``engine_timeout`` makes the utterance a no-match (and a ``speech.error`` event) and is replaced
+for the next question, at most ``max_reopens`` times per call; without one the session still
+end-points (silence is no-input, speech a no-match). Bounds: the inbox (``max_pending_frames``,
+oldest dropped), audio held while the recogniser starts (the utterance length), each engine wait
+(``engine_timeout``), the wait for a prompt's end (``max_prompt_seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import numpy as np
+
+from speech.endpoint import (
+    EndPointer,
+    EndpointOutcome,
+    EndpointSettings,
+    MaxSpeech,
+    NoInput,
+    SpeechEnded,
+    SpeechStarted,
+)
+from speech.events import SpeechError, SpeechNoInput, SpeechNoMatch, SpeechTranscript
+from speech.recognizer import PhraseMatcher, RecognitionResult, RecognizerError, normalize_phrase
+from speech.service import CallSpeech, SpeechService
+from speech.vad import FRAME_SECONDS, Frame, FrameSizeError, VoiceActivityDetector
+
+__all__ = ["ListenerSettings", "SpeechInput", "SpeechInputSession", "SpeechOutcomeSink"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: Where the session reports each utterance as a speech event (``speech.transcript``, ...).
+SpeechOutcomeSink = Callable[[SpeechTranscript | SpeechNoMatch | SpeechNoInput | SpeechError], None]
+
+#: Menu end-pointing: a 0.2 s hangover, so the answer follows the last word quickly (paced
+#: calls, pocketsphinx: end of speech to final result 0.25 s median, 0.26 s p95). The global
+#: default (0.6 s) stays for free speech, where callers pause between clauses.
+MENU_ENDPOINT = EndpointSettings(hangover_seconds=0.2)
+FREE_SPEECH_ENDPOINT = EndpointSettings()
+#: A frame taken this much later than expected follows a gap in the caller's audio rather than
+#: a busy loop: once the first packet came the jitter buffer hands over a frame every 20 ms.
+_AUDIO_GAP_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerSettings:
+    """How calls are listened to; every field has a default."""
+
+    menu_endpoint: EndpointSettings = MENU_ENDPOINT
+    """End-pointing for prompts with phrases (its timeouts are replaced by the prompt's)."""
+    free_speech_endpoint: EndpointSettings = FREE_SPEECH_ENDPOINT
+    """End-pointing for prompts without phrases (free speech)."""
+    min_confidence: float = 0.2
+    """Match score (0..1) below which no phrase is reported (a no-match), unless the prompt
+    gives its own threshold. A floor against phrases the engine only listed as unlikely
+    alternatives; the prompt's own threshold is applied by whoever reads the confidence."""
+    max_pending_frames: int = 100
+    """Frames (20 ms) the inbox holds between the source and the end-pointer (2 s)."""
+    engine_timeout: float = 5.0
+    """Longest wait, in seconds, for the recogniser to open, start or give its final result."""
+    max_reopens: int = 2
+    """Times a failed recogniser is replaced during one call."""
+    max_prompt_seconds: float = 300.0
+    """Longest wait for the end of a prompt before the no-input timeout starts anyway."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.min_confidence) and 0.0 <= self.min_confidence <= 1.0):
+            raise ValueError(f"min_confidence must be within 0..1, got {self.min_confidence}")
+        if self.max_pending_frames < 1:
+            raise ValueError(f"max_pending_frames must be >= 1, got {self.max_pending_frames}")
+        if self.max_reopens < 0:
+            raise ValueError(f"max_reopens must be >= 0, got {self.max_reopens}")
+        for name in ("engine_timeout", "max_prompt_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value}")
+
+
+class SpeechInput:
+    """The speech layer as a call listens to it: one :class:`SpeechInputSession` per call."""
+
+    def __init__(
+        self,
+        service: SpeechService,
+        *,
+        settings: ListenerSettings | None = None,
+        publish: SpeechOutcomeSink | None = None,
+    ) -> None:
+        self._service = service
+        self._settings = settings or ListenerSettings()
+        self._publish = publish
+
+    async def open_session(self, *, call_id: str) -> SpeechInputSession:
+        """The call's session, its recogniser opened (a failure is reported by ``recognize``)."""
+        session = SpeechInputSession(
+            self._service, call_id, settings=self._settings, publish=self._publish
+        )
+        await session.warm_up()
+        return session
+
+
+@dataclass(slots=True)
+class _FrameClock:
+    """Dates frames by stream position (a delay shorter than ``_AUDIO_GAP_SECONDS`` does not
+    stretch the audio), and time without frames by the loop's clock."""
+
+    loop_time: Callable[[], float]
+    last_frame: float | None = None
+    last_taken: float = 0.0
+
+    def now(self) -> float:
+        wall = self.loop_time()
+        if self.last_frame is None:
+            return wall
+        return self.last_frame + (wall - self.last_taken)
+
+    def frame(self) -> float:
+        wall = self.loop_time()
+        if self.last_frame is None:
+            date = wall
+        else:
+            waited = wall - self.last_taken
+            step = FRAME_SECONDS if waited <= FRAME_SECONDS + _AUDIO_GAP_SECONDS else waited
+            date = self.last_frame + step
+        self.last_frame, self.last_taken = date, wall
+        return date
+
+
+@dataclass(slots=True)
+class _FrameInbox:
+    """Frames between the reader task and the end-pointer; bounded, oldest dropped."""
+
+    capacity: int
+    frames: deque[Frame] = field(default_factory=deque)
+    dropped: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, frame: Frame) -> None:
+        if len(self.frames) >= self.capacity:
+            self.frames.popleft()
+            self.dropped += 1
+        self.frames.append(frame)
+        self.wake.set()
+
+    async def wait(self, seconds: float | None) -> None:
+        """Until a frame is there, something else wakes the inbox, or ``seconds`` pass."""
+        if self.frames:
+            return
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
+
+
+@dataclass(slots=True)
+class _Listening:
+    """One ``recognize`` in progress."""
+
+    endpointer: EndPointer
+    inbox: _FrameInbox
+    clock: _FrameClock
+    prompt_ended: bool
+    malformed: int = 0
+
+
+class SpeechInputSession:
+    """One call's listening: a warm recogniser, a VAD, one answer per :meth:`recognize`."""
+
+    def __init__(
+        self,
+        service: SpeechService,
+        call_id: str,
+        *,
+        settings: ListenerSettings | None = None,
+        publish: SpeechOutcomeSink | None = None,
+    ) -> None:
+        self._service = service
+        self.call_id = call_id
+        self._settings = settings = settings or ListenerSettings()
+        self._publish = publish
+        self._vad = VoiceActivityDetector(settings.menu_endpoint.aggressiveness)
+        self._recogniser: CallSpeech | None = None
+        self._opens = 0
+        self._closed = False
+        # Every use of the recogniser, in order: the next one waits for the previous, so a
+        # cancelled question's final result never lands after the next question's start.
+        self._engine_op: asyncio.Task[Any] | None = None
+        self._listening: _Listening | None = None
+
+    # The recogniser -----------------------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        """Open the call's recogniser now (bounded); a failure is left for ``recognize``."""
+        await self._bounded(self._serialize(self._open_recogniser()))
+
+    async def _open_recogniser(self) -> CallSpeech | None:
+        if self._recogniser is not None:
+            return self._recogniser
+        if self._closed or self._opens > self._settings.max_reopens:
+            return None
+        self._opens += 1
+        try:
+            recogniser = await self._service.open_call(self.call_id)
+        except (RecognizerError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, RecognizerError) else str(exc)
+            self._report_error(reason)
+            return None
+        if self._closed:  # the call ended while the recogniser opened
+            await recogniser.close()
+            return None
+        self._recogniser = recogniser
+        return recogniser
+
+    async def _prepare(self, grammar: tuple[str, ...] | None) -> CallSpeech | None:
+        recogniser = await self._open_recogniser()
+        if recogniser is None:
+            return None
+        await recogniser.start(grammar)
+        if recogniser.failure is not None:
+            self._discard(recogniser.failure)
+            return None
+        return recogniser
+
+    def _discard(self, reason: str) -> None:
+        """The recogniser failed: report it, and open a new one for the next question."""
+        self._report_error(reason)
+        recogniser, self._recogniser = self._recogniser, None
+        if recogniser is not None:
+            self._serialize(recogniser.close())
+
+    def _serialize(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        previous = self._engine_op
+
+        async def in_turn() -> _T:
+            try:
+                if previous is not None:
+                    await asyncio.wait([previous])
+            except BaseException:
+                work.close()  # cancelled before its turn (the loop is closing)
+                raise
+            return await work
+
+        task = asyncio.get_running_loop().create_task(in_turn())
+        task.add_done_callback(_log_failure)
+        self._engine_op = task
+        return task
+
+    async def _bounded(self, task: asyncio.Task[_T]) -> _T | None:
+        """The task's value; None if it fails or outlasts ``engine_timeout`` (it goes on)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self._settings.engine_timeout)
+        except TimeoutError:
+            logger.warning(
+                "call %s: speech engine gave no answer within %.1f s",
+                self.call_id,
+                self._settings.engine_timeout,
+            )
+        except Exception:  # logged by the task's callback; the utterance becomes a no-match
+            logger.debug("call %s: speech engine work failed", self.call_id)
+        return None
+
+    # Listening ----------------------------------------------------------------------------------
+
+    async def recognize(
+        self,
+        frames: AsyncIterator[Frame],
+        *,
+        grammar: tuple[str, ...] | None,
+        language: str,
+        no_input_timeout: float,
+        max_speech_seconds: float,
+        prompt_playing: bool,
+        on_speech_started: Callable[[], None],
+        confidence_threshold: float | None = None,
+    ) -> RecognitionResult | None:
+        """Listen to ``frames`` for one answer (see the module docs).
+
+        ``grammar``: the phrases allowed (free speech with None). The no-input timeout starts
+        now, or at :meth:`prompt_ended` with ``prompt_playing``. Returns the matched phrase (its
+        confidence the match score), an empty result for speech that matched nothing or could
+        not be recognised, or None for no speech. ``language`` is the model's: one per engine.
+        """
+        loop = asyncio.get_running_loop()
+        matcher = _matcher(grammar, confidence_threshold, self._settings.min_confidence)
+        endpoint = self._endpoint_settings(matcher, no_input_timeout, max_speech_seconds)
+        clock = _FrameClock(loop.time)
+        listening = _Listening(
+            endpointer=EndPointer(
+                endpoint,
+                now=clock.now(),
+                prompt_playing=prompt_playing,
+                vad=self._vad,
+                call_id=self.call_id,
+            ),
+            inbox=_FrameInbox(self._settings.max_pending_frames),
+            clock=clock,
+            prompt_ended=not prompt_playing,
+        )
+        self._listening = listening
+        reader = loop.create_task(_read(frames, listening.inbox))
+        engine_grammar = matcher.grammar if matcher is not None else grammar
+        prepared = self._serialize(self._prepare(engine_grammar))
+        logger.debug("call %s: listening (%s) for %r", self.call_id, language, engine_grammar)
+        try:
+            held: list[bytes] = []
+            outcome = await self._end_point(listening, prepared, held, on_speech_started)
+            await _stop(reader)  # the answer is complete: no more audio is taken from the call
+            if isinstance(outcome, NoInput):
+                self._emit(
+                    SpeechNoInput(call_id=self.call_id, waited_seconds=outcome.waited_seconds)
+                )
+                return None
+            return await self._final_result(prepared, held, matcher)
+        finally:
+            if self._listening is listening:
+                self._listening = None
+            await _stop(reader)
+            if listening.inbox.dropped or listening.malformed:
+                logger.warning(
+                    "call %s: caller audio lost: %d frames dropped (listener behind), %d malformed",
+                    self.call_id,
+                    listening.inbox.dropped,
+                    listening.malformed,
+                )
+
+    def prompt_ended(self) -> None:
+        """The prompt played over the current question has finished."""
+        listening = self._listening
+        if listening is not None and not listening.prompt_ended:
+            listening.prompt_ended = True
+            listening.endpointer.prompt_ended(listening.clock.now())
+            listening.inbox.wake.set()
+
+    async def close(self) -> None:
+        """Release the recogniser; the call's speech is over."""
+        self._closed = True
+        last = self._engine_op
+        if last is not None:
+            await asyncio.wait([last], timeout=self._settings.engine_timeout)
+        recogniser, self._recogniser = self._recogniser, None
+        if recogniser is not None:
+            await recogniser.close()
+
+    def _endpoint_settings(
+        self, matcher: PhraseMatcher | None, no_input: float, max_speech: float
+    ) -> EndpointSettings:
+        base = self._settings.menu_endpoint if matcher else self._settings.free_speech_endpoint
+        try:
+            return replace(base, no_input_timeout_seconds=no_input, max_speech_seconds=max_speech)
+        except ValueError:
+            logger.warning(
+                "call %s: prompt timeouts %r/%r unusable; defaults used",
+                self.call_id,
+                no_input,
+                max_speech,
+            )
+            return base
+
+    async def _end_point(
+        self,
+        listening: _Listening,
+        prepared: asyncio.Task[CallSpeech | None],
+        held: list[bytes],
+        on_speech_started: Callable[[], None],
+    ) -> NoInput | SpeechEnded | MaxSpeech:
+        endpointer, inbox, clock = listening.endpointer, listening.inbox, listening.clock
+        prompt_wait_until = clock.now() + self._settings.max_prompt_seconds
+        while True:
+            outcome: EndpointOutcome | None
+            if inbox.frames:
+                frame = inbox.frames.popleft()
+                try:
+                    outcome = endpointer.feed(frame, clock.frame())
+                except (FrameSizeError, TypeError):  # not 20 ms of 8 kHz int16: not audio
+                    listening.malformed += 1
+                    continue
+                if outcome is None and endpointer.capturing:
+                    self._to_recogniser(_pcm(frame), prepared, held)
+            else:
+                deadline = endpointer.next_deadline()
+                now = clock.now()
+                if deadline is None and now >= prompt_wait_until:
+                    endpointer.prompt_ended(now)  # the prompt never said it ended
+                    continue
+                due = deadline if deadline is not None else prompt_wait_until
+                if now < due:
+                    await inbox.wait(due - now)
+                    continue
+                outcome = endpointer.handle_timer(now)
+            if isinstance(outcome, SpeechStarted):
+                for pcm in outcome.pre_roll:
+                    self._to_recogniser(pcm, prepared, held)
+                _notify(on_speech_started, self.call_id)
+            elif outcome is not None:
+                return outcome
+
+    def _to_recogniser(
+        self, pcm: bytes, prepared: asyncio.Task[CallSpeech | None], held: list[bytes]
+    ) -> None:
+        if not prepared.done():
+            held.append(pcm)  # bounded by the utterance length (max_speech_seconds)
+            return
+        recogniser = _value(prepared)
+        if recogniser is not None:
+            for earlier in held:  # audio that came while the recogniser was starting goes first
+                recogniser.feed(earlier)
+            recogniser.feed(pcm)
+        held.clear()
+
+    async def _final_result(
+        self,
+        prepared: asyncio.Task[CallSpeech | None],
+        held: list[bytes],
+        matcher: PhraseMatcher | None,
+    ) -> RecognitionResult:
+        engine = self._service.engine_name
+        recogniser = await self._bounded(prepared)
+        if recogniser is None:
+            return RecognitionResult.empty(engine)
+        for pcm in held:
+            recogniser.feed(pcm)
+        held.clear()
+        result = await self._bounded(self._serialize(recogniser.finish()))
+        if result is None:
+            self._discard(recogniser.failure or "no final result from the speech engine")
+            return RecognitionResult.empty(engine)
+        if matcher is None:
+            if result.is_empty:
+                self._emit(SpeechNoMatch(call_id=self.call_id, text="", confidence=0.0,
+                                         reason="empty", engine=result.engine))  # fmt: skip
+            else:
+                self._emit(SpeechTranscript.from_result(call_id=self.call_id, result=result))
+            return result
+        match = matcher.match(result)
+        if match.choice is None:
+            self._emit(SpeechNoMatch.from_match(call_id=self.call_id, match=match, engine=engine))
+            return RecognitionResult.empty(result.engine)
+        self._emit(SpeechTranscript.from_result(call_id=self.call_id, result=result))
+        return RecognitionResult(text=match.choice, confidence=match.score, engine=result.engine)
+
+    def _report_error(self, reason: str) -> None:
+        logger.warning("call %s: speech recognition failed: %s", self.call_id, reason)
+        self._emit(
+            SpeechError(call_id=self.call_id, engine=self._service.engine_name, reason=reason)
+        )
+
+    def _emit(self, event: SpeechTranscript | SpeechNoMatch | SpeechNoInput | SpeechError) -> None:
+        if self._publish is None:
+            return
+        try:
+            self._publish(event)
+        except Exception:  # a subscriber's failure is not the caller's
+            logger.exception("call %s: publishing %s failed", self.call_id, event.TYPE)
+
+
+def _matcher(
+    grammar: tuple[str, ...] | None, threshold: float | None, floor: float
+) -> PhraseMatcher | None:
+    """A matcher whose choices are the phrases as given (one per spelling), or None."""
+    if not grammar:
+        return None
+    choices: dict[str, tuple[str]] = {}
+    seen: set[str] = set()
+    for phrase in grammar:
+        key = normalize_phrase(phrase)
+        if key and key not in seen:
+            seen.add(key)
+            choices[phrase] = (phrase,)
+    if not choices:
+        return None
+    level = floor if threshold is None else threshold
+    if not (math.isfinite(level) and 0.0 <= level <= 1.0):
+        level = floor
+    return PhraseMatcher(choices, threshold=level)
+
+
+async def _read(frames: AsyncIterator[Frame], inbox: _FrameInbox) -> None:
+    """The reader task: the only waiter on the source (cancelling it closes the source)."""
+    try:
+        async for frame in frames:
+            inbox.put(frame)
+    finally:
+        closer = getattr(frames, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(RuntimeError):
+                await closer()
+
+
+async def _stop(reader: asyncio.Task[None]) -> None:
+    """Cancel the reader and wait until it has ended: the source is closed then."""
+    reader.cancel()
+    await asyncio.wait([reader])
+
+
+def _notify(on_speech_started: Callable[[], None], call_id: str) -> None:
+    try:
+        on_speech_started()
+    except Exception:  # the listener's own failure must not stop the listening
+        logger.exception("call %s: speech-start callback failed", call_id)
+
+
+def _pcm(frame: Frame) -> bytes:
+    if isinstance(frame, bytes):
+        return frame
+    if isinstance(frame, np.ndarray):
+        return frame.tobytes()
+    return bytes(frame)
+
+
+def _value(task: asyncio.Task[_T | None]) -> _T | None:
+    if task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("speech engine work failed", exc_info=task.exception())
