@@ -238,8 +238,9 @@ async def test_speech_longer_than_the_maximum_is_cut(
 async def test_end_of_speech_to_final_result_on_a_paced_call(
     listening: Listening, speech_audio: SpeechAudio
 ) -> None:
-    """Frames at the real 20 ms pace, three calls at once: the menu answer follows the end of
-    speech by the end-pointer's hangover (0.2 s) plus the recogniser's finish."""
+    """Frames at the real 20 ms pace, three calls at once: each menu answer is recognised, and
+    none before the end-pointer's hangover (0.2 s) has passed since the end of speech. How long
+    after that is a speed figure, measured by benchmarks/speech.py, not asserted here."""
     loop = asyncio.get_running_loop()
 
     async def one(call_id: str, word: str) -> float:
@@ -253,7 +254,7 @@ async def test_end_of_speech_to_final_result_on_a_paced_call(
         return answered - caller.speech_ended_at
 
     latencies = await asyncio.gather(*(one(f"paced-{w}", w) for w in MENU))
-    assert all(0.2 <= latency < 0.45 for latency in latencies), latencies
+    assert all(latency >= 0.2 for latency in latencies), latencies
 
 
 async def test_a_worker_crash_is_a_no_match_and_the_next_question_is_heard(
