@@ -1,7 +1,9 @@
 """Composition root: builds the whole server from a validated Configuration and runs it.
 
-Start-up order is bottom-up (storage, then telephony, then the services that read events) and
-shutdown is the reverse, so nothing is ever handed work by a layer that has already stopped.
+Start-up order is bottom-up (storage, telephony, the call center with its IVR and ACD, then the
+supervisor API that reads their events) and shutdown is the reverse, so nothing is ever handed
+work by a layer that has already stopped: the call center ends its calls while telephony and
+storage still run, so their last events are stored.
 SIGTERM/SIGINT begin a graceful shutdown: stop taking calls, end calls in progress, flush, exit.
 SIGHUP reloads the configuration; a configuration that fails validation is logged and the running
 one stays in force.
@@ -17,10 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 from config.loader import Configuration, load_configuration
-from config.source import ConfigError
+from config.source import ConfigError, ConfigProblem
 from cxos.bus import DomainEvent, EventBus
 from cxos.storage.service import StorageService
 
@@ -42,6 +44,9 @@ class Component(Protocol):
 
 
 ComponentFactory = Callable[["Application"], Component]
+#: Sees every domain event as it is published (synchronously, in publication order).
+EventListener = Callable[[DomainEvent], None]
+C = TypeVar("C")
 
 
 @dataclass(slots=True)
@@ -52,12 +57,26 @@ class Application:
     components: list[Component] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     bus: EventBus = field(default_factory=lambda: EventBus(clock=time.time))
+    listeners: list[EventListener] = field(default_factory=list)
 
     def publish(self, event: DomainEvent) -> None:
         """Every domain event of every layer passes here on its way to the event bus."""
         published = self.bus.publish(event)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("event #%d %s", published.seq, event)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                # A listener's bug must not break the layer that reported the event.
+                logger.exception("event listener failed on %s", event.TYPE)
+
+    def component(self, kind: type[C]) -> C:
+        """The started component of type ``kind`` (factories use it to wire what they need)."""
+        for component in self.components:
+            if isinstance(component, kind):
+                return component
+        raise LookupError(f"no {kind.__name__} has been started")
 
     async def start(self) -> None:
         # Storage first: the bus continues the node's event sequence where the database left
@@ -90,34 +109,63 @@ class Application:
             else:
                 logger.info("stopped %s", component.name)
         self.components.clear()
+        self.listeners.clear()
         self.bus.close()
 
     def reload(self) -> bool:
         """Validate the configuration directory again and swap it in; keep the old one on error."""
+        return not self.reload_configuration()
+
+    def reload_configuration(self) -> list[ConfigProblem]:
+        """Like `reload`; returns the problems that kept the running configuration in force."""
         try:
             configuration = load_configuration(self.configuration.directory)
         except ConfigError as exc:
             for problem in exc.problems:
                 logger.error("reload refused: %s", problem)
-            return False
+            return list(exc.problems)
         self.configuration = configuration
         for component in self.components:
             component.reconfigure(configuration)
         logger.info("configuration reloaded from %s", configuration.directory)
-        return True
+        return []
 
 
 def _component_factories() -> list[ComponentFactory]:
+    """Telephony, then the call center (IVR, ACD) on its calls, then the supervisor API."""
+    from cxos.actions import ApplicationAdministration, CallCenterActions
+    from cxos.callcenter import CallCenter, build_call_center
+    from supervisor_api.service import SupervisorService
     from telephony.service import TelephonyService
 
+    def publish(app: Application) -> Callable[[object], None]:
+        # Lower layers type their sink loosely (they cannot import the bus); every event they
+        # emit follows the event convention, which the bus checks on publish.
+        return lambda event: app.publish(cast(DomainEvent, event))
+
     def telephony(app: Application) -> Component:
-        # Telephony types its sink loosely (it cannot import the bus); every event it emits
-        # follows the event convention, which the bus checks on publish.
-        return TelephonyService(
-            app.configuration, publish=lambda event: app.publish(cast(DomainEvent, event))
+        return TelephonyService(app.configuration, publish=publish(app))
+
+    def call_center(app: Application) -> Component:
+        center = build_call_center(
+            app.configuration,
+            app.component(TelephonyService),
+            publish=publish(app),
+            data_dir=app.component(StorageService).data_dir,
+        )
+        app.listeners.append(center.observe)
+        return center
+
+    def supervisor(app: Application) -> Component:
+        center = app.component(CallCenter)
+        return SupervisorService(
+            app.configuration,
+            app.bus,
+            CallCenterActions(center, recordings_dir=center.data_dir / "recordings"),
+            administration=ApplicationAdministration(app, app.configuration.directory),
         )
 
-    return [telephony]
+    return [telephony, call_center, supervisor]
 
 
 async def serve(configuration: Configuration, data_dir: Path | None = None) -> None:

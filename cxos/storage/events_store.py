@@ -55,8 +55,13 @@ _CDR_TRIGGERS = frozenset({"call.started", "call.ended"})
 class WriterOptions:
     batch_size: int = 500
     """Most events written by one statement."""
-    linger: float = 0.01
-    """Seconds to wait for more events after the first of a batch (bounds the added latency)."""
+    linger: float = 0.05
+    """Seconds to wait for more events after the first of a batch (bounds the added latency).
+
+    Each batch is one transaction with its CDR rebuild, on the server's event loop: at a few
+    hundred calls a second, 50 ms gathers some hundred events per statement where 10 ms cost
+    five times the round trips and commits for the same events. Events wait this long in memory
+    only; the other subscribers of the bus get them at once."""
     queue_size: int = 10_000
     """Events held in memory for the writer before the bus spills to the spool."""
     retry_initial: float = 0.05

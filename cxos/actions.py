@@ -1,0 +1,198 @@
+"""The supervisor API's actions carried out on the call center, and its admin operations.
+
+Agent actions go to the ACD service (its state machine decides what is allowed: pausing a
+logged-out agent is refused as ``wrong_state``); call actions go to telephony's call API for the
+calls of this node. Each refusal names what was wrong, so the API answers 404/409/503 with it.
+
+Supervisor listen, whisper and barge are refused as ``unavailable``: they need a third party
+mixed into a call's audio, and the media engine bridges exactly two legs (relay, no mixing).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from acd.agent_state import IllegalTransitionError
+from acd.core import UnknownCallError
+from acd.service import AcdService
+from config.source import ConfigProblem
+from supervisor_api.actions import (
+    ActionRefusedError,
+    MonitorMode,
+    RefusalKind,
+    ReloadProblem,
+)
+from telephony.calls import Call
+
+__all__ = ["ActionTarget", "ApplicationAdministration", "CallCenterActions", "Reloadable"]
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class ActionTarget(Protocol):
+    """What the actions act on: :class:`cxos.callcenter.CallCenter` has this shape."""
+
+    @property
+    def acd(self) -> AcdService: ...
+
+    def call(self, call_id: str) -> Call | None: ...
+
+
+class CallCenterActions:
+    """:class:`supervisor_api.actions.SupervisorActions` on one node's call center."""
+
+    def __init__(self, center: ActionTarget, *, recordings_dir: Path) -> None:
+        self._center = center
+        self._recordings = recordings_dir
+
+    # ------------------------------------------------------------------ agents
+
+    async def agent_login(self, agent_id: str, *, by: str) -> None:
+        await self._agent(agent_id, "log in", lambda: self._center.acd.login(agent_id), by)
+
+    async def agent_logout(self, agent_id: str, *, by: str) -> None:
+        await self._agent(agent_id, "log out", lambda: self._center.acd.logout(agent_id), by)
+
+    async def agent_pause(self, agent_id: str, reason: str, *, by: str) -> None:
+        await self._agent(agent_id, "pause", lambda: self._center.acd.pause(agent_id, reason), by)
+
+    async def agent_unpause(self, agent_id: str, *, by: str) -> None:
+        await self._agent(agent_id, "unpause", lambda: self._center.acd.unpause(agent_id), by)
+
+    async def _agent(
+        self, agent_id: str, what: str, action: Callable[[], Awaitable[None]], by: str
+    ) -> None:
+        if agent_id not in self._center.acd.engine.agents:
+            raise ActionRefusedError(RefusalKind.UNKNOWN_AGENT, f"no agent {agent_id!r}")
+        try:
+            await action()
+        except IllegalTransitionError as exc:
+            raise ActionRefusedError(RefusalKind.WRONG_STATE, str(exc)) from None
+        except ValueError as exc:
+            raise ActionRefusedError(RefusalKind.WRONG_STATE, str(exc)) from None
+        except RuntimeError as exc:
+            raise _unavailable(exc) from None
+        logger.info("agent %s: %s by %s", agent_id, what, by)
+
+    # ------------------------------------------------------------------ waiting callers
+
+    async def set_priority(self, call_id: str, priority: int, *, by: str) -> None:
+        await self._waiting(
+            call_id, lambda: self._center.acd.set_priority(call_id, priority), by, "priority"
+        )
+
+    async def move_call(self, call_id: str, queue_id: str, *, by: str) -> None:
+        if queue_id not in self._center.acd.engine.queues:
+            raise ActionRefusedError(
+                RefusalKind.UNKNOWN_QUEUE, f"no queue {queue_id!r}", field="body.queue_id"
+            )
+        await self._waiting(
+            call_id, lambda: self._center.acd.move_call(call_id, queue_id), by, "move"
+        )
+
+    async def _waiting(
+        self, call_id: str, action: Callable[[], Awaitable[None]], by: str, what: str
+    ) -> None:
+        try:
+            await action()
+        except UnknownCallError:
+            if self._center.call(call_id) is not None:
+                raise ActionRefusedError(
+                    RefusalKind.WRONG_STATE, f"call {call_id!r} is not waiting in a queue"
+                ) from None
+            raise ActionRefusedError(RefusalKind.UNKNOWN_CALL, f"no call {call_id!r}") from None
+        except ValueError as exc:  # e.g. moving a caller to the queue they are in
+            raise ActionRefusedError(RefusalKind.WRONG_STATE, str(exc)) from None
+        except RuntimeError as exc:
+            raise _unavailable(exc) from None
+        logger.info("call %s: %s by %s", call_id, what, by)
+
+    # ------------------------------------------------------------------ calls
+
+    async def hangup(self, call_id: str, *, by: str) -> None:
+        call = self._call(call_id)
+        logger.info("call %s: hung up by %s", call_id, by)
+        call.hangup()
+
+    async def start_recording(self, call_id: str, *, by: str) -> None:
+        call = self._call(call_id)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = self._recordings / f"{_UNSAFE.sub('_', call_id)}-{stamp}.wav"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            recording_id = await call.record(path)
+        except OSError as exc:
+            raise _unavailable(exc) from None
+        except RuntimeError as exc:  # already recorded, or the call ended meanwhile
+            if call.ended:
+                raise ActionRefusedError(
+                    RefusalKind.UNKNOWN_CALL, f"call {call_id!r} has ended"
+                ) from None
+            raise ActionRefusedError(RefusalKind.WRONG_STATE, str(exc)) from None
+        logger.info("call %s: recording %s to %s by %s", call_id, recording_id, path.name, by)
+
+    async def stop_recording(self, call_id: str, *, by: str) -> None:
+        call = self._call(call_id)
+        if call.media.stop_recording() is None:
+            raise ActionRefusedError(
+                RefusalKind.WRONG_STATE, f"call {call_id!r} is not being recorded"
+            )
+        logger.info("call %s: recording stopped by %s", call_id, by)
+
+    async def monitor(self, call_id: str, mode: MonitorMode, agent_id: str, *, by: str) -> None:
+        self._call(call_id)
+        if agent_id not in self._center.acd.engine.agents:
+            raise ActionRefusedError(
+                RefusalKind.UNKNOWN_AGENT, f"no agent {agent_id!r}", field="body.agent_id"
+            )
+        raise ActionRefusedError(
+            RefusalKind.UNAVAILABLE,
+            f"supervisor {mode.value} is not supported yet: the media engine connects two "
+            "call legs and cannot mix in a third",
+            field="body.mode",
+        )
+
+    def _call(self, call_id: str) -> Call:
+        call = self._center.call(call_id)
+        if call is None or call.ended:
+            raise ActionRefusedError(RefusalKind.UNKNOWN_CALL, f"no call {call_id!r} in progress")
+        return call
+
+
+def _unavailable(exc: Exception) -> ActionRefusedError:
+    logger.warning("action not carried out: %s", exc)
+    return ActionRefusedError(RefusalKind.UNAVAILABLE, f"the call center cannot do it now: {exc}")
+
+
+class Reloadable(Protocol):
+    """The application: validates its configuration directory again and swaps it in."""
+
+    def reload_configuration(self) -> Sequence[ConfigProblem]: ...
+
+
+class ApplicationAdministration:
+    """:class:`supervisor_api.actions.Administration` on the running application."""
+
+    def __init__(self, application: Reloadable, config_dir: Path) -> None:
+        self._application = application
+        self._config_dir = config_dir
+
+    async def reload_configuration(self) -> Sequence[ReloadProblem]:
+        return [
+            ReloadProblem(file=self._name(p.path), line=p.line, message=p.message)
+            for p in self._application.reload_configuration()
+        ]
+
+    def _name(self, path: Path) -> str:
+        """The file relative to the configuration directory (what an admin edits)."""
+        try:
+            return str(path.relative_to(self._config_dir))
+        except ValueError:
+            return str(path)

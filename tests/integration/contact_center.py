@@ -1,0 +1,261 @@
+"""A running contact center for end-to-end tests: the server process, its API, its database, and
+the SIPp phones of agents and callers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from ruamel.yaml import YAML
+
+from tests.integration.peers import (
+    SCENARIOS,
+    RunningServer,
+    SippResult,
+    free_port,
+    run_sipp,
+    start_server,
+    write_server_config,
+)
+
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+#: Tokens of the shipped api.yaml.
+SUPERVISOR_TOKEN = "change-me-supervisor-token"
+ADMIN_TOKEN = "change-me-admin-token"
+#: A tree without business hours: what a caller hears does not depend on the time of the test.
+TEST_TREE = """\
+trees:
+  test_line:
+    description: Sales line of the end-to-end tests, open at all hours
+    start: menu
+    nodes:
+      menu:
+        type: menu
+        greet_long: "For sales, press 1."
+        choices:
+          - dtmf: 1
+            set: {department: sales}
+            next: sales_queue
+        on_failure: goodbye
+      sales_queue:
+        type: queue
+        queue: sales
+        attributes: {department: "{department}"}
+      goodbye:
+        type: hangup
+"""
+
+
+@dataclass
+class ContactCenter:
+    server: RunningServer
+    api: str
+    database_url: str
+    workdir: Path
+    phones: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ the API
+
+    async def post(
+        self, path: str, body: dict[str, Any] | None = None, token: str = SUPERVISOR_TOKEN
+    ) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession(headers=_auth(token)) as session,
+            session.post(f"{self.api}{path}", json=body or {}) as response,
+        ):
+            return response.status, await response.json()
+
+    async def get(self, path: str) -> Any:
+        async with (
+            aiohttp.ClientSession(headers=_auth()) as session,
+            session.get(f"{self.api}{path}") as response,
+        ):
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    @contextlib.asynccontextmanager
+    async def event_stream(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The WebSocket event stream, collected into a list while the block runs."""
+        events: list[dict[str, Any]] = []
+        async with aiohttp.ClientSession(headers=_auth()) as session:
+            url = self.api.replace("http://", "ws://") + "/api/events"
+            async with session.ws_connect(url, protocols=("cxos.events.v1",)) as socket_:
+                hello = await socket_.receive_json(timeout=5)
+                assert hello["control"] == "hello", hello
+
+                async def read() -> None:
+                    async for message in socket_:
+                        frame = json.loads(message.data)
+                        if "control" not in frame:
+                            events.append(frame)
+
+                reader = asyncio.get_running_loop().create_task(read())
+                try:
+                    yield events
+                finally:
+                    reader.cancel()
+
+    # ------------------------------------------------------------------ the database
+
+    async def cdr(self, call_id: str, within: float = 10.0) -> tuple[Any, list[Any]]:
+        """The call's closed CDR and its segments, once the event writer has stored them."""
+        connection = await asyncpg.connect(self.database_url)
+        try:
+            for _ in range(int(within / 0.1)):
+                row = await connection.fetchrow("SELECT * FROM cdrs WHERE call_id = $1", call_id)
+                if row is not None and row["ended_at"] is not None:
+                    segments = await connection.fetch(
+                        "SELECT * FROM cdr_segments WHERE call_id = $1 ORDER BY segment_index",
+                        call_id,
+                    )
+                    if all(s["ended_at"] is not None for s in segments):
+                        return row, list(segments)
+                await asyncio.sleep(0.1)
+        finally:
+            await connection.close()
+        raise AssertionError(f"no closed CDR for {call_id} after {within} s")
+
+    # ------------------------------------------------------------------ phones
+
+    async def register(self, user: str, password: str) -> int:
+        """Register ``user``'s phone from a fresh port; returns it (the phone answers there)."""
+        folder = self.workdir / f"register-{user}"
+        folder.mkdir(parents=True)
+        users = folder / "users.csv"
+        users.write_text(
+            f"SEQUENTIAL\n{user};[authentication username={user} password={password}]\n"
+        )
+        port = free_port()
+        scenario = str(SCENARIOS / "agent_register.xml")
+        result = await asyncio.to_thread(
+            run_sipp,
+            self.server.address,
+            ["-sf", scenario, "-inf", str(users), "-m", "1", "-p", str(port)],
+            folder,
+        )
+        sipp_ok(result)
+        return port
+
+    def phone(self, scenario: str, port: int, name: str) -> subprocess.Popen[str]:
+        """An agent's phone on ``port`` playing ``scenario`` (echoing RTP) for one call."""
+        folder = self.workdir / name
+        folder.mkdir(parents=True)
+        command = [
+            shutil.which("sipp") or "sipp",
+            self.server.address,
+            "-sf",
+            str(SCENARIOS / scenario),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-mp",
+            str(free_port()),
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-nostdin",
+            "-trace_err",
+            "-timeout",
+            "50s",
+            "-timeout_error",
+        ]
+        phone = subprocess.Popen(
+            command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.phones.append(phone)
+        return phone
+
+    async def call(self, scenario: str, number: str, wait_ms: int) -> SippResult:
+        """A trunk caller dialling ``number``; ``wait_ms`` is the scenario's -d pause."""
+        folder = self.workdir / f"caller-{len(list(self.workdir.glob('caller-*')))}"
+        (folder / "pcap").mkdir(parents=True)
+        for capture in ("g711a.pcap", "dtmf_2833_1.pcap"):  # what the scenarios play
+            shutil.copy(SIPP_PCAPS / capture, folder / "pcap" / capture)
+        args = ["-sf", str(SCENARIOS / scenario), "-s", number, "-m", "1"]
+        args += ["-d", str(wait_ms), "-mp", str(free_port())]
+        result = await asyncio.to_thread(run_sipp, self.server.address, args, folder, 60.0)
+        sipp_ok(result)
+        return result
+
+    def stop(self) -> int:
+        for phone in self.phones:
+            if phone.poll() is None:
+                phone.kill()
+                phone.wait(5)
+        return self.server.stop()
+
+
+def _auth(token: str = SUPERVISOR_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sipp_ok(result: SippResult) -> None:
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.file('_errors.log')[-2000:]}"
+
+
+async def phone_done(phone: subprocess.Popen[str]) -> None:
+    out, err = await asyncio.to_thread(phone.communicate, None, 40)
+    assert phone.returncode == 0, f"agent phone failed:\n{out[-2000:]}\n{err[-2000:]}"
+
+
+def prepare(config_dir: Path, queues_yaml: str | None = None) -> tuple[int, int, str]:
+    """Write the test configuration; returns the SIP port, the API port and the database URL."""
+    (config_dir / "ivr" / "test_line.yaml").write_text(TEST_TREE)
+    (config_dir / "dialplan.yaml").write_text(
+        'numbers:\n  "100": {ivr: test_line}\n  "*": {ivr: main}\n'
+    )
+    if queues_yaml is not None:
+        (config_dir / "queues.yaml").write_text(queues_yaml)
+    port = free_port()
+    api_port = free_port(socket.SOCK_STREAM)
+    base = random.randrange(30000, 60000, 2)  # a private RTP range for this server
+    write_server_config(
+        config_dir,
+        port,
+        {"api": {"port": api_port}, "rtp": {"port_min": base, "port_max": base + 200}},
+    )
+    settings = YAML(typ="safe").load((config_dir / "server.yaml").read_text())
+    return port, api_port, str(settings["storage"]["database_url"])
+
+
+def start(config_dir: Path, workdir: Path, queues_yaml: str | None = None) -> ContactCenter:
+    port, api_port, database_url = prepare(config_dir, queues_yaml)
+    server = start_server(config_dir, port, workdir / "server.log")
+    return ContactCenter(
+        server=server,
+        api=f"http://127.0.0.1:{api_port}",
+        database_url=database_url,
+        workdir=workdir,
+    )
+
+
+def of_type(events: list[dict[str, Any]], kind: str, **fields: Any) -> list[dict[str, Any]]:
+    """The envelopes of type ``kind`` whose data has ``fields``."""
+    return [
+        e
+        for e in events
+        if e["type"] == kind and all(e["data"].get(k) == v for k, v in fields.items())
+    ]
+
+
+async def settle(
+    events: list[dict[str, Any]], kind: str, count: int = 1, within: float = 15.0, **fields: Any
+) -> list[dict[str, Any]]:
+    for _ in range(int(within / 0.05)):
+        found = of_type(events, kind, **fields)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} {kind} {fields} not seen; got {[e['type'] for e in events]}")
