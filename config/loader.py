@@ -8,6 +8,7 @@ Layout of a configuration directory (every file optional; missing ones take embe
 - ``dialplan.yaml`` — ``numbers:`` dialled number → IVR tree or queue
 - ``queues.yaml``   — ``queues:`` queues, ACD options, agent feature codes (see config.queues)
 - ``ivr/*.yaml``    — ``trees:`` IVR trees (see config.ivr)
+- ``crm.yaml``      — webhooks, CRM look-up, Redis event stream (see config.crm)
 - ``api.yaml``      — API tokens and roles, wallboard thresholds, queue targets (see config.api)
 
 All problems of all files are collected before failing, so an admin fixes them in one pass.
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from config.api import API_FILE, ApiAccessSettings
+from config.crm import CrmSettings, load_crm_settings
 from config.ivr import IvrTrees, load_ivr_trees
 from config.queues import QueueFile, load_queues
 from config.settings import Agent, Dialplan, ServerSettings, Strict, Trunk
@@ -58,6 +60,8 @@ class Configuration:
     queue_file: QueueFile = field(default_factory=QueueFile)
     #: API tokens, wallboard thresholds and queue targets from ``api.yaml``.
     api: ApiAccessSettings = field(default_factory=ApiAccessSettings)
+    #: Webhooks, CRM look-up and the Redis event stream from ``crm.yaml``.
+    crm: CrmSettings = field(default_factory=CrmSettings)
 
     def agent_by_sip_user(self, user: str) -> Agent | None:
         for agent in self.agents:
@@ -99,6 +103,11 @@ def load_configuration(directory: Path) -> Configuration:
     agents, agent_doc = collect.section(directory, "agents.yaml", AgentList, AgentList())
     dialplan, dialplan_doc = collect.section(directory, "dialplan.yaml", Dialplan, Dialplan())
     api, _ = collect.section(directory, API_FILE, ApiAccessSettings, ApiAccessSettings())
+    try:
+        crm = load_crm_settings(directory)
+    except ConfigError as exc:
+        collect.problems.extend(exc.problems)
+        crm = CrmSettings()
     queues_file = directory / "queues.yaml"
     queue_file = QueueFile()
     if queues_file.exists():
@@ -155,6 +164,7 @@ def load_configuration(directory: Path) -> Configuration:
         ivr=ivr,
         queue_file=queue_file,
         api=api,
+        crm=crm,
     )
 
 

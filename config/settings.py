@@ -109,6 +109,19 @@ class StorageSettings(Strict):
     data_dir: str = "data"
 
 
+class SpeechSettings(Strict):
+    """Speech recognition for IVR menus (see docs/speech.md)."""
+
+    #: Directory of an unpacked Vosk model; empty: the built-in English menu engine.
+    vosk_model_path: str | None = None
+    #: Worker threads (Vosk) or processes (built-in engine); about one per core.
+    workers: int = Field(default=2, ge=1, le=64)
+    #: Calls that may hold a recogniser at once; more callers are heard as no-match.
+    max_streams: int = Field(default=32, ge=1)
+    #: False: menus take keys only, no recogniser is started.
+    enabled: bool = True
+
+
 class ServerSettings(Strict):
     node: str = "cxos-1"
     sip: SipSettings = SipSettings()
@@ -117,6 +130,7 @@ class ServerSettings(Strict):
     rtp: RtpSettings = RtpSettings()
     api: ApiSettings = ApiSettings()
     storage: StorageSettings = StorageSettings()
+    speech: SpeechSettings = SpeechSettings()
     #: Seconds given to calls in progress to end after SIGTERM before the server exits anyway.
     shutdown_grace: float = Field(default=5.0, ge=0)
 

@@ -133,8 +133,10 @@ class Application:
 
 def _component_factories() -> list[ComponentFactory]:
     """Telephony, then the call center (IVR, ACD) on its calls, then the supervisor API."""
+    from crm_bridge.service import CrmBridgeService
     from cxos.actions import ApplicationAdministration, CallCenterActions
     from cxos.callcenter import CallCenter, build_call_center
+    from cxos.speech_component import SpeechComponent
     from supervisor_api.service import SupervisorService
     from telephony.service import TelephonyService
 
@@ -142,6 +144,18 @@ def _component_factories() -> list[ComponentFactory]:
         # Lower layers type their sink loosely (they cannot import the bus); every event they
         # emit follows the event convention, which the bus checks on publish.
         return lambda event: app.publish(cast(DomainEvent, event))
+
+    def crm(app: Application) -> Component:
+        database = app.component(StorageService).database
+        return CrmBridgeService(
+            app.configuration.crm,
+            node=app.configuration.server.node,
+            pool=database.pool,
+            bus=app.bus,
+        )
+
+    def speech(app: Application) -> Component:
+        return SpeechComponent(app.configuration.server.speech, publish=publish(app))
 
     def telephony(app: Application) -> Component:
         return TelephonyService(app.configuration, publish=publish(app))
@@ -152,6 +166,8 @@ def _component_factories() -> list[ComponentFactory]:
             app.component(TelephonyService),
             publish=publish(app),
             data_dir=app.component(StorageService).data_dir,
+            speech=app.component(SpeechComponent).input,
+            crm=app.component(CrmBridgeService).lookup,
         )
         app.listeners.append(center.observe)
         return center
@@ -165,7 +181,7 @@ def _component_factories() -> list[ComponentFactory]:
             administration=ApplicationAdministration(app, app.configuration.directory),
         )
 
-    return [telephony, call_center, supervisor]
+    return [crm, speech, telephony, call_center, supervisor]
 
 
 async def serve(configuration: Configuration, data_dir: Path | None = None) -> None:

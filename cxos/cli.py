@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     simulate.add_argument("rest", nargs=argparse.REMAINDER)
+    letters = commands.add_parser(
+        "deadletters",
+        help="list and replay webhook deliveries that gave up (see `cxos deadletters --help`)",
+        add_help=False,
+    )
+    letters.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -55,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ivr.simulate import main as simulate
 
         return simulate(arguments[2:])
+    if arguments[:1] == ["deadletters"]:
+        # Webhook deliveries that gave up: list and replay them (crm_bridge.cli).
+        from crm_bridge.cli import main as deadletters
+
+        return deadletters(arguments[1:])
     args = _parser().parse_args(arguments)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -99,6 +100,11 @@ def create_test_database() -> str:
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
+def rtp_range(width: int = 400) -> dict[str, int]:
+    first = random.randrange(10000, 19000 - width, 2)
+    return {"port_min": first, "port_max": first + width - 1}
+
+
 def write_server_config(
     config_dir: Path, port: int, extra: dict[str, object] | None = None
 ) -> None:
@@ -116,6 +122,9 @@ def write_server_config(
         },
         "api": {"host": "127.0.0.1", "port": free_port(socket.SOCK_STREAM)},
         "storage": {"database_url": create_test_database()},
+        # A range of its own, away from the shipped 20000-29999 a developer's `cxos run` or a
+        # benchmark may be holding, and below the kernel's ephemeral ports.
+        "rtp": rtp_range(),
         "shutdown_grace": 2.0,
     }
     for key, value in (extra or {}).items():

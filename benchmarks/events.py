@@ -1,0 +1,198 @@
+"""End-to-end events per second: bus → PostgreSQL → webhook outbox → signed POST → CRM receiver.
+
+    python benchmarks/events.py [--rate 2000] [--seconds 10] [--database-url URL]
+
+Publishes whole calls (12 events each, see ``events_store.py``) at ``--rate`` events/s in 10 ms
+ticks for ``--seconds``. The storage writer stores them; the database enqueues a webhook
+delivery for each (subscription ``*``); the delivery worker signs and POSTs them, one call's
+events in order, to the reference receiver (``examples/crm_receiver.py``) running in its own
+process, which verifies every signature and appends each new delivery to a file.
+
+Then it checks that every event is in ``events`` once, every delivery is ``delivered``, the
+receiver holds every event id exactly once and each call's events in publication order, and
+reports the rate sustained end to end, the peak outbox backlog and the time to drain.
+
+Without ``--database-url`` it creates a temporary database on 127.0.0.1:5432 and drops it after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+from events_store import ADMIN_DSN, event_stream
+from machine import this_machine
+
+from config.crm import CrmSettings, DeliverySettings, WebhookEndpoint
+from config.settings import StorageSettings
+from crm_bridge.service import CrmBridgeService
+from crm_bridge.signing import WebhookSecret
+from cxos.bus import EventBus
+from cxos.storage.service import StorageOptions, StorageService
+
+RECEIVER = Path(__file__).resolve().parent.parent / "examples" / "crm_receiver.py"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def wait_listening(port: int, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+        else:
+            writer.close()
+            return
+
+
+async def run(database_url: str, rate: int, seconds: float, in_flight: int) -> int:
+    secret = WebhookSecret.generate().serialize()
+    port = free_port()
+    out = sys.stdout.write
+    with tempfile.TemporaryDirectory() as work:
+        store = Path(work) / "deliveries.jsonl"
+        receiver = await asyncio.create_subprocess_exec(
+            *(sys.executable, str(RECEIVER), "--secret", secret, "--port", str(port)),
+            *("--store", str(store)),
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await wait_listening(port)
+            storage = StorageService(
+                StorageSettings(database_url=database_url),
+                node="bench",
+                config_dir=Path(work),
+                options=StorageOptions(pool_size=6),
+            )
+            await storage.start()
+            bus = EventBus(clock=time.time, first_seq=storage.next_seq)
+            storage.attach(bus)
+            endpoint = WebhookEndpoint(
+                name="receiver",
+                url=f"http://127.0.0.1:{port}/webhooks",
+                secret=secret,
+                events=("*",),
+                max_in_flight=in_flight,
+            )
+            crm = CrmBridgeService(
+                CrmSettings(webhooks=(endpoint,), delivery=DeliverySettings(poll_interval=0.02)),
+                node="bench",
+                pool=storage.database.pool,
+                bus=bus,
+            )
+            await crm.start()
+            pool = storage.database.pool
+            stream = event_stream()
+            published = 0
+            peak_backlog = 0
+            start = time.perf_counter()
+            per_tick = rate / 100
+            tick = 0
+            next_sample = start
+            while time.perf_counter() - start < seconds:
+                tick += 1
+                while published < int(per_tick * tick):
+                    bus.publish(next(stream))
+                    published += 1
+                if time.perf_counter() >= next_sample:
+                    next_sample += 0.5
+                    async with pool.acquire() as connection:
+                        peak_backlog = max(
+                            peak_backlog,
+                            published
+                            - await connection.fetchval("SELECT count(*) FROM webhook_delivered"),
+                        )
+                await asyncio.sleep(max(0.0, start + tick * 0.01 - time.perf_counter()))
+            published_in = time.perf_counter() - start
+            delivered = 0
+            deadline = time.perf_counter() + 120
+            while time.perf_counter() < deadline:
+                async with pool.acquire() as connection:
+                    delivered = await connection.fetchval("SELECT count(*) FROM webhook_delivered")
+                if delivered >= published:
+                    break
+                await asyncio.sleep(0.02)
+            done_in = time.perf_counter() - start
+            async with pool.acquire() as connection:
+                rows = await connection.fetchval("SELECT count(*) FROM events")
+                other = await connection.fetchval("SELECT count(*) FROM webhook_deliveries")
+                version = await connection.fetchval("SHOW server_version")
+            worker = crm.stats()[0]
+            await crm.stop(grace=5)
+            await storage.stop(grace=5)
+        finally:
+            receiver.terminate()
+            await receiver.wait()
+        received = [json.loads(line) for line in store.read_text().splitlines()]
+
+    ids = [envelope["id"] for envelope in received]
+    last_seq: dict[str, int] = {}
+    out_of_order = 0
+    for envelope in received:
+        key = envelope["call_id"] or envelope["data"].get("agent_id", "")
+        if envelope["seq"] < last_seq.get(key, 0):
+            out_of_order += 1
+        last_seq[key] = envelope["seq"]
+    lost = published - len(set(ids))
+    out(f"{this_machine()}; PostgreSQL {version}\n")
+    out(
+        f"published {published:,} events in {published_in:.1f} s "
+        f"({published / published_in:,.0f}/s offered); all delivered after {done_in:.1f} s: "
+        f"{published / done_in:,.0f} events/s sustained bus → PostgreSQL → webhook receiver\n"
+    )
+    out(
+        f"events stored {rows:,}; deliveries delivered {delivered:,}, left in the outbox {other}; "
+        f"receiver got {len(ids):,} deliveries, {len(set(ids)):,} distinct, lost {lost}, "
+        f"out of order per call {out_of_order}\n"
+    )
+    out(
+        f"peak outbox backlog {peak_backlog:,} events; worker: {worker.failed_attempts} failed "
+        f"attempts, breaker {worker.breaker}; max in flight {in_flight}\n"
+    )
+    return 0 if lost == 0 and out_of_order == 0 and rows == published else 1
+
+
+async def with_temporary_database(rate: int, seconds: float, in_flight: int) -> int:
+    name = f"cxos_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    try:
+        return await run(ADMIN_DSN.rpartition("/")[0] + "/" + name, rate, seconds, in_flight)
+    finally:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=int, default=2000, help="events/s offered")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--in-flight", type=int, default=128, help="requests in flight at once")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    if args.database_url:
+        return asyncio.run(run(args.database_url, args.rate, args.seconds, args.in_flight))
+    return asyncio.run(with_temporary_database(args.rate, args.seconds, args.in_flight))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,312 @@
+"""CRM look-up: caller id (or account number) → customer record → routing attributes.
+
+``CrmLookupClient`` asks the CRM's HTTP endpoint (``lookup`` in ``crm.yaml``) and answers in
+at most ``timeout`` seconds: a CRM that is slow, down or answering nonsense yields None, which
+callers treat as "unknown customer" so no call waits on the CRM. Answers are cached (bounded,
+least recently used first out) for ``cache_ttl`` seconds, "no such customer" for
+``not_found_ttl``; failures are not cached. Concurrent look-ups of one key share one request.
+
+The CRM's JSON answer is mapped by ``fields`` (attribute → dotted path, ``cases.0.id``) to a
+``CustomerRecord``; ``routing_attributes`` turns that into what the ACD uses (priority, skills,
+preferred agent) plus the screen-pop data that travels to the agent.
+
+``CrmLookupClient.lookup(key, fields)`` is the IVR's ``CustomerLookup`` (``ivr.ports``), met
+structurally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+
+from config.crm import ROUTING_FIELDS, LookupSettings
+
+logger = logging.getLogger(__name__)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomerRecord:
+    """What the CRM knows about a caller, as routing attributes."""
+
+    name: str | None = None
+    tier: str | None = None
+    vip: bool = False
+    language: str | None = None
+    preferred_agent: str | None = None
+    open_case: str | None = None
+    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Other attributes named in ``fields``, as text."""
+
+    def as_fields(self) -> dict[str, str]:
+        """Every known attribute as text (``vip`` is ``true``/``false``): IVR variables and
+        screen-pop data."""
+        fields: dict[str, str] = {}
+        for name in ROUTING_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                fields[name] = "true" if value else "false"
+            elif value is not None:
+                fields[name] = value
+        fields.update(self.extra)
+        return fields
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingAttributes:
+    """What a customer record changes in routing, and what the agent's screen shows."""
+
+    priority: int
+    """Queue priority from the tier and VIP flag (0: no change)."""
+    skills: tuple[str, ...]
+    """Skills the call requires (the language's, when configured)."""
+    preferred_agent: str | None
+    screen_pop: Mapping[str, str]
+
+
+def resolve_path(document: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (``customer.cases.0.id``), or None where it stops."""
+    node = document
+    for step in path.split("."):
+        if isinstance(node, Mapping):
+            node = node.get(step)
+        elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
+            node = node[int(step)]
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, Mapping | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip()
+    return text or None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    return isinstance(value, str) and value.strip().lower() in {"true", "yes", "1", "vip"}
+
+
+def map_answer(answer: Mapping[str, Any], fields: Mapping[str, str]) -> CustomerRecord:
+    """The record in a CRM answer; attributes absent from ``fields`` use their own name."""
+    paths = {name: name for name in ROUTING_FIELDS} | dict(fields)
+    values = {name: resolve_path(answer, path) for name, path in paths.items()}
+    extra = {
+        name: text
+        for name, value in values.items()
+        if name not in ROUTING_FIELDS and (text := _text(value)) is not None
+    }
+    return CustomerRecord(
+        name=_text(values["name"]),
+        tier=_text(values["tier"]),
+        vip=_truthy(values["vip"]),
+        language=_text(values["language"]),
+        preferred_agent=_text(values["preferred_agent"]),
+        open_case=_text(values["open_case"]),
+        extra=MappingProxyType(extra),
+    )
+
+
+def routing_attributes(record: CustomerRecord, settings: LookupSettings) -> RoutingAttributes:
+    priority = settings.tier_priorities.get(record.tier, 0) if record.tier else 0
+    if record.vip:
+        priority = max(priority, settings.vip_priority)
+    skill = settings.language_skills.get(record.language) if record.language else None
+    return RoutingAttributes(
+        priority=priority,
+        skills=(skill,) if skill else (),
+        preferred_agent=record.preferred_agent,
+        screen_pop=MappingProxyType(record.as_fields()),
+    )
+
+
+class TtlCache(Generic[K, V]):
+    """Bounded cache whose entries expire; ``now`` (monotonic seconds) is passed in."""
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K, now: float) -> tuple[bool, V | None]:
+        """``(True, value)`` for a live entry (it becomes the most recently used), else
+        ``(False, None)``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, None
+        expires, value = entry
+        if now >= expires:
+            del self._entries[key]
+            return False, None
+        self._entries.move_to_end(key)
+        return True, value
+
+    def put(self, key: K, value: V, ttl: float, now: float) -> None:
+        if ttl <= 0:
+            return
+        self._entries[key] = (now + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)  # least recently used
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookupStats:
+    requests: int
+    cache_hits: int
+    found: int
+    not_found: int
+    timeouts: int
+    errors: int
+    cached: int
+
+
+class LookupFailedError(Exception):
+    """The CRM gave no usable answer (says why); callers see it as None."""
+
+
+class CrmLookupClient:
+    """HTTP client of the CRM's look-up endpoint, with timeout and cache."""
+
+    def __init__(
+        self,
+        settings: LookupSettings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._session = session
+        self._owns_session = session is None
+        self._clock = clock
+        self._cache: TtlCache[tuple[str, str | None], CustomerRecord | None] = TtlCache(
+            settings.cache_size
+        )
+        self._in_flight: dict[tuple[str, str | None], asyncio.Task[CustomerRecord | None]] = {}
+        self._requests = self._hits = self._found = self._not_found = 0
+        self._timeouts = self._errors = 0
+
+    async def lookup(self, key: str, fields: tuple[str, ...]) -> Mapping[str, str] | None:
+        """The record's ``fields`` (all when empty) for ``key``; None: unknown or no answer."""
+        record = await self.find(key)
+        if record is None:
+            return None
+        values = record.as_fields()
+        if fields:
+            values = {name: values[name] for name in fields if name in values}
+        return MappingProxyType(values)
+
+    async def routing(self, caller_id: str, account: str | None = None) -> RoutingAttributes | None:
+        """Routing attributes for a caller arriving; None when the CRM does not know them."""
+        record = await self.find(caller_id, account)
+        return None if record is None else routing_attributes(record, self.settings)
+
+    async def find(self, key: str, account: str | None = None) -> CustomerRecord | None:
+        """The customer for ``key`` (and account number), from the cache or the CRM."""
+        cache_key = (key, account)
+        hit, cached = self._cache.get(cache_key, self._clock())
+        if hit:
+            self._hits += 1
+            return cached
+        task = self._in_flight.get(cache_key)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(key, account))
+            self._in_flight[cache_key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(cache_key, None))
+        # One caller giving up (its own timeout) must not cancel the request others wait on.
+        return await asyncio.shield(task)
+
+    async def close(self) -> None:
+        for task in list(self._in_flight.values()):
+            task.cancel()
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    def stats(self) -> LookupStats:
+        return LookupStats(
+            requests=self._requests,
+            cache_hits=self._hits,
+            found=self._found,
+            not_found=self._not_found,
+            timeouts=self._timeouts,
+            errors=self._errors,
+            cached=len(self._cache),
+        )
+
+    async def _fetch(self, key: str, account: str | None) -> CustomerRecord | None:
+        self._requests += 1
+        timeout = self.settings.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                record = await self._ask(key, account)
+        except TimeoutError:
+            self._timeouts += 1
+            logger.warning("CRM look-up: no answer within %g s; caller treated as unknown", timeout)
+            return None
+        except (LookupFailedError, aiohttp.ClientError, OSError) as exc:
+            self._errors += 1
+            logger.warning("CRM look-up failed (%s); caller treated as unknown", exc)
+            return None
+        if record is None:
+            self._not_found += 1
+            self._cache.put((key, account), None, self.settings.not_found_ttl, self._clock())
+        else:
+            self._found += 1
+            self._cache.put((key, account), record, self.settings.cache_ttl, self._clock())
+        return record
+
+    async def _ask(self, key: str, account: str | None) -> CustomerRecord | None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        url = self.settings.url
+        params: dict[str, str] = {}
+        if "{key}" in url:
+            url = url.replace("{key}", urllib.parse.quote(key, safe=""))
+        else:
+            params[self.settings.query_parameter] = key
+        if account is not None:
+            params[self.settings.account_parameter] = account
+        headers = {"accept": "application/json", **self.settings.headers}
+        async with self._session.get(
+            url, params=params, headers=headers, allow_redirects=False
+        ) as response:
+            if response.status in (404, 204):
+                return None
+            if response.status != 200:
+                raise LookupFailedError(f"the CRM answered HTTP {response.status}")
+            body = await response.read()
+        try:
+            answer = json.loads(body) if body else None
+        except ValueError:
+            raise LookupFailedError("the CRM's answer is not JSON") from None
+        if answer is None:
+            return None
+        if not isinstance(answer, dict):
+            raise LookupFailedError("the CRM's answer is not a JSON object")
+        return map_answer(answer, self.settings.fields)

@@ -1,0 +1,58 @@
+"""Speech recognition as a server component: the engine loaded once at start-up, shared by calls.
+
+The built-in English engine (pocketsphinx) runs in worker processes; a Vosk model, when one is
+configured, in worker threads. A model that cannot be loaded stops the start-up with a clear
+error rather than leaving every voice menu deaf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from config.loader import Configuration
+from config.settings import SpeechSettings as SpeechConfig
+from speech.listener import SpeechInput
+from speech.service import SpeechService, SpeechSettings, build_engine
+
+logger = logging.getLogger(__name__)
+
+
+class SpeechComponent:
+    name = "speech"
+
+    def __init__(self, settings: SpeechConfig, *, publish: Callable[[object], None]) -> None:
+        self._settings = settings
+        self._publish = publish
+        self._service: SpeechService | None = None
+        self.input: SpeechInput | None = None
+
+    async def start(self) -> None:
+        if not self._settings.enabled:
+            logger.info("speech recognition is disabled: menus take keys only")
+            return
+        model = self._settings.vosk_model_path
+        settings = SpeechSettings(
+            vosk_model_path=Path(model) if model else None,
+            workers=self._settings.workers,
+            max_streams=self._settings.max_streams,
+        )
+        # Loading a model takes seconds of CPU: off the event loop.
+        engine = await asyncio.to_thread(build_engine, settings)
+        self._service = SpeechService(
+            engine, workers=settings.workers, max_streams=settings.max_streams
+        )
+        self.input = SpeechInput(self._service, publish=self._publish)
+        logger.info("speech recognition ready (%s)", "Vosk" if model else "built-in English")
+
+    async def stop(self, grace: float) -> None:
+        if self._service is not None:
+            await self._service.aclose()
+            self._service = None
+            self.input = None
+
+    def reconfigure(self, configuration: Configuration) -> None:
+        if configuration.server.speech != self._settings:
+            logger.warning("speech settings changed: they take effect after a restart")
