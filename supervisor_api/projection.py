@@ -12,7 +12,7 @@ queue's recent exits for the wallboard's service level "now" and "today".
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,6 +149,10 @@ def _optional_text(data: Mapping[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: Ended call ids kept to ignore late events about them (a bounded LRU).
+ENDED_CALLS_REMEMBERED = 10_000
+
+
 class LiveProjection:
     """Queues, agents and calls in progress, folded from events in publication order."""
 
@@ -162,6 +166,9 @@ class LiveProjection:
         self.queues: dict[str, QueueView] = {q: QueueView(q) for q in queues}
         self.agents: dict[str, AgentView] = {a: AgentView(a) for a in agents}
         self.calls: dict[str, CallView] = {}
+        # Calls that ended recently: a layer may report on a call after its call.ended (the IVR
+        # says why it exited once the caller has gone), which must not bring the call back.
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self.journal: deque[EventRecord] = deque(maxlen=journal_size)
         self.last_seq = 0
         self.applied = 0
@@ -225,7 +232,9 @@ class LiveProjection:
         # An event about a call seen mid-way (e.g. after a restart) starts its view there.
         view = self.calls.get(call_id)
         if view is None:
-            view = self.calls[call_id] = CallView(call_id=call_id, started_at=at)
+            view = CallView(call_id=call_id, started_at=at)
+            if call_id not in self._ended:
+                self.calls[call_id] = view
         return view
 
     # ---------------------------------------------------------------- calls
@@ -262,6 +271,9 @@ class LiveProjection:
     def _call_ended(self, data: Mapping[str, Any], at: float) -> None:
         call_id = _text(data, "call_id")
         call = self.calls.pop(call_id, None)
+        self._ended[call_id] = None
+        while len(self._ended) > ENDED_CALLS_REMEMBERED:
+            self._ended.popitem(last=False)
         for queue in self.queues.values():
             queue.waiting.pop(call_id, None)
         for agent in self.agents.values():

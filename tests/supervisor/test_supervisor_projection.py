@@ -90,3 +90,19 @@ def test_journal_is_bounded() -> None:
     for seq in range(1, 11):
         projection.apply(EventRecord(seq=seq, time=T0, type="x.y", data={}))
     assert [r.seq for r in projection.journal] == [8, 9, 10]
+
+
+def test_an_event_after_call_ended_does_not_bring_the_call_back() -> None:
+    # The IVR reports why it exited after the caller hung up: the call must stay gone.
+    projection = LiveProjection()
+    for seq, (kind, data) in enumerate(
+        [
+            ("call.started", {"call_id": "c1", "caller_id": "555", "did": "100"}),
+            ("ivr.entered", {"call_id": "c1", "tree_id": "main"}),
+            ("call.ended", {"call_id": "c1", "cause": "normal"}),
+            ("ivr.exited", {"call_id": "c1", "destination": "abandoned"}),
+        ],
+        start=1,
+    ):
+        projection.apply(EventRecord(seq=seq, type=kind, time=float(seq), data=data))
+    assert projection.calls == {}
