@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     letters.add_argument("rest", nargs=argparse.REMAINDER)
+    demo = commands.add_parser(
+        "demo",
+        help="simulated callers and agents for a running server (see `cxos demo --help`)",
+        add_help=False,
+    )
+    demo.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -66,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crm_bridge.cli import main as deadletters
 
         return deadletters(arguments[1:])
+    if arguments[:1] == ["demo"]:
+        # Simulated callers and agents for a running server (SIPp); see cxos.demo.
+        from cxos.demo import main as demo
+
+        return demo(arguments[1:])
     args = _parser().parse_args(arguments)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
