@@ -45,7 +45,7 @@ class SpeechComponent:
             engine, workers=settings.workers, max_streams=settings.max_streams
         )
         self.input = SpeechInput(self._service, publish=self._publish)
-        logger.info("speech recognition ready (%s)", "Vosk" if model else "built-in English")
+        logger.info("speech recognition started (%s)", "Vosk" if model else "built-in English")
 
     async def stop(self, grace: float) -> None:
         if self._service is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -162,7 +163,8 @@ def start_server(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.log()}")
-        if "ready" in server.log():
+        # The application's own line, logged once every component has started.
+        if re.search(r"CXOS node \S+ ready", server.log()):
             return server
         time.sleep(0.05)
     server.stop()

@@ -213,7 +213,7 @@ def start_walkthrough_server(workdir: Path) -> Walkthrough:
         )
     server = RunningServer(process, config_dir, log_path, "127.0.0.1", sip_port)
     deadline = time.monotonic() + 90  # the first start creates the embedded cluster
-    while "ready" not in server.log():
+    while re.search(r"CXOS node \S+ ready", server.log()) is None:
         if process.poll() is not None or time.monotonic() > deadline:
             process.send_signal(signal.SIGTERM)
             process.wait(15)
