@@ -155,6 +155,11 @@ class Trunk(Strict):
     password: str | None = None
     #: Where outbound calls through this trunk are sent, as host:port.
     outbound_proxy: str | None = None
+    #: INVITEs per second (new calls and re-INVITEs) this trunk may send, all its sources
+    #: together, with bursts of up to one second's worth. They are exempt from the per-source
+    #: limit of ``security.request_rate``; INVITEs over this rate are dropped unanswered, and the
+    #: trunk's retransmissions bring them in once there is room again.
+    max_calls_per_second: float = Field(default=500.0, gt=0)
 
     @field_validator("sources")
     @classmethod

@@ -5,10 +5,11 @@ produces, arms a single ``call_at`` for its next deadline (aioquic's shape) and 
 calls with a media leg from the RTP port range, run by the worker's media engine.
 
 Upper layers (IVR, ACD) get each answered call's `MediaCall` through `call_handler`, run as a
-task once the caller's ACK confirms the call, and its call API object (`telephony.calls.Call`:
-ring and bridge agents, hold, transfer) from `call(call_id)`; media events are published with the
-others. A call whose media stops for longer than the media timeout is hung up (a dead peer sends
-no BYE). Calls to agents, re-offers and transfers are `CallControl`'s (call_control.py).
+task once the caller's ACK confirms the call (unless the call ended before the task's turn came),
+and its call API object (`telephony.calls.Call`: ring and bridge agents, hold, transfer) from
+`call(call_id)`; media events are published with the others. A call whose media stops for
+longer than the media timeout is hung up (a dead peer sends no BYE). Calls to agents, re-offers
+and transfers are `CallControl`'s (call_control.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from config.loader import Configuration
 from telephony.call_control import CallControl
@@ -32,6 +33,7 @@ from telephony.rtp.audio import PromptCache
 from telephony.rtp.g711 import Law
 from telephony.rtp.ports import RtpPortAllocator
 from telephony.sdp import (
+    Negotiated,
     SdpError,
     SdpNegotiationError,
     SdpSession,
@@ -218,7 +220,7 @@ class TelephonyService:
                 self.transport.send(transmit.data, transmit.destination, transmit.transport)  # type: ignore[arg-type]
             for event in events:
                 self._on_core_event(event)
-        if self.core.active_calls():
+        if self.core.has_active_calls():
             self._idle.clear()
         else:
             self._idle.set()
@@ -273,10 +275,16 @@ class TelephonyService:
             self.core.reject(call.call_id, 488, now, "Offer Required")
             self._flush()
             return
+        host = leg.local_host
         try:
-            offer = parse_sdp(call.offer)
-            # Negotiate once before taking ports: a call we cannot serve costs no socket.
-            answer_offer(offer, leg.local_host, 0, session=SdpSession(session_id=0, address="::"))
+            # Negotiated once, before taking ports: a call we cannot serve costs no socket. The
+            # answer gets its port when one is bound (`_with_port`).
+            answer, negotiated = answer_offer(
+                parse_sdp(call.offer),
+                host,
+                0,
+                session=SdpSession(session_id=self._rng.getrandbits(31), address=host),
+            )
         except SdpNegotiationError as exc:
             logger.info("call %s: %s", call.call_id, exc)
             self.core.reject(call.call_id, 488, now)
@@ -288,10 +296,12 @@ class TelephonyService:
             self._flush()
             return
         asyncio.get_running_loop().create_task(
-            self._open_and_answer(call.call_id, offer, leg.local_host)
+            self._open_and_answer(call.call_id, answer, negotiated, host)
         )
 
-    async def _open_and_answer(self, call_id: str, offer: SessionDescription, host: str) -> None:
+    async def _open_and_answer(
+        self, call_id: str, answer: SessionDescription, negotiated: Negotiated, host: str
+    ) -> None:
         # A port of the range may be taken by another program: hand it back (it goes to the end
         # of the line) and try the next one, a bounded number of times.
         for _ in range(_BIND_ATTEMPTS):
@@ -300,12 +310,6 @@ class TelephonyService:
             except RuntimeError:
                 logger.warning("call %s: no RTP port left in the configured range", call_id)
                 break
-            answer, negotiated = answer_offer(
-                offer,
-                host,
-                port,
-                session=SdpSession(session_id=self._rng.getrandbits(31), address=host),
-            )
             law = Law.ALAW if negotiated.codec.name.upper() == "PCMA" else Law.ULAW
             try:
                 await self.media.open_leg(
@@ -344,7 +348,9 @@ class TelephonyService:
                     caller_name=caller.display_name or "",
                 )
             )
-            self.core.answer(call_id, answer.to_bytes(), self.clock())
+            self.core.answer(
+                call_id, _with_port(answer, negotiated.media_index, port), self.clock()
+            )
             self._flush()
             return
         else:
@@ -387,6 +393,10 @@ class TelephonyService:
 
     async def _run_handler(self, call: MediaCall) -> None:
         assert self.call_handler is not None
+        if call.call_id not in self._media:
+            # The caller hung up between the ACK and this task's first turn (a BYE in the same
+            # burst of datagrams): there is no call left to hand over.
+            return
         try:
             await self.call_handler(call)
         except asyncio.CancelledError:
@@ -420,6 +430,14 @@ def _secrets(configuration: Configuration) -> dict[str, StoredSecret]:
         )
         for agent in configuration.agents
     }
+
+
+def _with_port(answer: SessionDescription, media_index: int, port: int) -> bytes:
+    """The answer with our RTP port in the accepted stream's m= line (RFC 3264 §6): the rest of
+    it, o= line included, is what `answer_offer` negotiated."""
+    media = list(answer.media)
+    media[media_index] = replace(media[media_index], port=port)
+    return replace(answer, media=tuple(media)).to_bytes()
 
 
 def _format(address: Address) -> str:

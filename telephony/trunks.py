@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from config.settings import Trunk
+from telephony.sip.guard import TrunkLimit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Source address strings whose trunk (or lack of one) is remembered. Every INVITE asks, twice
+#: (rate limit, then routing); parsing the address each time would cost more than the look-up.
+#: Past this many sources the oldest answer is forgotten, so a flood from many addresses costs
+#: memory no more than it costs time.
+MATCH_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,18 +23,45 @@ class TrunkTable:
     """Source networks → trunk; the most specific network wins when several match."""
 
     entries: tuple[tuple[Network, Trunk], ...]
+    #: The INVITE rate limit of each trunk, by trunk id.
+    limits: Mapping[str, TrunkLimit] = field(default_factory=dict)
+    _matches: dict[str, Trunk | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, trunks: Iterable[Trunk]) -> TrunkTable:
+        trunks = tuple(trunks)
         entries = [
             (ipaddress.ip_network(source, strict=False), trunk)
             for trunk in trunks
             for source in trunk.sources
         ]
         entries.sort(key=lambda entry: entry[0].prefixlen, reverse=True)
-        return cls(tuple(entries))
+        limits = {
+            trunk.id: TrunkLimit(trunk_id=trunk.id, calls_per_second=trunk.max_calls_per_second)
+            for trunk in trunks
+        }
+        return cls(tuple(entries), limits)
 
     def match(self, source_ip: str) -> Trunk | None:
+        """The trunk `source_ip` belongs to, or None."""
+        matches = self._matches
+        try:
+            return matches[source_ip]
+        except KeyError:
+            pass
+        trunk = self._search(source_ip)
+        if len(matches) >= MATCH_CACHE_SIZE:
+            del matches[next(iter(matches))]
+        matches[source_ip] = trunk
+        return trunk
+
+    def limit(self, source_ip: str) -> TrunkLimit | None:
+        """The INVITE rate limit that applies to `source_ip` as a trunk, or None for a source
+        that is no trunk's (it is limited per source)."""
+        trunk = self.match(source_ip)
+        return None if trunk is None else self.limits.get(trunk.id)
+
+    def _search(self, source_ip: str) -> Trunk | None:
         try:
             address = ipaddress.ip_address(source_ip.strip("[]"))
         except ValueError:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from config.settings import Dialplan
-from telephony.events import CallAnswered, CallRejected, CallStarted, HangupParty
+from telephony.events import CallAnswered, CallRejected, HangupParty
 from telephony.sdp import SdpError
 from telephony.sip.checks import CAPABILITIES, drop_foreign_credentials, inspect_request
 from telephony.sip.core_types import (
@@ -31,10 +31,11 @@ from telephony.sip.errors import SipParseError
 from telephony.sip.guard import GuardVerdict, SourceGuard
 from telephony.sip.inbound import (
     InboundLeg,
+    InboundLegs,
     LegInput,
     LegState,
-    contact_header,
     dialled_number,
+    remote_target_of,
 )
 from telephony.sip.malformed import (
     check_stream_framing,
@@ -86,8 +87,8 @@ class SipCore:
     default_local: Address | None = None
     outbound: Originator = field(init=False)
     register_locals: LocalAddresses = field(default_factory=LocalAddresses)
-    _legs: dict[str, InboundLeg] = field(default_factory=dict)
-    _by_dialog: dict[tuple[str, str], InboundLeg] = field(default_factory=dict)
+    #: Inbound legs in progress; an ended one is forgotten at once (see `InboundLegs`).
+    _legs: InboundLegs = field(default_factory=InboundLegs)
     _events: list[object] = field(default_factory=list)
     _outbox: list[Transmit] = field(default_factory=list)
 
@@ -162,20 +163,20 @@ class SipCore:
         return self._legs.get(call_id)
 
     def ring(self, call_id: str, now: float) -> None:
-        leg = self._legs[call_id]
+        leg = self._live_leg(call_id)
         if leg.state is LegState.OFFERED:
             leg.apply(LegInput.RING)
             self._respond_invite(leg, 180, now)
 
     def answer(self, call_id: str, local_sdp: bytes, now: float) -> None:
-        leg = self._legs[call_id]
+        leg = self._live_leg(call_id)
         leg.apply(LegInput.ANSWER)
         leg.local_sdp = local_sdp
         leg.answered_at = now
         self._respond_invite(leg, 200, now, body=local_sdp)
 
     def reject(self, call_id: str, status: int, now: float, reason: str | None = None) -> None:
-        leg = self._legs[call_id]
+        leg = self._live_leg(call_id)
         leg.apply(LegInput.REJECT)
         self._respond_invite(leg, status, now, reason=reason)
         self._end(leg, "rejected", "server", now)
@@ -196,8 +197,12 @@ class SipCore:
         self._send_bye(leg, now)
 
     def active_calls(self) -> list[str]:
-        inbound = [cid for cid, leg in self._legs.items() if leg.state is not LegState.ENDED]
-        return inbound + self.outbound.active()
+        """The ids of the inbound calls and outbound legs in progress."""
+        return self._legs.call_ids() + self.outbound.active()
+
+    def has_active_calls(self) -> bool:
+        """Whether any call or leg is in progress; constant time, asked after every message."""
+        return len(self._legs) > 0 or self.outbound.has_active()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -268,51 +273,27 @@ class SipCore:
             self._reject_new(event, 404, "Not Found", tag, now)
             return
         try:
-            contact = request.headers.get("Contact")
-            remote_target = str(NameAddr.parse(contact).uri) if contact else request.uri
-            caller = request.from_
+            remote_target = remote_target_of(request)
         except SipParseError:
             self._reject_new(event, 400, "Bad Contact or From", tag, now)
             return
-        call_id = self.new_id()
         leg = InboundLeg.from_invite(
             event,
-            call_id=call_id,
+            call_id=self.new_id(),
             local_tag=tag,
             remote_target=remote_target,
             trunk_id=trunk.id,
             did=did,
             now=now,
-            local_contact=contact_header(did, local, event.transport, self.settings.public_address),
-            local_host=self.settings.public_address or (local[0] if local else "127.0.0.1"),
+            local=local,
+            public_address=self.settings.public_address,
         )
-        self._legs[call_id] = leg
-        self._by_dialog[(leg.sip_call_id, leg.local_tag)] = leg
-        self._events.append(
-            CallStarted(
-                call_id=call_id,
-                trunk_id=trunk.id,
-                did=did,
-                caller_id=caller.uri.user or "",
-                caller_name=caller.display_name or "",
-                sip_call_id=request.call_id,
-            )
-        )
-        self._events.append(
-            IncomingCall(
-                call_id=call_id,
-                did=did,
-                trunk_id=trunk.id,
-                offer=request.body,
-                entry_ivr=entry.ivr,
-                entry_queue=entry.queue,
-                answer_after=entry.answer_after,
-            )
-        )
+        self._legs.add(leg)
+        self._events.extend(leg.announcements(entry))
 
     def _in_dialog(self, event: RequestReceived, to_tag: str, now: float) -> None:
         request = event.request
-        leg = self._by_dialog.get((request.call_id, to_tag))
+        leg = self._legs.in_dialog(request.call_id, to_tag)
         if leg is None and self.outbound.on_request(event, now):
             return
         if leg is None or leg.state is LegState.ENDED:
@@ -372,7 +353,7 @@ class SipCore:
 
     def _on_ack(self, event: AckReceived, now: float) -> None:
         to_tag = event.request.to.tag
-        leg = self._by_dialog.get((event.request.call_id, to_tag or ""))
+        leg = self._legs.in_dialog(event.request.call_id, to_tag or "")
         if leg is None or not leg.can(LegInput.ACK):
             return
         first = leg.state is LegState.ANSWERED
@@ -381,26 +362,24 @@ class SipCore:
             self._events.append(CallAnswered(call_id=leg.call_id, codec=codec_of(leg.local_sdp)))
 
     def _on_cancelled(self, event: InviteCancelled, now: float) -> None:
-        for leg in self._legs.values():
-            if leg.invite_transaction == event.transaction and leg.can(LegInput.CANCELLED):
-                leg.apply(LegInput.CANCELLED)
-                self._end(leg, "cancelled", "caller", now)
-                return
+        leg = self._legs.of_invite(event.transaction)
+        if leg is not None and leg.can(LegInput.CANCELLED):
+            leg.apply(LegInput.CANCELLED)
+            self._end(leg, "cancelled", "caller", now)
 
     def _on_ack_timeout(self, event: AckTimeout, now: float) -> None:
-        for leg in self._legs.values():
-            if leg.invite_transaction == event.transaction and leg.state is LegState.ANSWERED:
-                # §13.3.1.4: no ACK for our 2xx within 64*T1: the session is ended with BYE.
-                leg.apply(LegInput.ACK_TIMEOUT)
-                self._send_bye(leg, now)
-                return
+        leg = self._legs.of_invite(event.transaction)
+        if leg is not None and leg.state is LegState.ANSWERED:
+            # §13.3.1.4: no ACK for our 2xx within 64*T1: the session is ended with BYE.
+            leg.apply(LegInput.ACK_TIMEOUT)
+            self._send_bye(leg, now)
 
     def _on_response(self, event: ResponseReceived, now: float) -> None:
         if self.outbound.on_response(event, now):
             return
         if event.request.method != "BYE" or event.retransmission:
             return
-        leg = self._by_dialog.get((event.request.call_id, event.request.from_.tag or ""))
+        leg = self._legs.in_dialog(event.request.call_id, event.request.from_.tag or "")
         if leg is not None and leg.can(LegInput.BYE_ANSWERED):
             leg.apply(LegInput.BYE_ANSWERED)
             self._end(leg, "normal", "server", now)
@@ -479,12 +458,23 @@ class SipCore:
         ended = leg.end(cause, by, now)
         if ended is not None:
             self._events.append(ended)
+        if leg.state is LegState.ENDED:
+            self._legs.forget(leg)
+
+    def _live_leg(self, call_id: str) -> InboundLeg:
+        leg = self._legs.get(call_id)
+        if leg is None:
+            raise KeyError(f"no inbound call {call_id} in progress")
+        return leg
 
     def _server_header(self) -> list[tuple[str, str]]:
         return [("Server", self.settings.user_agent)] if self.settings.user_agent else []
 
     def _admit(self, request: SipRequest, source: Address, now: float) -> bool:
-        if self.guard.check(source[0], request.method, now) is GuardVerdict.ALLOW:
+        method = request.method
+        # A configured trunk's INVITEs count against its own rate, not the per-source one.
+        trunk = self.trunks.limit(source[0]) if method == "INVITE" else None
+        if self.guard.check(source[0], method, now, trunk=trunk) is GuardVerdict.ALLOW:
             return True
         # Dropped unanswered: a flood or a blocked source gets no reply to reflect or learn
         # from, and a real client's retransmissions get through once the bucket refills.

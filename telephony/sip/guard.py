@@ -16,12 +16,19 @@ Rate-limited requests are dropped too: over UDP the client's transaction retrans
 §17.1.1.2 Timer A, §17.1.2.2 Timer E) and gets through once its bucket has refilled, which is
 the backoff we want. IPv6 sources are counted per /64 (configurable) since one host owns a whole
 prefix. Every table is an LRU bounded by `max_sources`.
+
+Configured trunks are the exception to counting per source: a carrier sends every call from a
+few addresses, at rates no single phone or scanner has a reason to reach. Their INVITEs are
+counted per trunk instead (`TrunkLimit`, from the trunk's configured calls per second), so that
+a busy trunk is not throttled like a flood while an INVITE flood with a trunk's address forged
+as its source still meets a ceiling.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,7 +36,7 @@ from typing import TypeVar
 
 from telephony.sip.registrar_events import SourceBlocked, SourceUnblocked
 
-__all__ = ["GuardCounters", "GuardSettings", "GuardVerdict", "SourceGuard"]
+__all__ = ["GuardCounters", "GuardSettings", "GuardVerdict", "SourceGuard", "TrunkLimit"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +70,24 @@ class GuardSettings:
             raise ValueError("failure_window, block_seconds and rate must be positive")
         if not 1 <= self.ipv6_prefix <= 128:
             raise ValueError("ipv6_prefix must be between 1 and 128")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkLimit:
+    """The INVITE rate of one configured trunk, counted for the trunk as a whole."""
+
+    trunk_id: str
+    calls_per_second: float
+    """Sustained INVITEs per second, all the trunk's sources together."""
+
+    def __post_init__(self) -> None:
+        if self.calls_per_second <= 0:
+            raise ValueError("calls_per_second must be positive")
+
+    @property
+    def burst(self) -> int:
+        """INVITEs the trunk may send at once: one second's worth."""
+        return max(1, math.ceil(self.calls_per_second))
 
 
 class GuardVerdict(StrEnum):
@@ -104,10 +129,24 @@ class SourceGuard:
         # ordered by end time: the first entry is the next to end.
         self._blocked: OrderedDict[str, _Block] = OrderedDict()
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._trunk_buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        # Source address as received → its key: every request asks, and parsing the address
+        # costs more than the rest of the check. Bounded like the other tables (oldest first).
+        self._keys: dict[str, str] = {}
 
     def source_key(self, address: str) -> str:
         """The unit we count: the IPv4 address, or the IPv6 /64 (an IPv4-mapped IPv6 address
         counts as its IPv4 address)."""
+        keys = self._keys
+        key = keys.get(address)
+        if key is None:
+            key = self._parse_key(address)
+            if len(keys) >= self.settings.max_sources:
+                del keys[next(iter(keys))]
+            keys[address] = key
+        return key
+
+    def _parse_key(self, address: str) -> str:
         try:
             ip = ipaddress.ip_address(address.strip("[]"))
         except ValueError:
@@ -119,8 +158,17 @@ class SourceGuard:
             return str(network)
         return str(ip)
 
-    def check(self, address: str, method: str, now: float) -> GuardVerdict:
-        """Whether to process a request from `address`; call before parsing beyond the method."""
+    def check(
+        self, address: str, method: str, now: float, *, trunk: TrunkLimit | None = None
+    ) -> GuardVerdict:
+        """Whether to process a request from `address`; call before parsing beyond the method.
+
+        `trunk` is the limit of the configured trunk `address` belongs to, if any: its INVITEs
+        are then counted against the trunk's rate rather than the per-source one. Blocks apply
+        to every source alike.
+        """
+        if not self._blocked and method not in _RATE_LIMITED_METHODS:
+            return GuardVerdict.ALLOW  # the common case: an ACK, BYE ... with nobody blocked
         key = self.source_key(address)
         block = self._blocked.get(key)
         if block is not None:
@@ -131,7 +179,11 @@ class SourceGuard:
             self._unblock(key, block)
         if method not in _RATE_LIMITED_METHODS:
             return GuardVerdict.ALLOW
-        return self._take_token(key, now)
+        if trunk is not None and method == "INVITE":
+            return self._take_token(
+                self._trunk_buckets, trunk.trunk_id, trunk.calls_per_second, trunk.burst, now
+            )
+        return self._take_token(self._buckets, key, self.settings.rate, self.settings.burst, now)
 
     def is_blocked(self, address: str, now: float) -> bool:
         block = self._blocked.get(self.source_key(address))
@@ -192,17 +244,22 @@ class SourceGuard:
         logger.info("security: source %s unblocked (%d requests dropped)", key, block.dropped)
         return SourceUnblocked(source=key, dropped_requests=block.dropped)
 
-    def _take_token(self, key: str, now: float) -> GuardVerdict:
-        bucket = self._buckets.pop(key, None)
+    def _take_token(
+        self,
+        table: OrderedDict[str, _Bucket],
+        key: str,
+        rate: float,
+        burst: int,
+        now: float,
+    ) -> GuardVerdict:
+        bucket = table.pop(key, None)
         if bucket is None:
-            bucket = _Bucket(tokens=float(self.settings.burst), updated=now)
+            bucket = _Bucket(tokens=float(burst), updated=now)
         elapsed = max(0.0, now - bucket.updated)
-        bucket.tokens = min(
-            float(self.settings.burst), bucket.tokens + elapsed * self.settings.rate
-        )
+        bucket.tokens = min(float(burst), bucket.tokens + elapsed * rate)
         bucket.updated = now
-        self._buckets[key] = bucket  # most recently seen goes last
-        self._trim(self._buckets)
+        table[key] = bucket  # most recently seen goes last
+        self._trim(table)
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return GuardVerdict.ALLOW

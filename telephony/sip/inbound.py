@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from telephony.events import CallEnded, HangupParty
+from config.settings import EntryPoint
+from telephony.events import CallEnded, CallStarted, HangupParty
+from telephony.sip.core_types import IncomingCall
 from telephony.sip.errors import SipParseError
 from telephony.sip.message import SipRequest
 from telephony.sip.transaction_types import Address, RequestReceived, ServerTransactionId
@@ -107,10 +109,11 @@ class InboundLeg:
         trunk_id: str,
         did: str,
         now: float,
-        local_contact: str,
-        local_host: str,
+        local: Address | None,
+        public_address: str | None,
     ) -> InboundLeg:
-        """The leg of a new INVITE, with the dialog state §12.1.1 takes from it."""
+        """The leg of a new INVITE, with the dialog state §12.1.1 takes from it. `local` is the
+        socket address the INVITE reached, `public_address` the host to show instead (NAT)."""
         request = event.request
         return cls(
             call_id=call_id,
@@ -130,8 +133,32 @@ class InboundLeg:
             started_at=now,
             offer=request.body,
             invite=request,
-            local_contact=local_contact,
-            local_host=local_host,
+            local_contact=contact_header(did, local, event.transport, public_address),
+            local_host=public_address or (local[0] if local else "127.0.0.1"),
+        )
+
+    def announcements(self, entry: EntryPoint) -> tuple[CallStarted, IncomingCall]:
+        """What makes the new call known: `CallStarted` for the record, `IncomingCall` for the
+        layer that rings, answers or rejects it (by the dial plan's `entry`)."""
+        caller = self.invite.from_
+        return (
+            CallStarted(
+                call_id=self.call_id,
+                trunk_id=self.trunk_id,
+                did=self.did,
+                caller_id=caller.uri.user or "",
+                caller_name=caller.display_name or "",
+                sip_call_id=self.sip_call_id,
+            ),
+            IncomingCall(
+                call_id=self.call_id,
+                did=self.did,
+                trunk_id=self.trunk_id,
+                offer=self.offer,
+                entry_ivr=entry.ivr,
+                entry_queue=entry.queue,
+                answer_after=entry.answer_after,
+            ),
         )
 
     def apply(self, event: LegInput) -> LegState:
@@ -181,8 +208,60 @@ class InboundLeg:
         return request
 
 
+@dataclass(slots=True)
+class InboundLegs:
+    """The inbound legs in progress: by our call id, by dialog (Call-ID, our tag) and by INVITE
+    server transaction, each found in one dictionary look-up.
+
+    A leg is forgotten as soon as it ends, so the table holds the calls in progress and nothing
+    more: its size, and the cost of asking which calls are up, never grows with uptime. Late
+    messages of a forgotten call still get their answers elsewhere: retransmissions of a request
+    already answered are absorbed by its server transaction (RFC 3261 §17.2.1, §17.2.2), a late
+    ACK for our 2xx has nothing left to confirm, and a new request in the dialog is answered 481
+    (§12.2.2), which is right for a dialog that no longer exists.
+    """
+
+    _by_call: dict[str, InboundLeg] = field(default_factory=dict)
+    _by_dialog: dict[tuple[str, str], InboundLeg] = field(default_factory=dict)
+    _by_invite: dict[ServerTransactionId, InboundLeg] = field(default_factory=dict)
+
+    def add(self, leg: InboundLeg) -> None:
+        self._by_call[leg.call_id] = leg
+        self._by_dialog[(leg.sip_call_id, leg.local_tag)] = leg
+        self._by_invite[leg.invite_transaction] = leg
+
+    def forget(self, leg: InboundLeg) -> None:
+        self._by_call.pop(leg.call_id, None)
+        self._by_dialog.pop((leg.sip_call_id, leg.local_tag), None)
+        self._by_invite.pop(leg.invite_transaction, None)
+
+    def get(self, call_id: str) -> InboundLeg | None:
+        return self._by_call.get(call_id)
+
+    def in_dialog(self, sip_call_id: str, local_tag: str) -> InboundLeg | None:
+        return self._by_dialog.get((sip_call_id, local_tag))
+
+    def of_invite(self, transaction: ServerTransactionId) -> InboundLeg | None:
+        return self._by_invite.get(transaction)
+
+    def call_ids(self) -> list[str]:
+        return list(self._by_call)
+
+    def __len__(self) -> int:
+        return len(self._by_call)
+
+
 def _with_tag(header: str, tag: str) -> str:
     return header if NameAddr.parse(header).tag is not None else f"{header};tag={tag}"
+
+
+def remote_target_of(invite: SipRequest) -> str:
+    """The remote target of the dialog an INVITE creates: its Contact URI, else its Request-URI
+    (§12.1.1). Raises `SipParseError` when the Contact, or the From the call is recorded with,
+    does not parse."""
+    _ = invite.from_  # parsed here, so that a bad From refuses the call up front
+    contact = invite.headers.get("Contact")
+    return str(NameAddr.parse(contact).uri) if contact else invite.uri
 
 
 def dialled_number(uri: str) -> str:

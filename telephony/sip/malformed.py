@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from telephony.sip.checks import ALLOW
 from telephony.sip.errors import SipParseError
-from telephony.sip.headers import Via, is_token, parse_header_lines
+from telephony.sip.headers import is_token, parse_header_lines
 from telephony.sip.message import SipMessage, SipRequest, build_response
 from telephony.sip.transaction_server import response_destination
 from telephony.sip.transaction_types import Address, Transmit
@@ -70,13 +70,11 @@ def check_stream_framing(message: SipMessage) -> None:
 def stamp_received(request: SipRequest, source: Address) -> None:
     """RFC 3261 §18.2.1 and RFC 3581 §4: note in the top Via where the request really came from,
     so that responses find a sender behind NAT. A Via that does not parse is left alone."""
-    vias = request.headers.get_all("Via")
-    if not vias:
-        return
     try:
-        top = Via.parse(vias[0])
+        # The view every layer reads: parsed once per message (and again only if we rewrite it).
+        top = request.top_via
     except SipParseError:
-        return
+        return  # no Via, or one that does not parse
     params: dict[str, str | None] = {}
     if top.host.strip("[]") != source[0]:
         params["received"] = source[0]
@@ -84,6 +82,7 @@ def stamp_received(request: SipRequest, source: Address) -> None:
         params["received"] = source[0]
         params["rport"] = str(source[1])
     if params:
+        vias = request.headers.get_all("Via")
         request.headers.remove("Via")
         request.headers.add("Via", str(top.with_params(params)))
         for value in vias[1:]:

@@ -64,6 +64,9 @@ class Originator:
     dialogs: OutboundDialogs = field(init=False)
     _by_branch: dict[ClientKey, OutboundLeg] = field(default_factory=dict)
     _by_dialog: dict[tuple[str, str], OutboundLeg] = field(default_factory=dict)
+    #: Ids of the legs not yet ended. An ended leg stays in `legs` for `LINGER` seconds (late
+    #: responses of its forks still find it) but leaves this set at once.
+    _in_progress: set[str] = field(default_factory=set)
     #: (deadline, sequence, kind, leg id); stale entries are skipped when they surface.
     _timers: list[tuple[float, int, str, str]] = field(default_factory=list)
     _sequence: int = 0
@@ -129,6 +132,7 @@ class Originator:
         for binding in bindings:
             self._send_branch(leg, binding, caller_id, caller_name, extra, now)
         self.legs[leg_id] = leg
+        self._in_progress.add(leg_id)
         self._by_dialog[(leg.sip_call_id, leg.local_tag)] = leg
         self._arm(leg.ring_deadline, "ring", leg_id)
         return leg_id
@@ -165,7 +169,15 @@ class Originator:
             self.dialogs.notify_transfer(leg, status, now)
 
     def active(self) -> list[str]:
-        return [leg_id for leg_id, leg in self.legs.items() if leg.state is not OutboundState.ENDED]
+        """The ids of the legs in progress (ringing, answered or being torn down)."""
+        return [
+            leg_id
+            for leg_id in self._in_progress
+            if self.legs[leg_id].state is not OutboundState.ENDED
+        ]
+
+    def has_active(self) -> bool:
+        return bool(self._in_progress)
 
     # ------------------------------------------------------------------ timers
 
@@ -205,6 +217,10 @@ class Originator:
         return True
 
     def _arm(self, deadline: float, kind: str, leg_id: str) -> None:
+        if kind == "purge":
+            # Every way into ENDED (here and in outbound_dialog.py) arms the purge: from now
+            # on the leg is history, kept only for late responses.
+            self._in_progress.discard(leg_id)
         self._sequence += 1
         heapq.heappush(self._timers, (deadline, self._sequence, kind, leg_id))
 
@@ -395,6 +411,7 @@ class Originator:
         if leg.state is not OutboundState.ENDED:
             return
         self.legs.pop(leg.leg_id, None)
+        self._in_progress.discard(leg.leg_id)
         self._by_dialog.pop((leg.sip_call_id, leg.local_tag), None)
         for key in leg.branches:
             self._by_branch.pop(key, None)

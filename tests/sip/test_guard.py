@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from telephony.sip.guard import GuardSettings, GuardVerdict, SourceGuard
+from telephony.sip.guard import GuardSettings, GuardVerdict, SourceGuard, TrunkLimit
 from telephony.sip.registrar_events import SourceBlocked, SourceUnblocked
 
 ATTACKER = "203.0.113.66"
@@ -122,9 +122,36 @@ def test_memory_is_bounded_per_table() -> None:
         g.check(f"192.0.2.{n}", "INVITE", now=0.0)
         g.record_failure(f"192.0.2.{n}", now=0.0)
     assert len(g._buckets) == 3 and len(g._failures) == 3
+    assert len(g._keys) == 3  # the parsed source keys too
     # The least recently seen was forgotten and starts with a full bucket again.
     assert g.check("192.0.2.0", "INVITE", now=0.0) is GuardVerdict.ALLOW
     assert g.check("192.0.2.9", "INVITE", now=0.0) is GuardVerdict.RATE_LIMITED
+
+
+def test_a_trunk_s_invites_are_counted_for_the_trunk_as_a_whole() -> None:
+    g = guard(rate=1.0, burst=2)
+    carrier = TrunkLimit(trunk_id="carrier", calls_per_second=4.0)
+    assert carrier.burst == 4  # one second's worth
+    sources = ["192.0.2.10", "192.0.2.11"]
+    verdicts = [g.check(sources[n % 2], "INVITE", now=0.0, trunk=carrier) for n in range(6)]
+    # Four at once from the trunk (over the per-source burst of 2), whichever of its addresses.
+    assert verdicts == [GuardVerdict.ALLOW] * 4 + [GuardVerdict.RATE_LIMITED] * 2
+    assert g.check("192.0.2.11", "INVITE", now=0.25, trunk=carrier) is GuardVerdict.ALLOW
+    # The trunk's addresses keep their own per-source bucket for REGISTER ...
+    assert [g.check("192.0.2.10", "REGISTER", now=0.25) for _ in range(3)] == (
+        [GuardVerdict.ALLOW] * 2 + [GuardVerdict.RATE_LIMITED]
+    )
+    # ... and a block applies to a trunk's address like to any other.
+    for _ in range(5):
+        g.record_failure("192.0.2.10", now=1.0)
+    assert g.check("192.0.2.10", "INVITE", now=2.0, trunk=carrier) is GuardVerdict.BLOCKED
+    assert g.check("192.0.2.11", "INVITE", now=2.0, trunk=carrier) is GuardVerdict.ALLOW
+
+
+def test_a_trunk_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        TrunkLimit(trunk_id="carrier", calls_per_second=0.0)
+    assert TrunkLimit(trunk_id="slow", calls_per_second=0.2).burst == 1
 
 
 def test_expire_forgets_failure_windows_that_slid_past() -> None:
