@@ -19,13 +19,6 @@ from telephony.sip.transaction_types import ServerTransactionId
 _MergeKey = tuple[str | None, str, int, str]
 
 
-def check_max_forwards(request: SipRequest) -> Rejection | None:
-    """483 for a request other than OPTIONS that arrives with Max-Forwards 0 (§16.3 step 3)."""
-    if request.max_forwards == 0 and request.method != "OPTIONS":
-        return Rejection(status=483)
-    return None
-
-
 class MergedRequestDetector:
     """Remembers out-of-dialog requests for `window` seconds to spot merged copies (§8.2.2.2).
 

@@ -11,7 +11,7 @@ from telephony.sip.dialog import (
     DialogState,
     copy_record_route,
 )
-from telephony.sip.dialog_checks import MergedRequestDetector, check_max_forwards
+from telephony.sip.dialog_checks import MergedRequestDetector
 from telephony.sip.message import SipRequest, build_response
 from telephony.sip.transaction import (
     AckReceived,
@@ -282,10 +282,5 @@ def test_merged_request_gets_482_and_max_forwards_zero_gets_483() -> None:
     merged = detector.check(invite, second, now=0.2)
     assert merged is not None and merged.status == 482
     assert detector.check(invite, second, now=40.0) is None  # forgotten after the window
-
-    invite.headers.set("Max-Forwards", "0")
-    hops = check_max_forwards(invite)
-    assert hops is not None and hops.status == 483
-    options = pair.uac.new_request("OPTIONS")
-    options.headers.set("Max-Forwards", "0")
-    assert check_max_forwards(options) is None
+    # Max-Forwards 0 → 483 is the UA core's check (telephony/sip/checks.py), tested in
+    # tests/sip/test_sip_core.py.
