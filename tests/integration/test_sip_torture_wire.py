@@ -146,7 +146,7 @@ def test_torture_messages_are_answered_as_the_rfcs_say(
     server: RunningServer, tmp_path: Path, transport: str, host: str, rfcs: tuple[int, ...]
 ) -> None:
     problems = _send_all(server, host, transport, [case for case in CASES if case.rfc in rfcs])
-    assert not problems, "\n".join(problems)
+    assert not problems, "\n".join(problems + _server_lines(server, problems))
 
     # The server lives on, and a normal call still completes.
     result = run_sipp(
@@ -155,6 +155,12 @@ def test_torture_messages_are_answered_as_the_rfcs_say(
     assert result.returncode == 0, result.stdout[-3000:] + result.file("_errors.log")[-2000:]
     assert server.process.poll() is None
     assert "Traceback" not in server.log()
+
+
+def _server_lines(server: RunningServer, problems: list[str]) -> list[str]:
+    """The server's log lines about the cases that went wrong, to tell why."""
+    names = [problem.split(" over ", 1)[0] for problem in problems]
+    return [line for line in server.log().splitlines() if any(name in line for name in names)]
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
