@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
-import enum
 import json
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import pytest
 
 from cxos.bus import EventBus, Published
 from cxos.envelope import EnvelopeError, format_time, to_envelope, to_json
+from tests.events.sample_events import AgentStateChanged, PauseReason, QueueJoined
 
 EVENT_ID = uuid.UUID("0190e1c4-5a00-7abc-8def-0123456789ab")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueJoined:
-    """A caller entered a queue."""
-
-    TYPE: ClassVar[str] = "queue.joined"
-    VERSION: ClassVar[int] = 1
-    call_id: str
-    queue_id: str
-    priority: int
-    position: int
-
-
-class PauseReason(enum.Enum):
-    LUNCH = "lunch"
-    TRAINING = "training"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AgentStateChanged:
-    """An agent moved to another state."""
-
-    TYPE: ClassVar[str] = "agent.state_changed"
-    VERSION: ClassVar[int] = 2
-    agent_id: str
-    state: Literal["available", "paused"]
-    reason: PauseReason | None = None
-    skills: tuple[str, ...] = ()
-    attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    seconds_in_previous_state: float = 0.0
-    softphone_registered: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
