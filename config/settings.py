@@ -39,6 +39,13 @@ class SipSettings(Strict):
     public_address: str | None = None
     #: Largest SIP message accepted, in bytes; larger ones are answered 513 (RFC 3261 §18.1.1).
     max_message_bytes: int = Field(default=16384, ge=1500, le=65535)
+    #: Seconds a TCP connection may carry nothing before it is closed; phones that keep theirs
+    #: open send CRLF keep-alives (RFC 5626) or re-register more often than this.
+    tcp_idle_timeout: float = Field(default=600.0, gt=0)
+    #: Seconds a TCP connection may hold an incomplete message before it is closed.
+    tcp_partial_message_timeout: float = Field(default=30.0, gt=0)
+    #: TCP connections open at once; more are closed as they arrive.
+    max_tcp_connections: int = Field(default=2048, ge=1)
     #: Seconds an unanswered call offered to a trunk/agent may ring before it is given up.
     ring_timeout: float = Field(default=30.0, gt=0)
     user_agent: str = "CXOS"

@@ -130,7 +130,13 @@ class TelephonyService:
             registrar=registrar,
             guard=guard,
         )
-        self.transport = SipTransport(self._on_message, max_message=server.sip.max_message_bytes)
+        self.transport = SipTransport(
+            self._on_message,
+            max_message=server.sip.max_message_bytes,
+            tcp_idle_timeout=server.sip.tcp_idle_timeout,
+            partial_message_timeout=server.sip.tcp_partial_message_timeout,
+            max_tcp_connections=server.sip.max_tcp_connections,
+        )
         self.ports = RtpPortAllocator(first_port=server.rtp.port_min, last_port=server.rtp.port_max)
         self.media = MediaRunner(publish=self._on_media_event, clock=self.clock)
         self.control = CallControl(

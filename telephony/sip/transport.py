@@ -7,6 +7,13 @@ after the core has had the chance to answer: a stream that cannot be framed (RFC
 missing, negative or repeated Content-Length, a message over the size limit) cannot be read any
 further, so the unframeable bytes go to the core, which answers 400 or 513 when it can read
 enough of them (RFC 4475 §3.1.2.3), and the connection is then closed.
+
+TCP connections cost a socket and a buffer each, so they are bounded: at most
+`max_tcp_connections` at once (more are closed as they arrive), and one sweep every few seconds
+closes a connection that carried nothing for `tcp_idle_timeout` seconds or has held a partial
+message for `partial_message_timeout` seconds (a client that opens connections and trickles bytes
+would otherwise hold them forever). A CRLFCRLF keep-alive ping counts as traffic and gets its
+CRLF pong (RFC 5626 §3.5.1), so a phone that keeps its connection alive that way keeps it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ class TransportCounters:
     send_errors: int = 0
     tcp_framing_errors: int = 0
     tcp_connections: int = 0
+    tcp_refused: int = 0
+    """Connections closed on arrival because `max_tcp_connections` were open."""
+    tcp_idle_closed: int = 0
+    """Connections closed for carrying nothing, or a partial message, for too long."""
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -65,20 +76,30 @@ class _TcpProtocol(asyncio.Protocol):
         self._pending = b""
         self._transport: asyncio.Transport | None = None
         self._peer: Address | None = None
+        #: Loop time of the last bytes received or sent, for the idle sweep.
+        self.last_activity = 0.0
+        #: Loop time the partial message now held began arriving, or None.
+        self.partial_since: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._peer = (str(peer[0]), int(peer[1]))
+        self.last_activity = self._owner.now()
+        if not self._owner.register_connection(self._peer, self._transport, self):
+            self._peer = None  # not ours to forget when it closes
+            self._transport.close()
+            return
         self._owner.counters.tcp_connections += 1
-        self._owner.register_connection(self._peer, self._transport)
 
     def data_received(self, data: bytes) -> None:
-        assert self._peer is not None and self._transport is not None
-        if self._transport.is_closing():
+        if self._peer is None or self._transport is None or self._transport.is_closing():
             return
+        now = self._owner.now()
+        self.last_activity = now
         pending = self._pending + data if self._pending else data
+        keepalives = self._framer.keepalives
         try:
             messages = self._framer.feed(data)
         except SipParseError as exc:
@@ -87,9 +108,25 @@ class _TcpProtocol(asyncio.Protocol):
             self._refuse_unframed(pending)
             self._transport.close()
             return
+        if self._framer.keepalives != keepalives:
+            self._transport.write(b"\r\n")  # RFC 5626 §3.5.1: pong
         held = self._framer.buffered
         self._pending = pending[len(pending) - held :] if held else b""
+        if not held:
+            self.partial_since = None
+        elif self.partial_since is None or messages:
+            self.partial_since = now
         self._deliver_all(messages)
+
+    def expired(self, now: float, idle_timeout: float, partial_timeout: float) -> bool:
+        """Whether the sweep should close this connection at `now`."""
+        if now - self.last_activity >= idle_timeout:
+            return True
+        return self.partial_since is not None and now - self.partial_since >= partial_timeout
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def _deliver_all(self, messages: list[bytes]) -> None:
         assert self._peer is not None
@@ -122,12 +159,23 @@ class SipTransport:
 
     receiver: Receiver
     max_message: int = 16384
+    #: Seconds a TCP connection may carry nothing before it is closed.
+    tcp_idle_timeout: float = 600.0
+    #: Seconds a TCP connection may hold an incomplete message before it is closed.
+    partial_message_timeout: float = 30.0
+    #: TCP connections open at once, in and out; more are closed as they arrive.
+    max_tcp_connections: int = 2048
     counters: TransportCounters = field(default_factory=TransportCounters)
     _udp: dict[Address, asyncio.DatagramTransport] = field(default_factory=dict)
     _udp_by_family: dict[int, asyncio.DatagramTransport] = field(default_factory=dict)
     _servers: list[asyncio.Server] = field(default_factory=list)
     _connections: dict[Address, asyncio.Transport] = field(default_factory=dict)
+    _protocols: dict[Address, _TcpProtocol] = field(default_factory=dict)
     _local_tcp: dict[int, Address] = field(default_factory=dict)
+    _sweeper: asyncio.Task[None] | None = None
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
 
     def deliver(
         self, data: bytes, source: Address, transport: TransportName, local: Address
@@ -167,15 +215,45 @@ class SipTransport:
         local: Address = (str(bound[0]), int(bound[1]))
         holder.append(local)
         self._servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_tcp())
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._local_tcp.setdefault(family, local)
         return local
 
-    def register_connection(self, peer: Address, transport: asyncio.Transport) -> None:
+    @property
+    def tcp_connections_open(self) -> int:
+        return len(self._connections)
+
+    def register_connection(
+        self, peer: Address, transport: asyncio.Transport, protocol: _TcpProtocol
+    ) -> bool:
+        """Track a new connection; False (and counted) when the limit is reached."""
+        if len(self._connections) >= self.max_tcp_connections and peer not in self._connections:
+            self.counters.tcp_refused += 1
+            logger.debug("TCP connection from %s refused: %d open", peer, len(self._connections))
+            return False
         self._connections[peer] = transport
+        self._protocols[peer] = protocol
+        return True
 
     def forget_connection(self, peer: Address) -> None:
         self._connections.pop(peer, None)
+        self._protocols.pop(peer, None)
+
+    async def _sweep_tcp(self) -> None:
+        """Close idle and stalled connections; one pass every few seconds serves them all."""
+        period = max(0.2, min(self.tcp_idle_timeout, self.partial_message_timeout) / 4)
+        while True:
+            await asyncio.sleep(min(period, 5.0))
+            now = self.now()
+            idle, partial = self.tcp_idle_timeout, self.partial_message_timeout
+            for peer, protocol in list(self._protocols.items()):
+                if protocol.expired(now, idle, partial):
+                    self.counters.tcp_idle_closed += 1
+                    logger.debug("closing TCP connection from %s: idle or stalled", peer)
+                    self.forget_connection(peer)
+                    protocol.close()
 
     def send(self, data: bytes, destination: Address, transport: TransportName) -> None:
         """Send one message; failures are counted and left to the transaction timers."""
@@ -194,6 +272,9 @@ class SipTransport:
                     )
                     return
                 connection.write(data)
+                protocol = self._protocols.get(destination)
+                if protocol is not None:
+                    protocol.last_activity = self.now()
             self.counters.sent += 1
         except OSError as exc:
             self.counters.send_errors += 1
@@ -217,6 +298,11 @@ class SipTransport:
         self.counters.sent += 1
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for server in self._servers:
             server.close()
         for connection in list(self._connections.values()):
@@ -230,3 +316,4 @@ class SipTransport:
         self._udp.clear()
         self._udp_by_family.clear()
         self._connections.clear()
+        self._protocols.clear()
