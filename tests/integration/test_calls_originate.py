@@ -220,6 +220,7 @@ async def test_unregistered_agent_is_reported_and_the_caller_stays(
         node.calls[0].hangup()
 
     task = asyncio.get_running_loop().create_task(hang_up_later())
-    await caller(node, "uac_pcap_await_bye.xml", tmp_path / "caller")
+    # A caller ready for the BYE from the moment it has sent its ACK.
+    await caller(node, "uac_await_bye.xml", tmp_path / "caller")
     await task
     assert node.outcomes == [RingFailure.UNREGISTERED]
