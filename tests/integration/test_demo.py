@@ -99,6 +99,14 @@ def sipps_under(folder: Path) -> list[int]:
     return found
 
 
+def agent_story(server: RunningServer) -> str:
+    """The server's log lines about offers, agent states and trouble, to tell why calls
+    went unanswered."""
+    told = ("AgentStateChanged", "AgentOffered", "RingFailure", "AgentLegFailed", "WARNING")
+    lines = [line for line in server.log().splitlines() if any(w in line for w in told)]
+    return "\n".join(lines[-60:])
+
+
 def demo_env(folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     return {**os.environ, "TMPDIR": str(folder)}
@@ -111,7 +119,7 @@ def demo_command(config_dir: Path, *extra: str) -> list[str]:
 async def test_the_demo_gets_calls_answered_by_simulated_agents_and_ends_cleanly(
     demo_server: tuple[RunningServer, str], config_dir: Path, tmp_path: Path
 ) -> None:
-    _, api = demo_server
+    server, api = demo_server
     args = ["--agents", "2", "--rate", "0.5", "--duration", "20", "--talk", "3"]
     args += ["--number", "100", "--number", "202"]  # callers key 1, 2 or 3 in the menu of 100
     scratch = tmp_path / "demo"
@@ -135,7 +143,7 @@ async def test_the_demo_gets_calls_answered_by_simulated_agents_and_ends_cleanly
 
     kpis = {row["queue_id"]: row for row in (await get(api, "/api/kpis/queues"))["queues"]}
     answered = sum(row["answered"] for row in kpis.values())
-    assert answered >= 3, f"{kpis}\n{out[-3000:]}\n{err[-3000:]}"
+    assert answered >= 3, f"{kpis}\n{out[-3000:]}\n{err[-3000:]}\n{agent_story(server)}"
     # Menu keys took callers to sales or billing (only 100's menu leads there).
     assert kpis["sales"]["offered"] + kpis["billing"]["offered"] >= 1, kpis
     agents = {a["agent_id"]: a for a in (await get(api, "/api/agents"))["agents"]}
