@@ -54,7 +54,12 @@ def callers(
         "-trace_err",
     ]
     process = subprocess.Popen(
-        command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
     )
     center.phones.append(process)  # ContactCenter.stop() ends it
     return process

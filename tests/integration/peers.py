@@ -208,6 +208,12 @@ def run_sipp(
         *args,
     ]
     result = subprocess.run(
-        command, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False
+        command,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        errors="replace",  # SIPp echoes stray binary datagrams in its messages
+        timeout=timeout,
+        check=False,
     )
     return SippResult(result.returncode, result.stdout, result.stderr, workdir)
