@@ -3,7 +3,7 @@ at rising call rates against one server process pinned to one core.
 
     python benchmarks/sip_cps.py [--rates 100,200,300,400,500,600,800] [--seconds 10]
                                  [--hold-ms 0] [--warmup-calls 10] [--keep-going]
-                                 [--server-cpu 0] [--sipp-cpu 1]
+                                 [--server-cpu 0] [--sipp-cpu 1] [--no-gc-tuning]
 
 For each rate it prints the calls attempted and failed, SIPp's retransmissions, the p50/p99 time
 from sending the INVITE to receiving its 200 (SIPp's ``rtd``, whole milliseconds) and the server's
@@ -15,7 +15,10 @@ tried, so that the figures show the server and not the limit. A few calls held 3
 and are not counted (the IVR's prompts are rendered on first use). Its embedded PostgreSQL inherits
 the pinning, so server and database share the one core; "cpu/call" counts the server process
 alone, "db/call" the embedded database's processes (``--database-url`` puts the database
-elsewhere, and then it is not measured).
+elsewhere, and then it is not measured). ``--no-gc-tuning`` starts the server with
+``tune_gc: false`` (the interpreter's garbage collector settings), to see what the tuning does.
+The machine's load average is printed at the start and the end: on a shared machine other work
+moves p99 by hundreds of milliseconds.
 """
 
 from __future__ import annotations
@@ -119,10 +122,12 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
-def write_config(directory: Path, port: int, database_url: str | None) -> None:
+def write_config(
+    directory: Path, port: int, database_url: str | None, *, tune_gc: bool = True
+) -> None:
     """The shipped configuration with one UDP listener on ``port`` and the trunks' call rate
     limit at `TRUNK_CALLS_PER_SECOND`; the embedded PostgreSQL unless ``database_url`` names
-    another."""
+    another; ``tune_gc`` False keeps the interpreter's garbage collector settings."""
     shutil.copytree(default_config_dir(), directory)
     yaml = YAML()
     trunks_path = directory / "trunks.yaml"
@@ -137,6 +142,8 @@ def write_config(directory: Path, port: int, database_url: str | None) -> None:
         "api": {"host": "127.0.0.1", "port": free_tcp_port()},
         "shutdown_grace": 2.0,
     }
+    if not tune_gc:
+        settings["tune_gc"] = False
     if database_url:
         settings["storage"] = {"database_url": database_url}
     with (directory / "server.yaml").open("w") as handle:
@@ -317,6 +324,12 @@ def _setup_times(workdir: Path) -> list[int]:
     return times
 
 
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages: other work on a shared machine moves p99."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
@@ -352,6 +365,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="postgresql://... for the server (default: the embedded one, started on its core)",
     )
+    parser.add_argument(
+        "--no-gc-tuning",
+        action="store_true",
+        help="run the server with the interpreter's garbage collector settings (tune_gc: false)",
+    )
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="also write the table as Markdown to FILE"
+    )
     return parser
 
 
@@ -370,13 +391,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The embedded PostgreSQL runs as its own account, which must reach its data directory.
         work.chmod(0o755)
         port = free_udp_port()
-        write_config(work / "conf", port, args.database_url)
+        write_config(work / "conf", port, args.database_url, tune_gc=not args.no_gc_tuning)
         server = start_server(
             work / "conf", port, args.server_cpu, work / "server.log", args.profile
         )
         write(
             f"cxos run (pid {server.pid}) on CPU {args.server_cpu}, SIPp on CPU {args.sipp_cpu}, "
-            f"{args.seconds:g} s per rate, hold {args.hold_ms} ms\n{HEADER}\n"
+            f"{args.seconds:g} s per rate, hold {args.hold_ms} ms, garbage collector "
+            f"{'as the interpreter sets it' if args.no_gc_tuning else 'tuned'}, "
+            f"{load_average()}\n{HEADER}\n"
         )
         try:
             if args.warmup_calls > 0:
@@ -415,14 +438,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(1.0)  # let the last calls' transactions end before the next run
         finally:
             stop_server(server)
-            errors = [
-                line for line in (work / "server.log").read_text().splitlines() if "ERROR" in line
-            ]
+            log = (work / "server.log").read_text().splitlines()
+            errors = [index for index, line in enumerate(log) if " ERROR " in line]
             if errors:
-                write(f"server logged {len(errors)} error line(s), first: {errors[0]}\n")
+                # The first error with what follows it (a traceback) up to the next record.
+                first = errors[0]
+                end = next(
+                    (i for i in range(first + 1, len(log)) if log[i][:2].isdigit()), len(log)
+                )
+                shown = "\n".join(log[first : min(end, first + 40)])
+                write(f"server logged {len(errors)} error(s), the first:\n{shown}\n")
     _summary(results)
-    write(f"total {time.monotonic() - began:.0f} s\n{this_machine()}\n")
+    write(f"total {time.monotonic() - began:.0f} s, {load_average()}\n{this_machine()}\n")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(results))
     return 0
+
+
+def markdown(results: list[RateResult]) -> str:
+    """The rows as the Markdown table of docs/benchmarks.md (for benchmarks/run_all.py)."""
+    lines = [
+        "| rate (calls/s) | attempted | failed | retrans | p50 (ms) | p99 (ms) "
+        "| cpu/call (ms) | server CPU | db/call (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        cpu = r.server_cpu_s / r.wall_s * 100 if r.wall_s else 0.0
+        lines.append(
+            f"| {r.rate} | {r.attempted} | {r.failed} | {r.retransmissions} "
+            f"| {_ms(r.percentile(0.50))} | {_ms(r.percentile(0.99))} "
+            f"| {_ms(r.cpu_ms_per_call, 2)} | {cpu:.0f} % | {_ms(r.database_ms_per_call, 2)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _summary(results: list[RateResult]) -> None:

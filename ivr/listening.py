@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from ivr.actions import ListenSpeech
@@ -20,11 +21,19 @@ from ivr.inputs import NoInput, NoMatch, SpeechRecognized
 from ivr.ports import IvrCall, SpeechRecognizer, SpeechSession
 from speech.recognizer import RecognitionResult
 
-__all__ = ["SpeechListener", "answer_for"]
+__all__ = ["PromptState", "SpeechListener", "answer_for"]
 
 logger = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+
+@dataclass(slots=True)
+class PromptState:
+    """Whether one of the call's prompts is playing: the runner sets it, the listener reads it
+    (a shared flag rather than a callback into the runner, which would make a cycle)."""
+
+    playing: bool = False
 
 
 def answer_for(result: RecognitionResult | None) -> SpeechRecognized | NoMatch | NoInput:
@@ -49,14 +58,13 @@ class SpeechListener:
         recognizer: SpeechRecognizer | None,
         inbox: Inbox,
         spawn: Spawn,
-        *,
-        prompt_playing: Callable[[], bool],
+        prompt: PromptState,
     ) -> None:
         self._call = call
         self._recognizer = recognizer
         self._inbox = inbox
         self._spawn = spawn
-        self._prompt_playing = prompt_playing
+        self._prompt = prompt
         self._session: SpeechSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._generation = 0
@@ -71,7 +79,7 @@ class SpeechListener:
         self.stop()
         self._generation += 1
         self._prompt_over = asyncio.Event()
-        if not self._prompt_playing():
+        if not self._prompt.playing:
             self._prompt_over.set()
         if self._recognizer is None or self._broken:
             self._task = self._spawn(self._hear_nothing(self._generation, action))
@@ -123,7 +131,7 @@ class SpeechListener:
                 language=action.language,
                 no_input_timeout=action.no_input_timeout,
                 max_speech_seconds=action.max_speech_seconds,
-                prompt_playing=self._prompt_playing(),
+                prompt_playing=self._prompt.playing,
                 on_speech_started=lambda: self._inbox.post(SpeechStarted(generation)),
             )
         except asyncio.CancelledError:

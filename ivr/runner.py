@@ -45,7 +45,7 @@ from ivr.inbox import (
 from ivr.inputs import CallerHungUp, CallStarted, CrmLookupResult, DigitsReceived, PromptFinished
 from ivr.inputs import IvrInput as SessionInput
 from ivr.interpreter import IvrSession
-from ivr.listening import SpeechListener
+from ivr.listening import PromptState, SpeechListener
 from ivr.ports import (
     CustomerLookup,
     DigitsCollected,
@@ -145,6 +145,31 @@ class IvrOutcome:
         return self.exited.variables
 
 
+class CallTasks:
+    """The tasks one call's IVR runs beside its main loop (keys, hang-up, prompts, look-ups,
+    recognitions, recordings); a task that fails is logged with the call's id."""
+
+    __slots__ = ("_call_id", "_tasks")
+
+    def __init__(self, call_id: str) -> None:
+        self._call_id = call_id
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def running(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("call %s: IVR task failed", self._call_id, exc_info=task.exception())
+
+
 class IvrRunner:
     """Runs one call through one tree. The tree object is kept for the whole call: a
     configuration reload builds new trees and does not change this one."""
@@ -172,7 +197,11 @@ class IvrRunner:
         self._settings = settings = settings or RunnerSettings()
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
         self._inbox = Inbox(call.call_id, max_digits=settings.max_pending_digits)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # The helpers below start their tasks through `_tasks` and read the prompt's state
+        # from `_prompt`, never through a method of the runner or a closure over it: they hold
+        # no reference back to the runner, so a call's objects form no reference cycle and are
+        # freed as soon as the call ends, without waiting for the garbage collector.
+        self._tasks = CallTasks(call.call_id)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         # The prompt the session waits for, if any.
@@ -180,14 +209,12 @@ class IvrRunner:
         self._play_id: int | None = None
         self._play_barge_in = False
         self._play_silenced = False
-        self._prompt_active = False
-        self._listener = SpeechListener(
-            call, speech, self._inbox, self._spawn, prompt_playing=lambda: self._prompt_active
-        )
+        self._prompt = PromptState()
+        self._listener = SpeechListener(call, speech, self._inbox, self._tasks.spawn, self._prompt)
         self._voicemail_recorder = VoicemailRecorder(
             call,
             self._inbox,
-            self._spawn,
+            self._tasks.spawn,
             folder=settings.voicemail_dir,
             beep_file=settings.beep_file,
             max_beep_seconds=settings.max_prompt_seconds,
@@ -211,8 +238,8 @@ class IvrRunner:
     ) -> IvrOutcome:
         """Walk the tree with the caller until the call leaves it; returns where it went."""
         loop = asyncio.get_running_loop()
-        self._spawn(self._read_keys())
-        self._spawn(self._watch_hangup())
+        self._tasks.spawn(self._read_keys())
+        self._tasks.spawn(self._watch_hangup())
         start = CallStarted(
             caller_id=caller_id,
             dialed_number=dialed_number,
@@ -249,7 +276,7 @@ class IvrRunner:
                 self._feed(item)
         elif isinstance(item, PromptFinished):
             if item.play_id == self._play_id:
-                self._prompt_active = False
+                self._prompt.playing = False
                 self._play_id = None
                 self._listener.prompt_ended()
             self._feed(item)
@@ -295,7 +322,7 @@ class IvrRunner:
         elif isinstance(action, actions.ListenSpeech):
             self._listener.start(action)
         elif isinstance(action, actions.CrmLookup):
-            self._spawn(self._look_up(action))
+            self._tasks.spawn(self._look_up(action))
         elif isinstance(action, actions.RecordVoicemail):
             self._voicemail_recorder.start(action)
         elif isinstance(action, actions.Hangup):
@@ -330,25 +357,14 @@ class IvrRunner:
         self.call.hangup()
         self._caller_left()
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("call %s: IVR task failed", self.call_id, exc_info=task.exception())
-
     async def _wind_down(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._voicemail_recorder.abandon()
-        if self._prompt_active:
+        if self._prompt.playing:
             self._stop_play()
         self._listener.stop()
-        tasks = list(self._tasks)
+        tasks = self._tasks.running()
         for task in tasks:
             task.cancel()
         if tasks:
@@ -391,17 +407,17 @@ class IvrRunner:
     # Prompts -----------------------------------------------------------------------------------
 
     def _start_play(self, action: actions.Play) -> None:
-        if self._prompt_active:
+        if self._prompt.playing:
             self._stop_play()
         self._play_barge_in = action.barge_in
         self._play_silenced = False
-        self._prompt_active = True
+        self._prompt.playing = True
         self._play_id = action.play_id
-        self._play_task = self._spawn(self._play(action))
+        self._play_task = self._tasks.spawn(self._play(action))
 
     def _stop_play(self) -> None:
         """The session no longer waits for this prompt: stop it without reporting it."""
-        self._prompt_active = False
+        self._prompt.playing = False
         self._play_id = None
         if self._play_task is not None:
             self._play_task.cancel()
@@ -434,7 +450,7 @@ class IvrRunner:
         self._inbox.post(PromptFinished(play_id=action.play_id))
 
     def _barge_in_by_voice(self) -> None:
-        if self._prompt_active and self._play_barge_in and not self._play_silenced:
+        if self._prompt.playing and self._play_barge_in and not self._play_silenced:
             logger.debug("call %s: caller spoke over the prompt", self.call_id)
             # The play task ends with the playback and reports it: the session then waits for
             # the answer with its silence timer running.

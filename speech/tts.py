@@ -2,9 +2,12 @@
 
 A prompt written as text in config ("Say sales, billing or agent") becomes a WAV file the media
 layer plays like any recorded prompt. The file name is a hash of everything that shapes the
-audio (text, voice, speed, pitch, renderer version), so a changed prompt gets a new file, an
-unchanged one is never rendered twice, and concurrent renders of the same prompt are harmless
-(each writes a private temporary file and renames it into place atomically).
+audio (text, voice, speed, pitch, renderer version), so a changed prompt gets a new file and an
+unchanged one is never rendered twice. Calls that ask for the same prompt while it is being
+rendered wait for that one render (a burst of calls after a start or a reload would otherwise
+start one espeak-ng and one sox per call). Renders of one prompt by several renderers or
+processes are harmless too: each writes a private temporary file and renames it into place
+atomically.
 
 espeak-ng writes 22.05 kHz WAV; sox converts it to 8 kHz mono 16-bit, the telephone rate. Both
 are Debian packages the project's set-up installs. :meth:`PromptRenderer.render` runs the tools
@@ -20,6 +23,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -60,7 +64,7 @@ class TtsVoice:
 class PromptRenderer:
     """Renders text prompts into ``cache_dir`` and returns the WAV path."""
 
-    __slots__ = ("_cache_dir", "_espeak", "_sox", "_timeout")
+    __slots__ = ("_cache_dir", "_espeak", "_renders", "_sox", "_timeout")
 
     def __init__(
         self,
@@ -81,6 +85,9 @@ class PromptRenderer:
             )
         self._espeak = found[espeak] or espeak
         self._sox = found[sox] or sox
+        # The renders in progress, by target file: later requests for the same prompt await
+        # the first one's task. Bounded by the number of distinct prompts being rendered.
+        self._renders: dict[Path, asyncio.Task[Path]] = {}
 
     @property
     def cache_dir(self) -> Path:
@@ -113,6 +120,23 @@ class PromptRenderer:
         target = self.cached_path(text, voice)
         if target.is_file():
             return target
+        task = self._renders.get(target)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._render(text, voice, target))
+            self._renders[target] = task
+            task.add_done_callback(partial(self._render_done, target))
+        # Shielded: a caller who gives up (hangs up) does not cancel the others' render.
+        return await asyncio.shield(task)
+
+    def _render_done(self, target: Path, task: asyncio.Task[Path]) -> None:
+        if self._renders.get(target) is task:
+            del self._renders[target]
+        if not task.cancelled():
+            # Read here so that a failure every waiter gave up on is not reported as never
+            # retrieved; the waiters still there get it raised.
+            task.exception()
+
+    async def _render(self, text: str, voice: TtsVoice, target: Path) -> Path:
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self._cache_dir, prefix=".render-") as scratch:
             raw = Path(scratch) / "espeak.wav"

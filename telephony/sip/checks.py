@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from telephony.sip.errors import SipParseError
-from telephony.sip.headers import split_list
+from telephony.sip.grammar import split_list
 from telephony.sip.message import SipRequest, SipResponse, build_response
 
 #: Methods this server implements as a UAS. REFER is accepted in dialogs for transfers (RFC 3515).

@@ -1,19 +1,35 @@
-"""SIP header fields: the ordered multi-map, and the small grammar pieces every header shares.
+"""SIP header fields: the ordered multi-map of a message's headers and their names.
 
 RFC 3261 §7.3: header names are case-insensitive, may be written in compact form, and a header
 whose grammar is a comma-separated list may appear once with several values or several times.
 Values are kept exactly as received (after unfolding, §7.3.1) and split or parsed only when asked,
 so a message that is merely relayed costs little.
+
+Every layer reads the same few headers of a message many times (Via, From, To, Call-ID, CSeq:
+some twenty look-ups per message), so `Headers` finds a header's first line through an index
+built on the first look-up, and keeps the typed value parsed from it (`parsed`) until that
+header changes. The grammar the values share is in `telephony.sip.grammar`, the typed CSeq and
+Via in `telephony.sip.header_values`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from types import MappingProxyType
+from typing import TypeVar, cast
 
 from telephony.sip.errors import SipParseError
+from telephony.sip.grammar import is_token, split_list
+
+__all__ = [
+    "Headers",
+    "canonical_name",
+    "header_key",
+    "is_list_header",
+    "parse_header_lines",
+]
+
+T = TypeVar("T")
 
 # RFC 3261 §7.3.3 compact forms, plus RFC 3515 (r), RFC 3892 (b), RFC 6665 (o, u),
 # RFC 4028 (x), RFC 3841 (a, j, d), RFC 4474 (y, n).
@@ -72,10 +88,6 @@ _LIST_HEADERS = frozenset(
     ).split()
 )
 
-# RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
-
-
 # The key of every spelling the code itself uses (canonical, lower case, compact), looked up
 # before lower-casing: a header is looked up some twenty times per message.
 _KNOWN_KEYS = MappingProxyType(
@@ -85,6 +97,12 @@ _KNOWN_KEYS = MappingProxyType(
         **_COMPACT,
         **{short.upper(): key for short, key in _COMPACT.items()},
     }
+)
+
+# Every spelling above -> (lookup key, wire name), for the parser: a header name the code knows
+# needs neither lower-casing nor a token check.
+_PARSED_NAMES = MappingProxyType(
+    {spelling: (key, _CANONICAL.get(key, spelling)) for spelling, key in _KNOWN_KEYS.items()}
 )
 
 
@@ -103,145 +121,9 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(_COMPACT.get(lower, lower), name)
 
 
-def is_token(text: str) -> bool:
-    # A set comparison runs in C: far cheaper per message than a per-character loop.
-    return bool(text) and TOKEN_CHARS.issuperset(text)
-
-
-def split_list(value: str) -> list[str]:
-    """Split a list-valued header at commas that are not inside a quoted string or <...>.
-
-    RFC 3261 §7.3.1: a comma inside a quoted-string or an angle-bracketed URI is not a separator.
-    Empty elements are dropped.
-    """
-    if '"' not in value and "<" not in value:
-        return [part.strip() for part in value.split(",") if part.strip()]
-    parts: list[str] = []
-    start = 0
-    in_quotes = False
-    in_angle = False
-    i = 0
-    end = len(value)
-    while i < end:
-        ch = value[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch == "<":
-            in_angle = True
-        elif ch == ">":
-            in_angle = False
-        elif ch == "," and not in_angle:
-            part = value[start:i].strip()
-            if part:
-                parts.append(part)
-            start = i + 1
-        i += 1
-    part = value[start:].strip()
-    if part:
-        parts.append(part)
-    return parts
-
-
-def find_unquoted(text: str, chars: str, start: int = 0) -> int:
-    """Index of the first of `chars` at or after `start` outside a quoted string, or -1."""
-    quote_at = text.find('"', start)
-    if quote_at < 0:
-        # Most values quote nothing: let str.find scan in C.
-        found = -1
-        for ch in chars:
-            at = text.find(ch, start)
-            if at >= 0 and (found < 0 or at < found):
-                found = at
-        return found
-    in_quotes = False
-    i = start
-    end = len(text)
-    while i < end:
-        ch = text[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch in chars:
-            return i
-        i += 1
-    return -1
-
-
-def unquote(text: str) -> str:
-    """The content of a quoted-string with its quoted-pairs resolved (RFC 3261 §25.1)."""
-    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
-        raise SipParseError(f"not a quoted string: {text[:40]!r}")
-    inner = text[1:-1]
-    if "\\" not in inner:
-        if '"' in inner:
-            raise SipParseError("unescaped quote inside quoted string")
-        return inner
-    out: list[str] = []
-    i = 0
-    while i < len(inner):
-        ch = inner[i]
-        if ch == "\\":
-            if i + 1 >= len(inner):
-                raise SipParseError("quoted string ends inside an escape")
-            out.append(inner[i + 1])
-            i += 2
-            continue
-        if ch == '"':
-            raise SipParseError("unescaped quote inside quoted string")
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def quote(text: str) -> str:
-    """A quoted-string for `text`, escaping backslash and double quote (RFC 3261 §25.1)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def parse_params(text: str) -> dict[str, str | None]:
-    """Parse `;name=value;flag` generic-params (RFC 3261 §25.1) into an ordered dict.
-
-    Names are case-insensitive and returned in lower case; values keep their case and, when
-    quoted, their quotes (so that serialising gives back what was received).
-    """
-    params: dict[str, str | None] = {}
-    pos = 0
-    text = text.strip()
-    if not text:
-        return params
-    if text[0] != ";":
-        raise SipParseError(f"expected ';' before parameters: {text[:40]!r}")
-    while pos < len(text):
-        nxt = find_unquoted(text, ";", pos + 1)
-        item = text[pos + 1 : nxt if nxt >= 0 else len(text)]
-        name, eq, value = item.partition("=")
-        name = name.strip()
-        if not is_token(name):
-            raise SipParseError(f"bad parameter name {name[:40]!r}")
-        if eq:
-            value = value.strip()
-            if not value or (value[0] == '"' and (len(value) < 2 or value[-1] != '"')):
-                raise SipParseError(f"bad value for parameter {name!r}")
-            params[name.lower()] = value
-        else:
-            params[name.lower()] = None
-        if nxt < 0:
-            break
-        pos = nxt
-    return params
-
-
-def format_params(params: Mapping[str, str | None]) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+def is_list_header(name: str) -> bool:
+    """True when the header's grammar is a comma-separated list (RFC 3261 §7.3.1)."""
+    return header_key(name) in _LIST_HEADERS
 
 
 class Headers:
@@ -251,11 +133,16 @@ class Headers:
     (RFC 3261 §7.3.1) into their elements.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_first", "_parsed")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # Each field is (lookup key, wire name, value).
         self._fields: list[tuple[str, str, str]] = []
+        # Lookup key -> position of its first line; built on the first look-up, dropped by
+        # every change.
+        self._first: dict[str, int] | None = None
+        # Lookup key -> the typed value `parsed` made of its first value.
+        self._parsed: dict[str, object] = {}
         for name, value in items:
             self.add(name, value)
 
@@ -263,20 +150,64 @@ class Headers:
     def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
         headers = cls.__new__(cls)
         headers._fields = fields
+        headers._first = None
+        headers._parsed = {}
         return headers
+
+    def _index(self) -> dict[str, int]:
+        first: dict[str, int] = {}
+        for position, (key, _, _) in enumerate(self._fields):
+            first.setdefault(key, position)
+        self._first = first
+        return first
+
+    def _changed(self, key: str) -> None:
+        self._first = None
+        self._parsed.pop(key, None)
 
     def get(self, name: str) -> str | None:
         """The first value of `name` (for a list header, the first element), or None."""
         key = header_key(name)
-        for fkey, _, value in self._fields:
+        position = (self._first or self._index()).get(key)
+        if position is None:
+            return None
+        value = self._fields[position][2]
+        if key not in _LIST_HEADERS:
+            return value
+        # A list header's first element; a line may hold none (an empty value).
+        for fkey, _, value in self._fields[position:]:
             if fkey == key:
-                if key in _LIST_HEADERS:
-                    parts = split_list(value)
-                    if parts:
-                        return parts[0]
-                    continue
-                return value
+                parts = split_list(value)
+                if parts:
+                    return parts[0]
         return None
+
+    def parsed(self, name: str, parse: Callable[[str], T]) -> T | None:
+        """The first value of `name` made into a typed value by `parse` (None when absent).
+
+        Kept until a line of `name` is added, replaced or removed, so each is parsed once per
+        message however often the layers ask. One header name is always parsed by the same
+        function (the message's views: Via, CSeq, From, To).
+        """
+        key = header_key(name)
+        found = self._parsed.get(key)
+        if found is not None:
+            return cast(T, found)
+        value = self.get(key)
+        if value is None:
+            return None
+        view = parse(value)
+        self._parsed[key] = view
+        return view
+
+    def share_parsed(self, source: Headers, names: Iterable[str]) -> None:
+        """Take over what `source` has parsed of `names`, whose first values are the same here
+        (a response's copies of its request's headers, RFC 3261 §8.2.6)."""
+        for name in names:
+            key = header_key(name)
+            found = source._parsed.get(key)
+            if found is not None:
+                self._parsed[key] = found
 
     def get_all(self, name: str) -> list[str]:
         """Every value of `name`, list headers split into elements, in message order."""
@@ -308,16 +239,21 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line."""
-        self._fields.append(_make_field(name, value))
+        field = _make_field(name, value)
+        self._fields.append(field)
+        self._changed(field[0])
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header line before every other one (a proxy's Via, RFC 3261 §16.6 step 8)."""
-        self._fields.insert(0, _make_field(name, value))
+        field = _make_field(name, value)
+        self._fields.insert(0, field)
+        self._changed(field[0])
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of `name` with one, at the position of the first (else at the end)."""
         new = _make_field(name, value)
         key = new[0]
+        self._changed(key)
         for index, (fkey, _, _) in enumerate(self._fields):
             if fkey == key:
                 self._fields[index] = new
@@ -328,13 +264,13 @@ class Headers:
     def remove(self, name: str) -> None:
         """Remove every line of `name` (no error when absent)."""
         key = header_key(name)
+        self._changed(key)
         self._fields = [f for f in self._fields if f[0] != key]
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = header_key(name)
-        return any(f[0] == key for f in self._fields)
+        return header_key(name) in (self._first or self._index())
 
     def items(self) -> list[tuple[str, str]]:
         """(wire name, value) per header line, in order."""
@@ -369,9 +305,12 @@ def _make_field(name: str, value: str) -> tuple[str, str, str]:
     # A CR or LF in a value would let a caller inject header lines: a local programming error.
     if "\r" in value or "\n" in value:
         raise ValueError(f"header value for {name!r} contains CR or LF")
-    if not is_token(name):
-        raise ValueError(f"header name {name!r} is not a token")
-    return header_key(name), canonical_name(name), value.strip()
+    names = _PARSED_NAMES.get(name)
+    if names is None:
+        if not is_token(name):
+            raise ValueError(f"header name {name!r} is not a token")
+        names = (header_key(name), canonical_name(name))
+    return names[0], names[1], value.strip()
 
 
 def parse_header_lines(lines: list[str]) -> Headers:
@@ -381,6 +320,7 @@ def parse_header_lines(lines: list[str]) -> Headers:
     A line starting with SP or HT continues the previous field; the fold is replaced by one SP.
     """
     fields: list[tuple[str, str, str]] = []
+    known = _PARSED_NAMES
     for line in lines:
         if not line:
             continue
@@ -395,154 +335,16 @@ def parse_header_lines(lines: list[str]) -> Headers:
         colon = line.find(":")
         if colon <= 0:
             raise SipParseError(f"header line without a name and colon: {line[:40]!r}")
-        name = line[:colon].rstrip(" \t")
-        if not is_token(name):
-            raise SipParseError(f"bad header name {name[:40]!r}")
-        lower = name.lower()
-        key = _COMPACT.get(lower, lower)
-        fields.append((key, _CANONICAL.get(key, name), line[colon + 1 :].strip(" \t")))
+        name = line[:colon]
+        names = known.get(name)
+        if names is None:
+            name = name.rstrip(" \t")
+            names = known.get(name)
+            if names is None:
+                if not is_token(name):
+                    raise SipParseError(f"bad header name {name[:40]!r}")
+                lower = name.lower()
+                key = _COMPACT.get(lower, lower)
+                names = (key, _CANONICAL.get(key, name))
+        fields.append((names[0], names[1], line[colon + 1 :].strip(" \t")))
     return Headers._from_parsed(fields)
-
-
-@dataclass(frozen=True, slots=True)
-class CSeq:
-    """RFC 3261 §20.16: `CSeq = "CSeq" HCOLON 1*DIGIT LWS Method`."""
-
-    number: int
-    method: str
-
-    @classmethod
-    def parse(cls, text: str) -> CSeq:
-        parts = text.split()
-        if len(parts) != 2:
-            raise SipParseError(f"malformed CSeq {text[:40]!r}")
-        number, method = parts
-        # §8.1.1.5: the sequence number MUST be expressible as a 32-bit unsigned integer
-        # (and be less than 2**31 when chosen by a UAC).
-        if not number.isdigit() or not number.isascii() or int(number) >= 2**32:
-            raise SipParseError(f"bad CSeq number {number[:20]!r}")
-        if not is_token(method):
-            raise SipParseError(f"bad CSeq method {method[:20]!r}")
-        return cls(int(number), method)
-
-    def __str__(self) -> str:
-        return f"{self.number} {self.method}"
-
-
-@dataclass(frozen=True, slots=True)
-class Via:
-    """One Via element (RFC 3261 §20.42): `SIP/2.0/UDP host:port;branch=...`.
-
-    `host` is kept as written, an IPv6 address with its brackets (the `IPv6reference` of §25.1).
-    """
-
-    transport: str
-    host: str
-    port: int | None = None
-    params: Mapping[str, str | None] = field(default_factory=dict)
-    protocol: str = "SIP/2.0"
-
-    @classmethod
-    def parse(cls, text: str) -> Via:
-        semi = text.find(";")
-        head = text if semi < 0 else text[:semi]
-        params = parse_params(text[semi:]) if semi >= 0 else {}
-        # sent-protocol = protocol-name SLASH protocol-version SLASH transport; SLASH = SWS "/" SWS
-        pieces = head.split("/", 2)
-        if len(pieces) != 3:
-            raise SipParseError(f"malformed Via {text[:60]!r}")
-        name, version, rest = (p.strip() for p in pieces)
-        rest_parts = rest.split(None, 1)
-        if len(rest_parts) != 2 or not is_token(name) or not is_token(version):
-            raise SipParseError(f"malformed Via {text[:60]!r}")
-        transport, sent_by = rest_parts
-        if not is_token(transport):
-            raise SipParseError(f"bad Via transport {transport[:20]!r}")
-        host, port = split_host_port("".join(sent_by.split()))
-        return cls(
-            transport=transport.upper(),
-            host=host,
-            port=port,
-            params=params,
-            protocol=f"{name}/{version}".upper(),
-        )
-
-    @property
-    def branch(self) -> str | None:
-        return self.params.get("branch")
-
-    @property
-    def received(self) -> str | None:
-        return self.params.get("received")
-
-    @property
-    def rport(self) -> int | None:
-        """The rport value (RFC 3581 §4) when filled in; None when absent or empty."""
-        value = self.params.get("rport")
-        return int(value) if value is not None and value.isdigit() else None
-
-    @property
-    def has_rport(self) -> bool:
-        """True when the client asked for symmetric response routing (RFC 3581 §3)."""
-        return "rport" in self.params
-
-    @property
-    def sent_by(self) -> str:
-        return self.host if self.port is None else f"{self.host}:{self.port}"
-
-    def with_params(
-        self, params: Mapping[str, str | None] | None = None, /, **kwargs: str | None
-    ) -> Via:
-        """A copy with parameters added or replaced (None makes a flag, e.g. `rport`)."""
-        merged = dict(self.params)
-        if params:
-            merged.update({k.lower(): v for k, v in params.items()})
-        merged.update({k.lower(): v for k, v in kwargs.items()})
-        return Via(
-            transport=self.transport,
-            host=self.host,
-            port=self.port,
-            params=merged,
-            protocol=self.protocol,
-        )
-
-    def __str__(self) -> str:
-        return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
-
-
-# RFC 3261 §25.1 hostname / IPv4address characters.
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
-
-
-def split_host_port(text: str) -> tuple[str, int | None]:
-    """Split `host[:port]` where host may be an IPv6 reference `[...]` (RFC 3261 §25.1)."""
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise SipParseError(f"unterminated IPv6 reference {text[:60]!r}")
-        host = text[: close + 1]
-        rest = text[close + 1 :]
-        if rest and not rest.startswith(":"):
-            raise SipParseError(f"junk after IPv6 reference {text[:60]!r}")
-        port_text = rest[1:] if rest else None
-        if not _is_ipv6(host[1:-1]):
-            raise SipParseError(f"bad IPv6 address {host[:60]!r}")
-    else:
-        host, colon, port_text_raw = text.partition(":")
-        port_text = port_text_raw if colon else None
-        if not host or not _HOST_CHARS.issuperset(host):
-            raise SipParseError(f"bad host {text[:60]!r}")
-    if port_text is None:
-        return host, None
-    if not port_text.isdigit() or not port_text.isascii() or int(port_text) > 65535:
-        raise SipParseError(f"bad port {port_text[:20]!r}")
-    return host, int(port_text)
-
-
-def _is_ipv6(text: str) -> bool:
-    # RFC 3261 §25.1 IPv6address, checked via the standard library's strict parser.
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True

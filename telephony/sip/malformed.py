@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from telephony.sip.checks import ALLOW
 from telephony.sip.errors import SipParseError
-from telephony.sip.headers import is_token, parse_header_lines
+from telephony.sip.grammar import is_token
+from telephony.sip.headers import parse_header_lines
 from telephony.sip.message import SipMessage, SipRequest, build_response
 from telephony.sip.transaction_server import response_destination
 from telephony.sip.transaction_types import Address, Transmit

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from telephony.sip.errors import SipParseError, reason_phrase_for
-from telephony.sip.headers import (
-    CSeq,
-    Headers,
-    Via,
-    header_key,
-    is_token,
-    parse_header_lines,
-)
+from telephony.sip.grammar import is_token
+from telephony.sip.header_values import CSeq, Via
+from telephony.sip.headers import Headers, header_key, parse_header_lines
 from telephony.sip.uri import SIP_SCHEMES, NameAddr, SipUri
 
 __all__ = [
@@ -44,11 +39,17 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
 
 SIP_VERSION = "SIP/2.0"
 
-# Headers that may appear at most once (their grammar is not a list, RFC 3261 §7.3.1).
-_SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length")
+# Headers that may appear at most once (their grammar is not a list, RFC 3261 §7.3.1), with
+# their lookup keys.
+_SINGLE_HEADERS = tuple(
+    (name, header_key(name))
+    for name in ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length")
+)
 # RFC 3261 §8.1.1 mandatory headers. Max-Forwards is left out: a UAS or proxy that gets a request
 # without one passes the check (§16.3 step 3) and RFC 2543 peers omit it.
-_MANDATORY_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
+_MANDATORY_HEADERS = tuple(
+    (name, header_key(name)) for name in ("Via", "From", "To", "Call-ID", "CSeq")
+)
 # Methods of RFC 3261 and its common extensions. An unknown method whose CSeq names another
 # method is answered 501 rather than 400 (RFC 4475 §3.1.2.18).
 KNOWN_METHODS = frozenset(
@@ -77,15 +78,13 @@ _View = TypeVar("_View", CSeq, Via, NameAddr)
 class _HeaderAccess:
     """Typed views of the headers every SIP message carries.
 
-    A view is parsed on first access and kept with the text it came from; it is parsed again
-    only when that header's value has changed since (the views are immutable, the headers are
-    not). Every layer reads To, From, Via and CSeq several times per message, so parsing each
-    once is a large part of the per-call cost.
+    A view is parsed on first access and kept by the headers until that header changes (the
+    views are immutable, the headers are not): every layer reads To, From, Via and CSeq several
+    times per message, so parsing each once is a large part of the per-call cost.
     """
 
     __slots__ = ()
     headers: Headers
-    _views: dict[str, tuple[str, CSeq | Via | NameAddr]]
 
     @property
     def call_id(self) -> str:
@@ -112,12 +111,9 @@ class _HeaderAccess:
         return self._view("To", NameAddr.parse)
 
     def _view(self, name: str, parse: Callable[[str], _View]) -> _View:
-        text = self._required(name)
-        cached = self._views.get(name)
-        if cached is not None and cached[0] == text:
-            return cast(_View, cached[1])
-        view = parse(text)
-        self._views[name] = (text, view)
+        view = self.headers.parsed(name, parse)
+        if view is None:
+            raise SipParseError(f"missing {name} header")
         return view
 
     @property
@@ -145,9 +141,6 @@ class SipRequest(_HeaderAccess):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
-    _views: dict[str, tuple[str, CSeq | Via | NameAddr]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
 
     def to_bytes(self) -> bytes:
         """The wire form; Content-Length is set from `body` (RFC 3261 §20.14)."""
@@ -161,9 +154,6 @@ class SipResponse(_HeaderAccess):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
-    _views: dict[str, tuple[str, CSeq | Via | NameAddr]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
 
     def to_bytes(self) -> bytes:
         return _serialize(
@@ -222,10 +212,11 @@ def parse_message(
     head = data[start:end].decode("utf-8", "surrogateescape")
     body = data[end + 4 :]
     lines = head.split("\r\n")
-    for line in lines:
-        # A NUL may legally appear as a quoted-pair (RFC 3261 §25.1), a bare CR or LF never.
-        if "\r" in line or "\n" in line:
-            raise SipParseError("bare CR or LF in the header section")
+    # A NUL may legally appear as a quoted-pair (RFC 3261 §25.1), a bare CR or LF never: every
+    # CR and LF left is one of the CRLFs the head was split at.
+    breaks = len(lines) - 1
+    if head.count("\r") != breaks or head.count("\n") != breaks:
+        raise SipParseError("bare CR or LF in the header section")
     start_line = lines[0]
     headers = parse_header_lines(lines[1:])
 
@@ -288,11 +279,11 @@ def _parse_status_line(line: str, headers: Headers) -> SipResponse:
 def _check_headers(message: SipRequest | SipResponse, body: bytes) -> bytes:
     headers = message.headers
     counts = headers.key_counts()
-    for name in _MANDATORY_HEADERS:
-        if header_key(name) not in counts:
+    for name, key in _MANDATORY_HEADERS:
+        if key not in counts:
             raise SipParseError(f"missing mandatory {name} header")
-    for name in _SINGLE_HEADERS:
-        if counts.get(header_key(name), 0) > 1:
+    for name, key in _SINGLE_HEADERS:
+        if counts.get(key, 0) > 1:
             raise SipParseError(f"more than one {name} header")
     message.top_via  # noqa: B018 - parsed for its validation
     if not message.call_id:
@@ -378,14 +369,14 @@ def build_response(
     )
     # The copied headers read the same as the request's: share the views parsed already, so
     # that the transaction layer does not parse them again.
-    for name, (text, view) in request._views.items():
-        if name != "To" or tagged is None:
-            response._views[name] = (text, view)
+    out.share_parsed(src, ("Via", "From", "CSeq") if tagged is not None else _SHARED_VIEWS)
     if tagged is not None:
-        to_text = out.get("To")
-        if to_text is not None:
-            response._views["To"] = (to_text, tagged)
+        out.parsed("To", lambda _: tagged)  # the To just written, parsed already
     return response
+
+
+#: The headers a response copies from its request whose views it can share (RFC 3261 §8.2.6).
+_SHARED_VIEWS = ("Via", "From", "To", "CSeq")
 
 
 class StreamFramer:

@@ -46,6 +46,7 @@ from telephony.sip.transaction_types import (
     InviteCancelled,
     LegacyServerKey,
     RequestReceived,
+    RequestSummary,
     ResponseOrigin,
     ResponseReceived,
     ServerKey,
@@ -68,6 +69,7 @@ __all__ = [
     "InviteCancelled",
     "LegacyServerKey",
     "RequestReceived",
+    "RequestSummary",
     "ResponseOrigin",
     "ResponseReceived",
     "ServerKey",
@@ -337,11 +339,10 @@ class TransactionLayer:
                 if self._awaiting_ack.get(key) is transaction:
                     del self._awaiting_ack[key]
 
-    def expect_ack(self, transaction: ServerTransaction, response: SipResponse) -> None:
-        request = transaction.request
-        key = (request.call_id, request.cseq.number, response.to.tag)
+    def expect_ack(self, transaction: ServerTransaction, to_tag: str | None) -> None:
+        key = (transaction.call_id, transaction.cseq, to_tag)
         if key not in transaction.ack_keys:
-            transaction.ack_keys.append(key)
+            transaction.ack_keys += (key,)
         self._awaiting_ack[key] = transaction
 
     def start_cancel(self, invite: ClientTransaction, now: float) -> None:
@@ -460,10 +461,9 @@ class TransactionLayer:
         tag = invite.to_tag or self.new_tag()
         cancel_server.respond(build_response(cancel, 200, to_tag=tag), now)
         if invite.state is State.PROCEEDING:
-            invite.respond(build_response(invite.request, 487, to_tag=tag), now)
-            self.deliver(
-                InviteCancelled(transaction=invite.key, invite=invite.request, cancel=cancel)
-            )
+            request = invite.request  # released by the final response below
+            invite.respond(build_response(request, 487, to_tag=tag), now)
+            self.deliver(InviteCancelled(transaction=invite.key, invite=request, cancel=cancel))
 
     def _create_server(
         self,

@@ -52,7 +52,7 @@ class Transaction:
         "_layer",
         "id",
         "machine",
-        "request",
+        "method",
         "state",
         "timers",
         "transport",
@@ -64,27 +64,30 @@ class Transaction:
         machine: Machine,
         layer: LayerContext,
         transaction_id: TransactionId,
-        request: SipRequest,
+        method: str,
         transport: str,
         timers: TransactionTimers,
     ) -> None:
         self.machine = machine
         self.state = machine.initial
         self.id = transaction_id
-        self.request = request
+        self.method = method
         self.transport = transport
         self.timers = timers
         self._layer = layer
         # Timer -> token of its live heap entry.
         self._armed: dict[Timer, int] = {}
-        # Current retransmit interval of A, E, G and the 2xx retransmission.
-        self._intervals: dict[Timer, float] = {}
+        # Current retransmit interval of A, E, G and the 2xx retransmission. Made when first
+        # needed, like the list below: a transaction outlives its final response by up to 32 s
+        # (timers H, J, L), so each object it holds is one more for the garbage collector to
+        # walk, hundreds of thousands of times over at hundreds of calls a second.
+        self._intervals: dict[Timer, float] | None = None
         # Zero-length timers (D, I, J, K on reliable transports) fire right after the step.
-        self._due_now: list[Timer] = []
+        self._due_now: list[Timer] | None = None
 
     @property
     def is_invite(self) -> bool:
-        return self.request.method == "INVITE"
+        return self.method == "INVITE"
 
     @property
     def terminated(self) -> bool:
@@ -118,7 +121,7 @@ class Transaction:
             self._do(action, now, message)
         if self.state is State.TERMINATED:
             self._armed.clear()
-            self._due_now.clear()
+            self._due_now = self._intervals = None
             self._layer.terminated(self)
         else:
             self._run_due_now(now)
@@ -143,6 +146,8 @@ class Transaction:
             return  # not armed on this transport (A, E, G on reliable transports)
         if duration <= 0.0:
             self._armed[timer] = -1
+            if self._due_now is None:
+                self._due_now = []
             self._due_now.append(timer)
             return
         self._armed[timer] = self._layer.arm(self, timer, now + duration)
@@ -150,12 +155,15 @@ class Transaction:
     def _start_retransmit(self, timer: Timer, interval: float | None, now: float) -> None:
         if interval is None:
             return
+        if self._intervals is None:
+            self._intervals = {}
         self._intervals[timer] = interval
         self._start_timer(timer, interval, now)
 
     def _run_due_now(self, now: float) -> None:
-        while self._due_now and self.state is not State.TERMINATED:
-            timer = self._due_now.pop(0)
+        due = self._due_now
+        while due and self.state is not State.TERMINATED:
+            timer = due.pop(0)
             if self._armed.get(timer) == -1:
                 del self._armed[timer]
                 self.fire(timer, now)
@@ -198,20 +206,25 @@ class Transaction:
             # later hop may be UDP.
             self._start_retransmit(Timer.RETRANSMIT_2XX, timers.t1, now)
         elif action is Action.BACKOFF_A:
-            self._backoff(Timer.A, timers.next_a(self._intervals[Timer.A]), now)
+            self._backoff(Timer.A, timers.next_a(self._interval(Timer.A)), now)
         elif action is Action.BACKOFF_E:
             proceeding = self.state is State.PROCEEDING
-            interval = timers.next_e(self._intervals[Timer.E], proceeding=proceeding)
+            interval = timers.next_e(self._interval(Timer.E), proceeding=proceeding)
             self._backoff(Timer.E, interval, now)
         elif action is Action.BACKOFF_G:
-            self._backoff(Timer.G, timers.next_g(self._intervals[Timer.G]), now)
+            self._backoff(Timer.G, timers.next_g(self._interval(Timer.G)), now)
         elif action is Action.BACKOFF_2XX:
-            interval = timers.next_2xx(self._intervals[Timer.RETRANSMIT_2XX])
+            interval = timers.next_2xx(self._interval(Timer.RETRANSMIT_2XX))
             self._backoff(Timer.RETRANSMIT_2XX, interval, now)
         else:
             self._do_specific(action, now, message)
 
+    def _interval(self, timer: Timer) -> float:
+        assert self._intervals is not None  # a backoff follows the timer's start
+        return self._intervals[timer]
+
     def _backoff(self, timer: Timer, interval: float, now: float) -> None:
+        assert self._intervals is not None
         self._intervals[timer] = interval
         self._start_timer(timer, interval, now)
 

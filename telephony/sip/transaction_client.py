@@ -102,6 +102,7 @@ class ClientTransaction(Transaction):
         "_request_bytes",
         "_seen_2xx_tags",
         "destination",
+        "request",
         "sent_by",
     )
 
@@ -122,10 +123,13 @@ class ClientTransaction(Transaction):
             machine=machine,
             layer=layer,
             transaction_id=key,
-            request=request,
+            method=request.method,
             transport=transport,
             timers=timers,
         )
+        # Kept for the transaction's life: the TU gets it with every response, and the ACK of
+        # a non-2xx and the CANCEL are built from it.
+        self.request = request
         self.destination = destination
         self.sent_by = request.top_via.sent_by
         self._request_bytes = request.to_bytes()

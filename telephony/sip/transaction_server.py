@@ -2,6 +2,12 @@
 
 A server transaction remembers the last response it sent and re-sends it when the request is
 retransmitted, so the TU sees each request once.
+
+Once the final response is sent, the transaction keeps only what answering retransmissions
+needs: that response's bytes, where they go, the To tag and the request's identity (method,
+Call-ID, CSeq). The parsed request and response are released then: a transaction lives on for
+64*T1 = 32 s after its final response on UDP (timers H, J and L), so at hundreds of calls a second
+the parsed messages would make most of the heap, and every full garbage collection walks it.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from telephony.sip.headers import Via
+from telephony.sip.header_values import Via
 from telephony.sip.message import SipMessage, SipRequest, SipResponse
 from telephony.sip.timers import TransactionTimers, is_reliable
 from telephony.sip.transaction_base import LayerContext, Transaction
@@ -25,6 +31,7 @@ from telephony.sip.transaction_types import (
     AckTimeout,
     Address,
     ClientKey,
+    RequestSummary,
     ServerTransactionId,
     ServerTransportError,
     TransactionError,
@@ -36,7 +43,7 @@ DEFAULT_PORTS = {"TLS": 5061, "WSS": 443, "WS": 80}
 
 
 class ServerLayerContext(LayerContext, Protocol):
-    def expect_ack(self, transaction: ServerTransaction, response: SipResponse) -> None: ...
+    def expect_ack(self, transaction: ServerTransaction, to_tag: str | None) -> None: ...
 
 
 def response_destination(via: Via, source: Address, transport: str) -> Address:
@@ -70,10 +77,13 @@ class ServerTransaction(Transaction):
         "_ack_source",
         "_ack_transport",
         "_last_bytes",
+        "_request",
         "ack_keys",
         "acked",
+        "call_id",
+        "cseq",
         "destination",
-        "last_response",
+        "final_status",
         "source",
         "to_tag",
     )
@@ -95,26 +105,41 @@ class ServerTransaction(Transaction):
             machine=machine,
             layer=layer,
             transaction_id=key,
-            request=request,
+            method=request.method,
             transport=transport,
             timers=timers,
         )
+        self._request: SipRequest | None = request
+        self.call_id = request.call_id
+        self.cseq = request.cseq.number
         self.source = source
         self.destination = response_destination(request.top_via, source, transport)
-        self.last_response: SipResponse | None = None
+        #: Status of the final response sent, once it is.
+        self.final_status: int | None = None
         self.to_tag: str | None = None
         self.acked = False
         self._last_bytes: bytes | None = None
         self._ack_source = source
         self._ack_transport = transport
         # (Call-ID, CSeq number, To tag) of each 2xx sent, under which the layer awaits its ACK.
-        self.ack_keys: list[tuple[str, int, str | None]] = []
+        self.ack_keys: tuple[tuple[str, int, str | None], ...] = ()
 
     @property
     def key(self) -> ServerTransactionId:
         key = self.id
         assert not isinstance(key, ClientKey)
         return key
+
+    @property
+    def request(self) -> SipRequest:
+        """The request, until the final response is sent (see the module's docstring)."""
+        if self._request is None:
+            raise TransactionError(f"{self.id}: the request is released after the final response")
+        return self._request
+
+    @property
+    def summary(self) -> RequestSummary:
+        return RequestSummary(method=self.method, call_id=self.call_id, cseq=self.cseq)
 
     def on_retransmission(self, request: SipRequest, now: float) -> None:
         self.fire(Input.RECV_REQUEST, now, request)
@@ -133,12 +158,15 @@ class ServerTransaction(Transaction):
     def _do_specific(self, action: Action, now: float, message: SipMessage | None) -> None:
         if action is Action.SEND_RESPONSE:
             assert isinstance(message, SipResponse)
-            self.last_response = message
+            status = message.status
             self.to_tag = message.to.tag
             self._last_bytes = message.to_bytes()
             self._send(self._last_bytes)
-            if self.is_invite and 200 <= message.status < 300:
-                self._layer.expect_ack(self, message)
+            if status >= 200:
+                self.final_status = status
+                self._request = None  # only retransmissions are left: the bytes answer them
+                if self.is_invite and status < 300:
+                    self._layer.expect_ack(self, self.to_tag)
         elif action is Action.RESEND_RESPONSE:
             if self._last_bytes is not None:
                 self._layer.counters.retransmissions_sent += 1
@@ -166,13 +194,13 @@ class ServerTransaction(Transaction):
             if not self.acked:
                 self._inform_ack_timeout()
         elif action is Action.INFORM_TRANSPORT_ERROR:
-            self._layer.deliver(ServerTransportError(transaction=self.key, request=self.request))
+            self._layer.deliver(ServerTransportError(transaction=self.key, request=self.summary))
         else:
             super()._do_specific(action, now, message)
 
     def _inform_ack_timeout(self) -> None:
-        assert self.last_response is not None
+        assert self.final_status is not None
         self._layer.counters.timeouts += 1
         self._layer.deliver(
-            AckTimeout(transaction=self.key, invite=self.request, response=self.last_response)
+            AckTimeout(transaction=self.key, call_id=self.call_id, status=self.final_status)
         )

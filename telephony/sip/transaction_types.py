@@ -163,8 +163,20 @@ class AckTimeout:
     """
 
     transaction: ServerTransactionId
-    invite: SipRequest
-    response: SipResponse
+    call_id: str
+    status: int
+    """The final response that was never acknowledged."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestSummary:
+    """What identifies a server transaction's request. The transaction does not keep the
+    parsed request past its final response: from then on it only answers retransmissions, with
+    the response's bytes (RFC 3261 §17.2.1, §17.2.2), for up to 64*T1."""
+
+    method: str
+    call_id: str
+    cseq: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +184,7 @@ class ServerTransportError:
     """The transport could not deliver a response of a server transaction (§17.2.4)."""
 
     transaction: ServerTransactionId
-    request: SipRequest
+    request: RequestSummary
 
 
 TuEvent = (

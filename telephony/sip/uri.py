@@ -9,7 +9,7 @@ from urllib.parse import quote as _pct_quote
 from urllib.parse import unquote as _pct_unquote
 
 from telephony.sip.errors import SipParseError
-from telephony.sip.headers import (
+from telephony.sip.grammar import (
     find_unquoted,
     format_params,
     is_token,

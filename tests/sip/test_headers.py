@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from telephony.sip.headers import Headers, split_list
+from telephony.sip.grammar import split_list
+from telephony.sip.headers import Headers
 
 
 def test_names_are_case_insensitive_and_compact_forms_expand() -> None:
