@@ -1,21 +1,34 @@
 """Media engine load: bridged calls and prompt-playing legs through one server process.
 
-A server process (one worker: `MediaRunner` on uvloop) opens the legs; a load process (this one)
-plays the phones on 127.0.0.1. With ``--pin`` each gets its own core (on an otherwise idle machine;
-on a shared one pinning only stops the scheduler from moving a starved process):
+A server process (one worker: `MediaRunner` on uvloop) opens the legs; load processes
+(``--load-processes``, 2 by default) play the phones on 127.0.0.1. With ``--pin`` the server gets
+a core of its own and the load processes share the others (on an idle machine; on a shared one
+pinning only stops the scheduler from moving a starved process):
 
 - ``bridged``: N calls, each two legs bridged by the server. Every phone sends a 20 ms G.711
-  packet every 20 ms; the server relays it to the other leg's phone. Each packet carries its own
-  index, so the load process knows when each one was sent and when (if) it came back.
+  packet every 20 ms, at its own phase in the frame (ten phases, 2 ms apart, as calls that
+  started at different instants); the server relays it to the other leg's phone. Each packet
+  carries its own index, so the load process knows when each one was sent and when (if) it
+  came back.
 - ``playing``: N legs, each playing a prompt (a paced 20 ms stream from the server's tick).
 
-Reported per level: packet loss, added jitter, server CPU per call. Added jitter for a bridged
-call is the 99th percentile minus the median of the one-way delay through the server (what a
-receiver's jitter buffer must absorb on top of the network); for playing legs, the 99th
-percentile of |arrival gap - 20 ms|. The load process's own send-timer jitter is printed too,
-since it is part of what is measured.
+Arrival instants are the kernel's receive timestamps (SO_TIMESTAMPNS), not the instant a load
+process got round to reading the datagram: a load process that runs late does not count as
+server delay. Reported per level:
+
+- loss, and added jitter. For a bridged call, the 99th percentile minus the median of the
+  one-way delay through the server. For playing legs, two figures: ``gap`` is the 99th
+  percentile of |arrival gap - 20 ms|; ``late`` is the 99th percentile minus the median of each
+  packet's lateness against its RTP timestamp (arrival minus media time) — what a receiver's
+  jitter buffer must absorb, the same measure as for bridged calls.
+- the server's CPU (per call, and per packet received for bridged calls);
+- where the time goes on a shared machine: the share of wall time the server's and the load
+  processes' main threads were runnable but waiting for a core (``wait %``, from
+  /proc/PID/schedstat), the datagrams the kernel dropped because a socket buffer was full
+  (``drops``, /proc/net/udp), and the load processes' own read lag.
 
     python benchmarks/media.py [--bridged 100,250,500] [--playing 200,400,800] [--seconds 10]
+        [--load-processes 2] [--server-nice -10] [--pin]
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -30,34 +44,53 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from machine import this_machine
+from report import load_average
 
 SCRIPT = Path(__file__).resolve()
 HERE = SCRIPT.parent
-_INDEX = struct.Struct("!I")
 _HEADER = struct.Struct("!BBHII")
+_STAMP_AND_INDEX = struct.Struct("!4xI4xI")
 FRAME = 0.020
+_PHASES = 10
+"""Send phases per frame on the load side: 2 ms apart."""
+SAMPLES = 160
+Array = np.ndarray[Any, Any]
 
 
 # ---------------------------------------------------------------------------------- server side
 
 
-async def serve(base_port: int) -> None:
+async def serve(base_port: int, catch_up_spacing: float) -> None:
     """The server process: reads one JSON command per line on stdin, answers on stdout."""
+    from telephony.media.engine import EngineSettings
     from telephony.media.runner import MediaRunner
     from telephony.rtp.g711 import Law
 
-    runner = MediaRunner()
+    runner = MediaRunner(settings=EngineSettings(catch_up_spacing=catch_up_spacing))
+    # Garbage collector pauses, by generation: a long one stalls every leg's tick and relay.
+    pauses: list[tuple[int, float]] = []
+    began = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - began[0]))
+
+    gc.callbacks.append(on_gc)
     prompt = tuple(bytes([0x55 ^ (i & 0x7F)]) * 160 for i in range(3000))  # one minute
     loop = asyncio.get_running_loop()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
+    skipped = received = flood = 0
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line:
@@ -95,6 +128,10 @@ async def serve(base_port: int) -> None:
         elif command["op"] == "start":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             started = time.monotonic()
+            skipped = runner.engine.skipped_ticks
+            pauses.clear()
+            counters = runner.engine.totals()[0]
+            received, flood = counters.received, counters.flood
             reply = {}
         elif command["op"] == "stop":
             now = resource.getrusage(resource.RUSAGE_SELF)
@@ -102,8 +139,14 @@ async def serve(base_port: int) -> None:
             reply = {
                 "cpu": cpu,
                 "wall": time.monotonic() - started,
+                "received": runner.engine.totals()[0].received - received,
+                # Packets the server read too late and too many at once: its per-source rate
+                # limit (LegSettings.max_packet_rate, packet_burst) shed them as a flood.
+                "flood": runner.engine.totals()[0].flood - flood,
                 "send_dropped": runner.send_dropped,
-                "skipped_ticks": runner.engine.skipped_ticks,
+                "skipped_ticks": runner.engine.skipped_ticks - skipped,
+                "gc_max_ms": 1000 * max((pause for _, pause in pauses), default=0.0),
+                "gc_full": sum(1 for generation, _ in pauses if generation == 2),
             }
             await runner.close()
         else:
@@ -114,106 +157,185 @@ async def serve(base_port: int) -> None:
 
 # ---------------------------------------------------------------------------------- load side
 
+# Linux (asm-generic/socket.h): the kernel stamps each datagram with the CLOCK_REALTIME instant
+# it reached the socket. Delays are measured from those stamps, so a load process that runs late
+# (a shared machine, its own backlog) does not add its lateness to the server's figures.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
 
-class Phone(asyncio.DatagramProtocol):
-    """One client leg: records when each of its packets was sent, and what arrives."""
+
+class Phone:
+    """One client leg: when each of its packets was sent, and when each packet reached it."""
 
     def __init__(self, packets: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
         self.sent_at = np.full(packets, np.nan)
-        self.received_at = np.full(packets, np.nan)
+        self.indexes: list[int] = []
+        self.timestamps: list[int] = []
         self.arrivals: list[float] = []
-        self.sock: socket.socket | None = None
-        self.index = 0
-        self.transport: Any = None
+        self.read_lag: list[float] = []
+        """Seconds between a datagram's arrival and this process reading it (its own lag)."""
 
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
+    def on_readable(self) -> None:
+        recvmsg = self.sock.recvmsg
+        indexes, timestamps, arrivals = self.indexes, self.timestamps, self.arrivals
+        arrival = 0.0
+        while True:
+            try:
+                data, ancillary, _, _ = recvmsg(512, 64)
+            except (BlockingIOError, InterruptedError):
+                break
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                    arrival = seconds + nanoseconds * 1e-9
+            if len(data) < _STAMP_AND_INDEX.size or data[1] & 0x7F:
+                # Not PCMU: an RTCP report the server sent to "RTP port + 1", which may be
+                # another phone's port.
+                continue
+            timestamp, index = _STAMP_AND_INDEX.unpack_from(data)
+            arrivals.append(arrival)
+            timestamps.append(timestamp)
+            indexes.append(index)
+        if arrival:
+            self.read_lag.append(time.time() - arrival)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        now = time.monotonic()
-        self.arrivals.append(now)
-        if len(data) >= 16:
-            index = _INDEX.unpack_from(data, 12)[0]
-            if index < len(self.received_at):
-                self.received_at[index] = now
+    def reset(self) -> None:
+        self.indexes.clear()
+        self.timestamps.clear()
+        self.arrivals.clear()
+        self.read_lag.clear()
+
+    def received_at(self) -> Array:
+        """Arrival instant of each of the peer's packets by index (NaN: never arrived)."""
+        received = np.full(len(self.sent_at), np.nan)
+        indexes = np.asarray(self.indexes, dtype=np.int64)
+        arrivals = np.asarray(self.arrivals)
+        valid = (indexes >= 0) & (indexes < len(received))
+        received[indexes[valid]] = arrivals[valid]
+        return received
+
+    def frames_due(self) -> int:
+        """Frames the server's media clock covered from the first to the last packet received
+        (a frame it never sent, e.g. a skipped tick, counts as lost)."""
+        if not self.timestamps:
+            return 0
+        return ((self.timestamps[-1] - self.timestamps[0]) & 0xFFFFFFFF) // SAMPLES + 1
+
+    def lateness(self) -> Array:
+        """Each packet's arrival minus its media time (RTP timestamp), relative to the median."""
+        if len(self.arrivals) < 2:
+            return np.empty(0)
+        stamps = np.asarray(self.timestamps, dtype=np.int64)
+        media = ((stamps - stamps[0]) & 0xFFFFFFFF) / 8000.0
+        late: Array = np.asarray(self.arrivals) - self.arrivals[0] - media
+        centred: Array = late - float(np.median(late))
+        return centred
 
 
-def start_server(base_port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--serve", str(base_port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
-    )
+def _cpu_seconds(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
-async def drive(
-    mode: str, calls: int, seconds: float, base_port: int, pin: bool
-) -> dict[str, float]:
-    legs = 2 * calls if mode == "bridged" else calls
-    packets = int(seconds / FRAME)
+def sched_times(pid: int) -> tuple[float, float]:
+    """Seconds a process's main thread ran, and waited runnable for a core (/proc schedstat)."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        running, waiting, _ = stat.read().split()
+    return int(running) / 1e9, int(waiting) / 1e9
+
+
+def udp_drops() -> dict[int, int]:
+    """Every IPv4 UDP socket bound on this machine: port -> datagrams the kernel dropped.
+
+    The ``drops`` column of /proc/net/udp counts datagrams the kernel discarded because the
+    socket's receive buffer was full: loss that no process ever saw."""
+    drops: dict[int, int] = {}
+    with open("/proc/net/udp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            drops[int(fields[1].split(":")[1], 16)] = int(fields[-1])
+    return drops
+
+
+def _reply(out: TextIO, message: dict[str, Any]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+async def load_worker() -> None:
+    """A load process: its share of the phones. Reads its orders on stdin, answers on stdout:
+    setup (bind the phones, answer their ports), go (run from the given instant, answer when
+    done), results (write the figures to the given file)."""
     loop = asyncio.get_running_loop()
-    phones: list[Phone] = []
-    for _ in range(legs):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
-        sock.setblocking(False)
-        phone = Phone(packets)
-        phone.sock = sock
-        await loop.create_datagram_endpoint(lambda phone=phone: phone, sock=sock)  # type: ignore[misc]
-        phones.append(phone)
-    server = start_server(base_port)
-    if pin and len(os.sched_getaffinity(0)) >= 2:
-        cores = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(server.pid, {cores[0]})
-        os.sched_setaffinity(0, {cores[1]})
-
-    def call(command: dict[str, Any]) -> dict[str, Any]:
-        assert server.stdin is not None and server.stdout is not None
-        server.stdin.write(json.dumps(command) + "\n")
-        server.stdin.flush()
-        reply: dict[str, Any] = json.loads(server.stdout.readline())
-        return reply
-
-    ports = [p.sock.getsockname()[1] for p in phones if p.sock is not None]
-    server_ports = (await asyncio.to_thread(call, {"op": "open", "mode": mode, "peers": ports}))[
-        "ports"
-    ]
-    await asyncio.sleep(0.5)
+    read = sys.stdin.readline
+    setup = json.loads(read())
+    mode: str = setup["mode"]
+    seconds: float = setup["seconds"]
+    packets = int(seconds / FRAME)
+    phones = [Phone(packets) for _ in range(setup["legs"])]
     for phone in phones:
-        phone.arrivals.clear()
-    await asyncio.to_thread(call, {"op": "start"})
+        loop.add_reader(phone.sock.fileno(), phone.on_readable)
+    _reply(sys.stdout, {"ports": [phone.port for phone in phones]})
+    go = json.loads(await loop.run_in_executor(None, read))
+    server_ports: list[int] = go["server_ports"]
+    start = time.monotonic() + (go["start"] - time.time())
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    for phone in phones:
+        phone.reset()  # what arrived before the start (the first prompt frames) is not measured
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    sched = sched_times(os.getpid())
     timer_late: list[float] = []
-    start = time.monotonic() + 0.05
     if mode == "bridged":
         payload = bytes(156)
+        senders = list(zip(phones, [("127.0.0.1", port) for port in server_ports], strict=True))
+        # Phones' 20 ms clocks have their own phases (calls start at any instant): each group
+        # of phones sends at its own offset in the frame, rather than all at once, which would
+        # queue a whole frame's packets in front of the server at the same instant.
+        groups = [senders[phase::_PHASES] for phase in range(_PHASES)]
         for index in range(packets):
-            deadline = start + index * FRAME
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-            timer_late.append(time.monotonic() - deadline)
-            header = _HEADER.pack(0x80, 0, index & 0xFFFF, index * 160, 0) + _INDEX.pack(index)
-            for leg, phone in enumerate(phones):
-                assert phone.sock is not None
-                phone.sent_at[index] = time.monotonic()
-                with contextlib.suppress(BlockingIOError):  # a full buffer: a lost packet
-                    phone.sock.sendto(header + payload, ("127.0.0.1", server_ports[leg]))
+            datagram = _HEADER.pack(0x80, 0, index & 0xFFFF, index * SAMPLES, 0) + struct.pack(
+                "!I", index
+            )
+            datagram += payload
+            for phase, group in enumerate(groups):
+                deadline = start + index * FRAME + phase * FRAME / _PHASES
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                timer_late.append(time.monotonic() - deadline)
+                for phone, destination in group:
+                    phone.sent_at[index] = time.time()
+                    with contextlib.suppress(BlockingIOError):  # a full buffer: a lost packet
+                        phone.sock.sendto(datagram, destination)
+        await asyncio.sleep(0.3)  # the last packets' way back
+        snapshot = [len(phone.arrivals) for phone in phones]
     else:
         await asyncio.sleep(seconds)
-    await asyncio.sleep(0.3)
+        snapshot = [len(phone.arrivals) for phone in phones]
     own = resource.getrusage(resource.RUSAGE_SELF)
-    result = await asyncio.to_thread(call, {"op": "stop"})
-    server.stdin.close()  # type: ignore[union-attr]
-    server.wait(10)
-    figures = {
-        "server_cpu_per_call_pct": 100 * result["cpu"] / result["wall"] / calls,
-        "server_cpu_pct": 100 * result["cpu"] / result["wall"],
-        "load_cpu_pct": 100
-        * (own.ru_utime - usage.ru_utime + own.ru_stime - usage.ru_stime)
-        / result["wall"],
-        "skipped_ticks": result["skipped_ticks"],
+    sched_end = sched_times(os.getpid())
+    wall = time.monotonic() - start
+    _reply(
+        sys.stdout,
+        {
+            "cpu": _cpu_seconds(own) - _cpu_seconds(usage),
+            "wait": sched_end[1] - sched[1],
+            "wall": wall,
+        },
+    )
+    results = json.loads(await loop.run_in_executor(None, read))
+    for phone in phones:
+        loop.remove_reader(phone.sock.fileno())
+        phone.sock.close()
+    for phone, count in zip(phones, snapshot, strict=True):
+        del phone.arrivals[count:], phone.indexes[count:], phone.timestamps[count:]
+    figures: dict[str, Array] = {
+        "read_lag": np.concatenate([np.asarray(p.read_lag) for p in phones] + [np.empty(0)]),
+        "received": np.asarray(sum(snapshot)),
     }
     if mode == "bridged":
         delays, lost, expected = [], 0, 0
@@ -221,23 +343,157 @@ async def drive(
             source = phones[leg ^ 1]
             valid = ~np.isnan(source.sent_at)
             expected += int(valid.sum())
-            lost += int(np.isnan(phone.received_at[valid]).sum())
-            delay = phone.received_at - source.sent_at
+            received_at = phone.received_at()
+            lost += int(np.isnan(received_at[valid]).sum())
+            delay = received_at - source.sent_at
             delays.append(delay[~np.isnan(delay)])
-        delay = np.concatenate(delays) * 1000
-        figures["loss_pct"] = 100 * lost / max(1, expected)
+        figures["delay"] = np.concatenate([*delays, np.empty(0)])
+        figures["lost"] = np.asarray(lost)
+        figures["expected"] = np.asarray(expected)
+        figures["timer_late"] = np.asarray(timer_late)
+    else:
+        figures["gaps"] = np.concatenate(
+            [np.diff(p.arrivals) for p in phones if len(p.arrivals) > 1] + [np.empty(0)]
+        )
+        figures["lateness"] = np.concatenate([p.lateness() for p in phones] + [np.empty(0)])
+        figures["expected"] = np.asarray(sum(phone.frames_due() for phone in phones))
+    np.savez(results["path"], **figures)  # type: ignore[arg-type]
+    _reply(sys.stdout, {})
+
+
+# ---------------------------------------------------------------------------------- orchestration
+
+
+class Child:
+    """A server or load process spoken to in JSON lines."""
+
+    def __init__(self, args: list[str], nice: int = 0) -> None:
+        prefix = ["nice", "-n", str(nice)] if nice else []
+        self.process = subprocess.Popen(
+            [*prefix, sys.executable, str(SCRIPT), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        reply: dict[str, Any] = json.loads(self.process.stdout.readline())
+        return reply
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(10)
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if part < total % parts else 0) for part in range(parts)]
+
+
+def drive(
+    mode: str,
+    calls: int,
+    seconds: float,
+    *,
+    base_port: int,
+    pin: bool,
+    nice: int,
+    load_processes: int,
+    catch_up_spacing: float,
+) -> dict[str, float]:
+    # Both legs of a bridged call belong to one load process, which measures the call's delay.
+    shares = [2 * share if mode == "bridged" else share for share in _shares(calls, load_processes)]
+    workers = [Child(["--load-worker"]) for _ in shares]
+    for worker, legs in zip(workers, shares, strict=True):
+        worker.send({"mode": mode, "legs": legs, "seconds": seconds})
+    worker_ports = [worker.receive()["ports"] for worker in workers]
+    server = Child(["--serve", str(base_port), "--catch-up-spacing", str(catch_up_spacing)], nice)
+    cores = sorted(os.sched_getaffinity(0))
+    if pin and len(cores) >= 2:
+        os.sched_setaffinity(server.pid, {cores[0]})
+        for worker in workers:
+            os.sched_setaffinity(worker.pid, set(cores[1:]))
+    peers = [port for ports in worker_ports for port in ports]
+    server.send({"op": "open", "mode": mode, "peers": peers})
+    server_ports: list[int] = server.receive()["ports"]
+    time.sleep(0.5)
+    server.send({"op": "start"})
+    server.receive()
+    server_sched = sched_times(server.pid)
+    drops_before = udp_drops()
+    start = time.time() + 0.1
+    offset = 0
+    for worker, legs in zip(workers, shares, strict=True):
+        worker.send({"server_ports": server_ports[offset : offset + legs], "start": start})
+        offset += legs
+    load = [worker.receive() for worker in workers]
+    server_sched_end = sched_times(server.pid)
+    drops_after = udp_drops()
+    server.send({"op": "stop"})
+    result = server.receive()
+    server.close()
+    collected: list[dict[str, Array]] = []
+    with tempfile.TemporaryDirectory() as directory:
+        for number, worker in enumerate(workers):
+            path = os.path.join(directory, f"load{number}.npz")
+            worker.send({"path": path})
+            worker.receive()
+            worker.close()
+            with np.load(path) as data:
+                collected.append({key: data[key] for key in data.files})
+
+    def joined(key: str) -> Array:
+        return np.concatenate([part[key].ravel() for part in collected])
+
+    def dropped(ports: list[int]) -> int:
+        return sum(drops_after.get(port, 0) - drops_before.get(port, 0) for port in ports)
+
+    wall = result["wall"]
+    figures = {
+        "server_cpu_per_call_pct": 100 * result["cpu"] / wall / calls,
+        "server_cpu_pct": 100 * result["cpu"] / wall,
+        "load_cpu_pct": 100 * sum(part["cpu"] / part["wall"] for part in load),
+        "skipped_ticks": result["skipped_ticks"],
+        # Time each process was runnable but had no core: on a shared machine this, not the
+        # work itself, is what delays packets.
+        "server_wait_pct": 100 * (server_sched_end[1] - server_sched[1]) / wall,
+        "load_wait_pct": 100 * float(np.mean([part["wait"] / part["wall"] for part in load])),
+        "server_drops": dropped(server_ports),
+        "load_drops": dropped(peers),
+        "send_dropped": result["send_dropped"],
+        "flood": result["flood"],
+        "gc_max_ms": result["gc_max_ms"],
+        "gc_full": result["gc_full"],
+    }
+    lag = joined("read_lag")
+    figures["load_read_lag_p99_ms"] = float(np.percentile(lag, 99) * 1000) if len(lag) else 0.0
+    expected = float(joined("expected").sum())
+    if mode == "bridged":
+        delay = joined("delay") * 1000
+        figures["loss_pct"] = 100 * float(joined("lost").sum()) / max(1.0, expected)
         figures["delay_p50_ms"] = float(np.percentile(delay, 50))
         figures["added_jitter_ms"] = float(np.percentile(delay, 99) - np.percentile(delay, 50))
-        figures["load_timer_p99_ms"] = float(np.percentile(timer_late, 99) * 1000)
+        figures["load_timer_p99_ms"] = float(np.percentile(joined("timer_late"), 99) * 1000)
+        figures["server_us_per_packet"] = 1e6 * result["cpu"] / max(1, result["received"])
     else:
-        gaps = np.concatenate([np.diff(p.arrivals) for p in phones if len(p.arrivals) > 1])
-        received = sum(len(p.arrivals) for p in phones)
-        due = calls * (seconds + 0.3) / FRAME
-        figures["loss_pct"] = max(0.0, 100 * (1 - received / due))
+        gaps = joined("gaps")
+        late = joined("lateness") * 1000
+        figures["loss_pct"] = max(0.0, 100 * (1 - float(joined("received").sum()) / expected))
         figures["added_jitter_ms"] = float(np.percentile(np.abs(gaps - FRAME), 99) * 1000)
+        figures["late_jitter_ms"] = float(np.percentile(late, 99) - np.percentile(late, 50))
         figures["gap_mean_ms"] = float(np.mean(gaps) * 1000)
-    for phone in phones:
-        phone.transport.close()
     return figures
 
 
@@ -248,33 +504,78 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per level")
     parser.add_argument("--base-port", type=int, default=12000, help="server's first RTP port")
     parser.add_argument(
+        "--load-processes", type=int, default=2, help="processes sharing the phones"
+    )
+    parser.add_argument(
         "--pin", action="store_true", help="pin server and load to separate cores (idle machine)"
     )
+    parser.add_argument(
+        "--server-nice",
+        type=int,
+        default=0,
+        help="run the server at this nice value (negative needs root): the share of a busy "
+        "machine's cores that a media server deployed with a raised priority gets",
+    )
+    parser.add_argument(
+        "--catch-up-spacing",
+        type=float,
+        default=0.0,
+        help="the server's EngineSettings.catch_up_spacing (seconds; 0: late ticks at once)",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import uvloop
 
     if args.serve is not None:
-        uvloop.run(serve(args.serve))
+        uvloop.run(serve(args.serve, args.catch_up_spacing))
+        return 0
+    if args.load_worker:
+        uvloop.run(load_worker())
         return 0
     out = sys.stdout
     out.write(f"{this_machine()}\n")
-    out.write(f"uvloop {metadata.version('uvloop')}; {args.seconds:.0f} s per level\n")
     out.write(
-        f"{'mode':<8} {'calls':>6} {'loss %':>8} {'added jitter ms':>16} "
-        f"{'CPU/call %':>11} {'server CPU %':>13} {'load CPU %':>11} {'skipped':>8}\n"
+        f"uvloop {metadata.version('uvloop')}; {args.seconds:.0f} s per level; "
+        f"{args.load_processes} load processes; server nice {args.server_nice}; "
+        f"catch-up spacing {args.catch_up_spacing * 1000:.0f} ms; "
+        f"load average {load_average()}\n"
+    )
+    out.write(
+        f"{'mode':<8} {'calls':>6} {'loss %':>7} {'jitter ms':>9} {'late ms':>8} "
+        f"{'CPU/call %':>10} {'srv CPU %':>9} {'µs/pkt':>7} {'load CPU %':>10} "
+        f"{'skipped':>7} {'srv wait %':>10} {'load wait %':>11} {'drops':>9} {'flood':>7} "
+        f"{'load lag ms':>11} {'GC max ms':>9} {'full GCs':>8}\n"
     )
     levels = [("bridged", int(n)) for n in args.bridged.split(",") if n] + [
         ("playing", int(n)) for n in args.playing.split(",") if n
     ]
     for mode, calls in levels:
-        figures = uvloop.run(drive(mode, calls, args.seconds, args.base_port, args.pin))
+        figures = drive(
+            mode,
+            calls,
+            args.seconds,
+            base_port=args.base_port,
+            pin=args.pin,
+            nice=args.server_nice,
+            load_processes=args.load_processes,
+            catch_up_spacing=args.catch_up_spacing,
+        )
+        late = figures.get("late_jitter_ms")
+        per_packet = figures.get("server_us_per_packet")
+        drops = f"{figures['server_drops']:.0f}/{figures['load_drops']:.0f}"
         out.write(
-            f"{mode:<8} {calls:>6} {figures['loss_pct']:>8.3f} {figures['added_jitter_ms']:>16.2f} "
-            f"{figures['server_cpu_per_call_pct']:>11.3f} {figures['server_cpu_pct']:>13.1f} "
-            f"{figures['load_cpu_pct']:>11.1f} {figures['skipped_ticks']:>8.0f}\n"
+            f"{mode:<8} {calls:>6} {figures['loss_pct']:>7.3f} {figures['added_jitter_ms']:>9.2f} "
+            f"{'-' if late is None else f'{late:.2f}':>8} "
+            f"{figures['server_cpu_per_call_pct']:>10.3f} {figures['server_cpu_pct']:>9.1f} "
+            f"{'-' if per_packet is None else f'{per_packet:.1f}':>7} "
+            f"{figures['load_cpu_pct']:>10.1f} {figures['skipped_ticks']:>7.0f} "
+            f"{figures['server_wait_pct']:>10.1f} {figures['load_wait_pct']:>11.1f} "
+            f"{drops:>9} {figures['flood']:>7.0f} {figures['load_read_lag_p99_ms']:>11.1f} "
+            f"{figures['gc_max_ms']:>9.1f} {figures['gc_full']:>8.0f}\n"
         )
         out.flush()
+    out.write(f"load average after: {load_average()}\n")
     return 0
 
 

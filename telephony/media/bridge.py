@@ -4,12 +4,14 @@ A bridge is symmetric: each leg's `peer` is the other. Audio flows towards a pee
 only while neither side is on hold; a leg that is playing something gets no relayed audio (the
 engine checks that per packet, as playbacks come and go often). When the laws differ the relay
 transcodes by `bytes.translate` with the table of `telephony.rtp.g711`, on the payload only.
+While a supervisor monitors the bridge, `telephony.media.mix` decides the relays instead.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from telephony.media.leg import MediaLeg
 from telephony.media.playout import Playback
@@ -17,6 +19,9 @@ from telephony.media.recorder import Recording
 from telephony.media.tap import AudioTap, Pcm
 from telephony.rtp.g711 import G711Codec
 from telephony.rtp.inband import InbandDtmfDetector
+
+if TYPE_CHECKING:
+    from telephony.media.mix import Mix
 
 
 @dataclass(slots=True, eq=False)
@@ -40,10 +45,20 @@ class LegSlot:
     tick_pcm: Pcm | None = None
     sent_pcm: Pcm | None = None
     closed: bool = False
+    mix: Mix | None = None
+    """The supervisor mix this leg takes part in (telephony.media.mix); it sets `relay_to`."""
+    mix_decode: bool = False
+    """The mix needs this leg's audio decoded (it speaks into a mixed frame)."""
 
     @property
     def decodes(self) -> bool:
-        return bool(self.taps or self.recording or self.inband is not None or self.recorded_by_peer)
+        return bool(
+            self.taps
+            or self.recording
+            or self.inband is not None
+            or self.recorded_by_peer
+            or self.mix_decode
+        )
 
 
 def connect(first: LegSlot, second: LegSlot) -> None:

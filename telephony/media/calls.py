@@ -18,7 +18,9 @@ from pathlib import Path
 from telephony.media.collect import CollectResult, DigitCollector
 from telephony.media.engine import MediaStateError
 from telephony.media.events import DigitReceived, MediaLegClosed, PlaybackFinished
+from telephony.media.mix import MonitorMode
 from telephony.media.playout import Frames
+from telephony.media.recording_thread import ThreadedRecording
 from telephony.media.runner import MediaRunner
 from telephony.media.tap import AudioTap, Pcm
 from telephony.rtp.audio import PromptCache, RecordingLayout, RecordingWriter
@@ -55,6 +57,7 @@ class MediaCall:
         self._playbacks: dict[int, asyncio.Future[PlaybackFinished]] = {}
         self._taps: list[AudioTap] = []
         self._recording: str | None = None
+        self._recordings: list[ThreadedRecording] = []
         self._ended = asyncio.Event()
         runner.subscribe(call_id, self._on_event)
 
@@ -188,25 +191,35 @@ class MediaCall:
         self._check_open()
         writer = await asyncio.to_thread(RecordingWriter, path, layout=layout)
         recording_id = secrets.token_hex(8)
+        sink = ThreadedRecording(writer, self.runner.recordings)
         try:
             self.runner.engine.start_recording(
-                self.call_id, recording_id, writer, layout=layout.value
+                self.call_id, recording_id, sink, layout=layout.value
             )
         except MediaStateError:
-            writer.close()
+            sink.close()
             raise
+        self._recordings.append(sink)
         self._recording = recording_id
         self.runner.dispatch()
         return recording_id
 
     def stop_recording(self) -> float | None:
-        """Stop the recording; its length in seconds, None if none was running."""
+        """Stop the recording; its length in seconds, None if none was running. The file is
+        finished off the event loop: `wait_recordings` waits until it is complete."""
         if self.ended:
             return None
         duration = self.runner.engine.stop_recording(self.call_id)
         self._recording = None
         self.runner.dispatch()
         return duration
+
+    async def wait_recordings(self) -> None:
+        """Wait until the files of this call's stopped recordings (all of them once the call
+        ended) are complete on disk."""
+        for sink in [sink for sink in self._recordings if sink.closed]:
+            await sink.wait_closed()
+        self._recordings = [sink for sink in self._recordings if not sink.finished.is_set()]
 
     # ------------------------------------------------------------------ bridging and hold
 
@@ -233,6 +246,25 @@ class MediaCall:
         self._check_open()
         self.runner.engine.resume(self.call_id)
         self.runner.dispatch()
+
+    # ------------------------------------------------------------------ supervisor monitoring
+
+    def monitor(self, agent: MediaCall, mode: MonitorMode) -> None:
+        """Join this leg (a supervisor's phone) to the bridge of `agent`, the leg the supervisor
+        coaches (its bridged peer is the caller), in `mode` (see `telephony.media.mix`)."""
+        self._check_open()
+        agent._check_open()
+        self.runner.engine.monitor(self.call_id, agent.call_id, mode)
+        self.runner.arm()
+
+    def set_monitor_mode(self, mode: MonitorMode) -> None:
+        self._check_open()
+        self.runner.engine.set_monitor_mode(self.call_id, mode)
+
+    def end_monitor(self) -> None:
+        """Leave the monitored call this leg takes part in (no-op when it takes part in none)."""
+        if not self.ended:
+            self.runner.engine.end_monitor(self.call_id)
 
     def hangup(self) -> None:
         """End the call (the signalling layer sends BYE; media ends when the call does)."""

@@ -3,13 +3,14 @@
 Only legs with a decoding consumer take part. Each tick, every such leg pops the frames its
 jitter buffer has due (its grid has its own phase, so zero, one or two), decodes them, and keeps
 one frame as this tick's audio (`tick_pcm`); the few left over wait for the next tick, bounded by
-`max_pending`. Recordings are written after every leg has its frame, so both directions of a
-bridged call land in the same tick.
+`max_pending`. Recordings are written after every leg has its frame (and after a supervisor mix
+made its frames from them: `decode_frames`, mix, then `write_recordings`), so both directions of
+a bridged call land in the same tick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from telephony.media.bridge import LegSlot
 from telephony.rtp.jitter import FrameStatus
@@ -20,6 +21,15 @@ def decode_tick(
 ) -> tuple[list[tuple[LegSlot, str]], list[LegSlot]]:
     """Run one tick; returns the in-band digits heard and the legs whose recording failed."""
     slots = list(slots)
+    digits = decode_frames(slots, now, max_pending)
+    return digits, write_recordings(slots)
+
+
+def decode_frames(
+    slots: Sequence[LegSlot], now: float, max_pending: int
+) -> list[tuple[LegSlot, str]]:
+    """Give every leg its frame of this tick (`tick_pcm`), feed taps and in-band detectors;
+    returns the in-band digits heard."""
     digits: list[tuple[LegSlot, str]] = []
     for slot in slots:
         jitter = slot.leg.jitter
@@ -43,6 +53,11 @@ def decode_tick(
                 tap.wakeup()
         if slot.inband is not None:
             digits.extend((slot, digit.digit) for digit in slot.inband.process(pcm))
+    return digits
+
+
+def write_recordings(slots: Sequence[LegSlot]) -> list[LegSlot]:
+    """Write this tick of every recorded leg; returns the legs whose recording failed."""
     failed: list[LegSlot] = []
     for slot in slots:
         recording = slot.recording
@@ -54,4 +69,4 @@ def decode_tick(
         if not recording.write(slot.tick_pcm, sent):
             failed.append(slot)
         slot.sent_pcm = None
-    return digits, failed
+    return failed

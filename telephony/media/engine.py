@@ -5,10 +5,16 @@ are datagrams to send (`Transmit`: which leg's socket, the bytes, the destinatio
 events (`take_events`). The asyncio runner arms one timer at `next_deadline`.
 
 Pacing. Ticks fall on an absolute 20 ms grid from the engine's origin: tick `n` is due at
-``origin + n * 0.020``. `tick(now)` plays every tick due since the last call (up to
-`max_catch_up` of them, for a loop that stalled; older ones are skipped, their timestamps left
-as a gap), so a late timer never shifts the grid and playout never drifts. One tick serves every
-playing leg of the worker.
+``origin + n * 0.020``, and its frame carries the timestamp of that slot, so a late timer never
+shifts the grid and playout never drifts. One tick serves every playing leg of the worker. When
+the timer fires late by more than a frame (a stalled or starved loop), the ticks due are caught
+up at once by default: each frame then reaches the receiver as early as it still can, which is
+what its jitter buffer has to absorb (lateness against the RTP timestamps). `catch_up_spacing`
+plays them one at a time that far apart instead, trading two packets at once for more lateness;
+measured on a loaded machine it did worse on both counts and skipped more ticks (see
+docs/benchmarks.md, "Media relay and playout"). At most `max_catch_up` ticks are kept for
+catching up; older ones are skipped (their timestamps left as a gap, which the receiver
+conceals).
 
 Relay. Audio from a bridged leg is forwarded as it arrives (cut-through), restamped into the other
 leg's stream and transcoded between µ-law and A-law by table when the laws differ: the packet is
@@ -18,6 +24,13 @@ is decoded (audio tap, recording, in-band DTMF) also feeds a jitter buffer, drai
 While a leg plays something (a prompt, whisper, music on hold) that replaces the peer's audio
 towards it; relay resumes when the playback ends. Hold stops relay both ways and plays music on
 hold to the held leg.
+
+Supervisor monitoring (`monitor`) adds a third leg to a bridge: `telephony.media.mix` decides
+who hears whom. A listener that hears one party keeps the cut-through relay; one that hears two
+gets, at each tick, the saturated sum of their decoded frames (after the decoding pass and
+before recordings are written, so a recording holds what was mixed). With no monitor the relay
+above is untouched and nothing is decoded for it. After a stalled loop the mix sends one frame
+per catch-up step (the jitter buffers keep the rest, bounded).
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from telephony.media.bridge import LegSlot, connect, disconnect, update_relay
-from telephony.media.decoding import decode_tick
+from telephony.media.decoding import decode_frames, write_recordings
 from telephony.media.events import (
     DigitReceived,
     MediaLegClosed,
@@ -38,7 +51,8 @@ from telephony.media.events import (
     RecordingStarted,
     RecordingStopped,
 )
-from telephony.media.leg import FRAME_SECONDS, Address, LegSettings, MediaLeg
+from telephony.media.leg import FRAME_SECONDS, Address, LegCounters, LegSettings, MediaLeg
+from telephony.media.mix import Mix, MonitorMode
 from telephony.media.playout import Frames, Playback
 from telephony.media.recorder import Recording, RecordingSink
 from telephony.media.tap import AudioTap
@@ -69,13 +83,17 @@ class EngineSettings:
     leg: LegSettings = field(default_factory=LegSettings)
     """Defaults for every leg."""
     max_catch_up: int = 3
-    """Most ticks played at once after the timer fired late; older due ticks are skipped."""
+    """Most ticks kept for catching up after the timer fired late; older due ticks are skipped."""
+    catch_up_spacing: float = 0.0
+    """Seconds between two ticks played to catch up (0: all due ticks at once, the default)."""
     max_pending_pcm: int = 3
     """Decoded frames a leg may hold between ticks (jitter buffer and tick phase differ)."""
 
     def __post_init__(self) -> None:
         if self.max_catch_up < 1 or self.max_pending_pcm < 1:
             raise ValueError("max_catch_up and max_pending_pcm must be at least 1")
+        if not 0 <= self.catch_up_spacing < FRAME_SECONDS:
+            raise ValueError("catch_up_spacing must be at least 0 and shorter than a frame")
 
 
 class MediaEngine:
@@ -98,12 +116,17 @@ class MediaEngine:
         self._playing: dict[str, LegSlot] = {}
         self._decoding: dict[str, LegSlot] = {}
         self._dtmf_active: dict[str, LegSlot] = {}
+        self._mixes: dict[str, Mix] = {}  # by the supervisor's leg
         self._rtcp_due: list[tuple[float, str]] = []
         self._next_tick = 0
+        self._catch_up_at = 0.0  # while behind: when the next tick may be played
         self._next_playback = 1
         self._events: list[object] = []
         self._rtcp: list[Transmit] = []
         self.skipped_ticks = 0
+        # Counters of the legs already closed, so that totals survive their legs (metrics).
+        self._closed_counters = LegCounters()
+        self._closed_lost = 0
 
     # ------------------------------------------------------------------ legs
 
@@ -117,7 +140,9 @@ class MediaEngine:
         remote: tuple[str, int],
         now: float,
         settings: LegSettings | None = None,
+        ptime: int | None = None,
     ) -> MediaLeg:
+        """Start a leg; `ptime` is the peer's a=ptime in ms (what it wants to receive), if any."""
         if call_id in self._slots:
             raise MediaStateError(f"call {call_id} already has a media leg")
         tick = max(self._next_tick, self._tick_at(now))
@@ -136,6 +161,7 @@ class MediaEngine:
             now=now,
             events=self._events,
             settings=settings if settings is not None else self.settings.leg,
+            ptime=ptime,
         )
         self._slots[call_id] = LegSlot(leg=leg, codec=codec_for(law))
         self._schedule_rtcp(call_id, now)
@@ -150,11 +176,26 @@ class MediaEngine:
     def __len__(self) -> int:
         return len(self._slots)
 
+    def totals(self) -> tuple[LegCounters, int]:
+        """Packet counters and packets lost summed over every leg since start, open or closed.
+
+        Read when metrics are scraped: the sum walks the open legs, nothing is kept per packet.
+        """
+        total = LegCounters()
+        _add_counters(total, self._closed_counters)
+        lost = self._closed_lost
+        for slot in self._slots.values():
+            _add_counters(total, slot.leg.counters)
+            lost += max(0, slot.leg.stats.lost)
+        return total, lost
+
     def close_leg(self, call_id: str, now: float) -> None:
         """End a leg's media: stop what it does, report its figures, forget it."""
         slot = self._slots.get(call_id)
         if slot is None:
             return
+        if slot.mix is not None:
+            self.end_monitor(call_id)
         if slot.peer is not None:
             self.unbridge(call_id)
         self._stop_playback(slot, "stopped")
@@ -167,6 +208,8 @@ class MediaEngine:
         for table in (self._slots, self._playing, self._decoding, self._dtmf_active):
             table.pop(call_id, None)
         leg = slot.leg
+        _add_counters(self._closed_counters, leg.counters)
+        self._closed_lost += max(0, leg.stats.lost)
         self._events.append(
             MediaLegClosed(
                 call_id=call_id,
@@ -198,9 +241,8 @@ class MediaEngine:
         if packet is None:
             return None
         if packet.payload_type == leg.payload_type:
-            jitter = leg.jitter
-            if jitter is not None:
-                jitter.push(packet, now)
+            if leg.jitter is not None:
+                leg.buffer_audio(packet, now)
             target = slot.relay_to
             if target is None or target.playback is not None:
                 return None
@@ -268,22 +310,27 @@ class MediaEngine:
         """When `tick` must run next (monotonic seconds), or None with no leg open."""
         if not self._slots:
             return None
-        return self.origin + self._next_tick * FRAME_SECONDS
+        return max(self.origin + self._next_tick * FRAME_SECONDS, self._catch_up_at)
 
     def tick(self, now: float) -> list[Transmit]:
-        """Play every tick due by `now`; return the RTP datagrams to send."""
+        """Play the tick due by `now` (several if catching up all at once); return the RTP
+        datagrams to send."""
         due = self._tick_at(now)
         transmits: list[Transmit] = []
-        if due < self._next_tick:
+        if due < self._next_tick or now < self._catch_up_at - _EPSILON:
             return transmits
         first = max(self._next_tick, due - self.settings.max_catch_up + 1)
         self.skipped_ticks += first - self._next_tick
-        self._next_tick = due + 1
-        for tick in range(first, due + 1):
+        spacing = self.settings.catch_up_spacing
+        last = first if spacing else due
+        self._next_tick = last + 1
+        # Behind the grid: the next tick follows after `spacing`, not at once (see above).
+        self._catch_up_at = now + spacing if last < due else 0.0
+        for tick in range(first, last + 1):
             if self._playing:
                 self._play(tick, now, transmits)
         if self._decoding:
-            self._decode(now)
+            self._decode(now, last, transmits)
         if self._dtmf_active:
             self._dtmf_timers(now)
         if self._rtcp_due and self._rtcp_due[0][0] <= now:
@@ -295,16 +342,25 @@ class MediaEngine:
             playback = slot.playback
             assert playback is not None
             frame = playback.next_frame()
+            leg = slot.leg
             if frame is None:
+                rest = leg.flush_frames(now)  # a last, shorter packet (ptime 40 or 60)
+                if rest is not None:
+                    transmits.append((call_id, rest, leg.destination))
                 self._stop_playback(slot, "completed")
                 continue
-            leg = slot.leg
-            transmits.append((call_id, leg.frame_packet(frame, tick, now), leg.destination))
+            packet = leg.play_frame(frame, tick, now)
+            if packet is not None:
+                transmits.append((call_id, packet, leg.destination))
             if slot.recording is not None:
                 slot.sent_pcm = slot.codec.decode(frame)
 
-    def _decode(self, now: float) -> None:
-        digits, failed = decode_tick(self._decoding.values(), now, self.settings.max_pending_pcm)
+    def _decode(self, now: float, tick: int, transmits: list[Transmit]) -> None:
+        slots = list(self._decoding.values())
+        digits = decode_frames(slots, now, self.settings.max_pending_pcm)
+        for mix in self._mixes.values():
+            mix.play(tick, now, transmits)
+        failed = write_recordings(slots)
         for slot, digit in digits:
             self._barge_in(slot, digit)
             self._events.append(
@@ -418,6 +474,8 @@ class MediaEngine:
         for slot in (first, second):
             if slot.peer is not None:
                 raise MediaStateError(f"call {slot.leg.call_id} is already bridged")
+            if slot.mix is not None:
+                raise MediaStateError(f"call {slot.leg.call_id} is monitoring a call")
         connect(first, second)
         if first.recording is not None or second.recording is not None:
             self._update_decoding(first)
@@ -425,6 +483,8 @@ class MediaEngine:
 
     def unbridge(self, call_id: str) -> None:
         slot = self._slot(call_id)
+        if slot.mix is not None and slot.peer is not None:
+            self.end_monitor(call_id)  # the monitored conversation is over
         peer = disconnect(slot)
         if peer is not None:
             self._update_decoding(slot)
@@ -442,6 +502,8 @@ class MediaEngine:
             raise MediaStateError(f"call {call_id} is already on hold")
         slot.held = True
         update_relay(slot)
+        if slot.mix is not None:
+            self._remix(slot.mix)
         if any(music):
             return self.play(call_id, music, loop=True)
         self._stop_playback(slot, "stopped")
@@ -454,9 +516,59 @@ class MediaEngine:
         slot.held = False
         self._stop_playback(slot, "stopped")
         update_relay(slot)
+        if slot.mix is not None:
+            self._remix(slot.mix)
 
     def is_held(self, call_id: str) -> bool:
         return self._slot(call_id).held
+
+    # ------------------------------------------------------------------ supervisor monitoring
+
+    def monitor(self, supervisor_id: str, agent_id: str, mode: MonitorMode) -> None:
+        """Join the leg `supervisor_id` to the bridge of `agent_id` (the leg the supervisor
+        coaches; its bridged peer is the caller) in `mode` (see `telephony.media.mix`)."""
+        supervisor, agent = self._slot(supervisor_id), self._slot(agent_id)
+        caller = agent.peer
+        if caller is None:
+            raise MediaStateError(f"call {agent_id} is not bridged")
+        if supervisor.peer is not None or supervisor is caller or supervisor is agent:
+            raise MediaStateError(f"call {supervisor_id} is bridged: it cannot monitor")
+        for slot in (supervisor, agent, caller):
+            if slot.mix is not None:
+                raise MediaStateError(f"call {slot.leg.call_id} is already in a monitored call")
+        mix = Mix(caller=caller, agent=agent, supervisor=supervisor, mode=MonitorMode(mode))
+        self._mixes[supervisor_id] = mix
+        self._remix(mix)
+
+    def set_monitor_mode(self, call_id: str, mode: MonitorMode) -> None:
+        """Change the mode of the monitored call that leg `call_id` takes part in."""
+        mix = self._slot(call_id).mix
+        if mix is None:
+            raise MediaStateError(f"call {call_id} is not in a monitored call")
+        mix.mode = MonitorMode(mode)
+        self._remix(mix)
+
+    def monitor_mode(self, call_id: str) -> MonitorMode | None:
+        mix = self._slot(call_id).mix
+        return mix.mode if mix is not None else None
+
+    def end_monitor(self, call_id: str) -> None:
+        """Take the supervisor out of the monitored call that leg `call_id` takes part in (any
+        of the three): caller and agent go back to their plain bridge. No-op if none."""
+        slot = self._slots.get(call_id)
+        mix = slot.mix if slot is not None else None
+        if mix is None:
+            return
+        self._mixes.pop(mix.supervisor.leg.call_id, None)
+        mix.release()
+        update_relay(mix.caller)
+        for member in mix.members:
+            self._update_decoding(member)
+
+    def _remix(self, mix: Mix) -> None:
+        mix.apply()
+        for member in mix.members:
+            self._update_decoding(member)
 
     # ------------------------------------------------------------------ decoding consumers
 
@@ -491,6 +603,8 @@ class MediaEngine:
         self._update_decoding(slot)
         if slot.peer is not None:
             self._update_decoding(slot.peer)
+        if slot.mix is not None:
+            self._remix(slot.mix)
         self._events.append(
             RecordingStarted(call_id=call_id, recording_id=recording_id, layout=layout)  # type: ignore[arg-type]
         )
@@ -510,6 +624,8 @@ class MediaEngine:
         self._update_decoding(slot)
         if slot.peer is not None:
             self._update_decoding(slot.peer)
+        if slot.mix is not None:
+            self._remix(slot.mix)
         self._events.append(
             RecordingStopped(
                 call_id=call_id, recording_id=recording.recording_id, duration_seconds=duration
@@ -529,3 +645,16 @@ class MediaEngine:
             slot.pending_pcm.clear()
             slot.tick_pcm = None
             self._decoding.pop(call_id, None)
+
+
+def _add_counters(total: LegCounters, leg: LegCounters) -> None:
+    total.received += leg.received
+    total.received_octets += leg.received_octets
+    total.sent += leg.sent
+    total.sent_octets += leg.sent_octets
+    total.foreign_address += leg.foreign_address
+    total.flood += leg.flood
+    total.rtcp_received += leg.rtcp_received
+    total.rtcp_dropped += leg.rtcp_dropped
+    for reason, count in leg.drops.as_dict().items():
+        setattr(total.drops, reason, getattr(total.drops, reason) + count)

@@ -26,8 +26,12 @@ Media locking (symmetric RTP, RFC 4961; the RTP Bleed class of attacks). The rul
 Send side. Outgoing packets carry the leg's own SSRC and sequence numbers. Timestamps follow an
 absolute media clock: the frame played at engine tick `n` is stamped
 ``first_timestamp + (n - tick_origin) * 160`` whatever the tick's actual firing time, so playout
-never drifts. Relayed packets keep the spacing of their sender's timestamps, shifted once per
-talkspurt onto our media clock, with the marker bit set (RFC 3551 §4.1) so the receiver re-anchors.
+never drifts. A peer that asked for longer packets (a=ptime 40 or 60, RFC 4566 §6) gets what
+the leg plays in packets of that many 20 ms frames (`play_frame`), stamped with their first
+frame's slot; any other ptime gets 20 ms packets (ptime is a preference: RFC 3551 §4.2 has
+receivers accept packets of 0 to 200 ms). Relayed packets keep the spacing of their sender's
+timestamps, shifted once per talkspurt onto our media clock, with the marker bit set
+(RFC 3551 §4.1) so the receiver re-anchors; they keep their sender's duration too.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from telephony.rtp.dtmf import DtmfReceiver
 from telephony.rtp.g711 import SAMPLES_PER_FRAME, Law
 from telephony.rtp.jitter import JitterBuffer, JitterBufferSettings
 from telephony.rtp.packet import RtpPacket, RtpParseError, parse
+from telephony.rtp.reframe import Reframer
 from telephony.rtp.rtcp import (
     ReceiverReport,
     RtcpParseError,
@@ -77,6 +82,15 @@ _VERSION_OCTET: Final = 0x80
 _MARKER: Final = 0x80
 _TIMESTAMP_MASK: Final = 0xFFFFFFFF
 _ACCEPTED: Final = (SourceVerdict.ACCEPTED, SourceVerdict.PROBATION, SourceVerdict.SOURCE_CHANGED)
+_FRAME_MS: Final = 20
+_MAX_FRAMES_PER_PACKET: Final = 3
+
+
+def frames_per_packet(ptime_ms: int | None) -> int:
+    """20 ms frames per packet we send for a peer's a=ptime: 2 for 40, 3 for 60, else 1."""
+    if ptime_ms is None or ptime_ms % _FRAME_MS:
+        return 1
+    return max(1, min(ptime_ms // _FRAME_MS, _MAX_FRAMES_PER_PACKET))
 
 
 class LatchMode(enum.Enum):
@@ -203,8 +217,13 @@ class MediaLeg:
         now: float,
         events: list[object],
         settings: LegSettings | None = None,
+        ptime: int | None = None,
     ) -> None:
         self.call_id = call_id
+        self.frames_per_packet = frames_per_packet(ptime)
+        """20 ms frames in each packet `play_frame` sends (the peer's a=ptime)."""
+        self._held: list[bytes] = []  # frames waiting to fill a longer packet
+        self._held_tick = 0
         self.settings = settings if settings is not None else LegSettings()
         self.law = law
         self.payload_type = payload_type
@@ -214,6 +233,8 @@ class MediaLeg:
         self.sender = SenderStatistics(ssrc=ssrc, clock_rate=CLOCK_RATE)
         self.dtmf = DtmfReceiver(clock_rate=CLOCK_RATE, end_timeout=self.settings.dtmf_end_timeout)
         self.jitter: JitterBuffer | None = None
+        self.reframer: Reframer | None = None
+        """Cuts received packets of any duration into the jitter buffer's 20 ms frames."""
         self.ssrc = ssrc
         self.opened_at = now
         self.last_received: float | None = None
@@ -351,6 +372,8 @@ class MediaLeg:
             return None
         if verdict is SourceVerdict.SOURCE_CHANGED and self.jitter is not None:
             self.jitter.reset()
+            if self.reframer is not None:
+                self.reframer.reset()
         counters.received += 1
         counters.received_octets += len(packet.payload)
         self.last_received = now
@@ -360,10 +383,23 @@ class MediaLeg:
         """Give the leg a jitter buffer (its audio is about to be decoded)."""
         if self.jitter is None:
             self.jitter = JitterBuffer(self.settings.jitter, counters=self.counters.drops)
+            self.reframer = Reframer(
+                fill=self.law.silence_byte, samples_per_frame=self.jitter.settings.samples_per_frame
+            )
         return self.jitter
 
     def disable_decoding(self) -> None:
         self.jitter = None
+        self.reframer = None
+
+    def buffer_audio(self, packet: RtpPacket, now: float) -> None:
+        """Queue a received audio packet for decoding, whatever its duration (10, 20, 30, 40 ms:
+        the peer's ptime, RFC 4566 §6): the jitter buffer gets whole 20 ms frames."""
+        jitter, reframer = self.jitter, self.reframer
+        if jitter is None or reframer is None:
+            return
+        for frame in reframer.push(packet):
+            jitter.push(frame, now)
 
     # ------------------------------------------------------------------ send
 
@@ -376,6 +412,33 @@ class MediaLeg:
         """The next packet starts a new stretch of audio (prompt, relay, after silence)."""
         self._talkspurt = True
         self._relay_ssrc = None
+        self._held.clear()
+
+    def play_frame(self, payload: bytes, tick: int, now: float) -> bytes | None:
+        """A played frame (prompt, music) for engine tick `tick`: the packet to send, or None
+        while frames are held to fill a packet of the peer's ptime."""
+        if self.frames_per_packet == 1:
+            return self.frame_packet(payload, tick, now)
+        held = self._held
+        if held and tick != self._held_tick + len(held):
+            # Ticks were skipped (a loop stalled past `max_catch_up`): the frames held are
+            # dropped with them rather than stamped as if contiguous with this one.
+            held.clear()
+        if not held:
+            self._held_tick = tick
+        held.append(payload)
+        if len(held) < self.frames_per_packet:
+            return None
+        return self.flush_frames(now)
+
+    def flush_frames(self, now: float) -> bytes | None:
+        """Send the frames held for a longer packet now (the playback ended), if any."""
+        held = self._held
+        if not held:
+            return None
+        payload = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        return self.frame_packet(payload, self._held_tick, now)
 
     def frame_packet(self, payload: bytes, tick: int, now: float) -> bytes:
         """The packet carrying `payload` as the frame of engine tick `tick`."""

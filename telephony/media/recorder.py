@@ -2,8 +2,9 @@
 
 The engine stays free of file I/O: it hands each tick's two frames (what the leg received, and
 what it sent: the bridged peer's audio or the prompt it played) to a `RecordingSink`. The asyncio
-layer passes a `telephony.rtp.audio.RecordingWriter`, which buffers in memory and writes the WAV
-file in large chunks.
+layer passes a `telephony.media.recording_thread.ThreadedRecording`, which batches the ticks on
+the event loop and has a writer thread encode and write the WAV file
+(`telephony.rtp.audio.RecordingWriter`), so the loop never waits for the disk.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any
 from telephony.media.engine import EngineSettings, MediaEngine, Transmit
 from telephony.media.events import MediaLegClosed
 from telephony.media.leg import Address, LegSettings, MediaLeg
+from telephony.media.recording_thread import RecordingThread
 from telephony.rtp.g711 import Law
 from telephony.rtp.ports import rtcp_port
 
@@ -102,6 +103,8 @@ class MediaRunner:
         )
         self.publish: EventSink = publish if publish is not None else (lambda event: None)
         self.send_dropped = 0
+        self.recordings = RecordingThread()
+        """Writes the recording files of every leg, off the event loop."""
         self._sockets: dict[str, _Sockets] = {}
         self._handlers: dict[str, EventSink] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -120,8 +123,10 @@ class MediaRunner:
         event_payload_type: int | None,
         remote: tuple[str, int],
         settings: LegSettings | None = None,
+        ptime: int | None = None,
     ) -> MediaLeg:
-        """Bind the leg's RTP/RTCP ports on `local` and start handling its media."""
+        """Bind the leg's RTP/RTCP ports on `local` and start handling its media; `ptime` is the
+        peer's a=ptime (ms per packet it wants to receive), if its SDP had one."""
         host, port = local
         rtp = _bind(host, port)
         try:
@@ -150,6 +155,7 @@ class MediaRunner:
             remote=remote,
             now=self.clock(),
             settings=settings,
+            ptime=ptime,
         )
         self.arm()
         return leg
@@ -172,6 +178,8 @@ class MediaRunner:
             self._timer.cancel()
             self._timer = None
             self._timer_at = None
+        # The legs' recordings were closed with them: let the writer finish their files.
+        await asyncio.to_thread(self.recordings.close)
 
     def subscribe(self, call_id: str, handler: EventSink) -> None:
         """Send the media events of one leg to `handler` (before they are published)."""

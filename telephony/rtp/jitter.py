@@ -13,7 +13,9 @@ duplicates.
 What happens to each packet (`PushOutcome`):
 - its frame is still ahead of the playout point: buffered, whatever order it came in;
 - its frame is already buffered, or was played recently: dropped as a duplicate;
-- its frame's time has passed: dropped as late. If the buffer is empty and `resync_after_late`
+- its frame's time has passed, or it is older than a packet already played, or it would land
+  before frames kept from the timeline before a re-anchor (both would play out of order):
+  dropped as late. If the buffer is empty and `resync_after_late`
   packets in a row were late, the stream has fallen behind for good (a delay step, or a sender
   clock slower than ours): playout is re-anchored on this packet, `target_delay` from now,
   provided it is newer than the last packet played;
@@ -42,6 +44,9 @@ from telephony.rtp.stats import DropCounters
 
 _TIMESTAMP_MASK: Final = 0xFFFFFFFF
 _EPSILON: Final = 1e-9
+_REORDER_WINDOW: Final = 100
+"""Sequence numbers this far behind the last packet played count as reordered (late), not as a
+sender that restarted its numbering (RFC 3550 §A.1 uses the same MAX_MISORDER)."""
 
 
 class FrameStatus(StrEnum):
@@ -142,6 +147,7 @@ class JitterBuffer:
         self._last_payload: bytes | None = None
         self._last_sequence: int | None = None
         self._consecutive_late = 0
+        self._floor_index = 0  # slots below it take no packet (see `_anchor`)
 
     @property
     def next_deadline(self) -> float | None:
@@ -160,6 +166,7 @@ class JitterBuffer:
         self._last_payload = None
         self._last_sequence = None
         self._consecutive_late = 0
+        self._floor_index = 0
 
     def push(self, packet: RtpPacket, now: float) -> PushOutcome:
         """Offer a received packet that arrived at `now`."""
@@ -172,11 +179,16 @@ class JitterBuffer:
         offset = (ts_diff(packet.timestamp, self._next_timestamp) + self._samples // 2) // (
             self._samples
         )
-        if offset < 0:
+        if offset < 0 or self._next_index + offset < self._floor_index:
             return self._behind(packet, now)
         if self._next_index + offset in self._slots:
             self.counters.duplicate += 1
             return PushOutcome.DUPLICATE
+        last = self._last_sequence
+        if last is not None and (last - packet.sequence) & 0xFFFF < _REORDER_WINDOW:
+            # Older than (or the same as) a packet already played, yet ahead of the playout point:
+            # playout was re-anchored past it. Playing it now would put audio out of order.
+            return self._behind(packet, now)
         self._consecutive_late = 0
         if offset >= self.settings.capacity or (packet.marker and not self._slots):
             return self._anchor(packet, offset, now)
@@ -223,11 +235,16 @@ class JitterBuffer:
                 del self._slots[index]
             dropped = len(stale)
             self.counters.overflow += dropped
-        self._slots[self._next_index + position] = packet
+        anchor = self._next_index + position
+        self._slots[anchor] = packet
         if position == offset and not dropped:
             return PushOutcome.BUFFERED
         # The packet defines the timeline from here on (timestamp jump, drift, delay change).
         self._next_timestamp = (packet.timestamp - position * self._samples) & _TIMESTAMP_MASK
+        # Frames kept from the old timeline play first; on the new one their slots stand for
+        # other timestamps, so no later packet may land at or before them (out of order).
+        kept = [index for index in self._slots if index != anchor]
+        self._floor_index = max(kept) + 1 if kept else self._next_index
         self.playout.resyncs += 1
         return PushOutcome.RESYNCED
 

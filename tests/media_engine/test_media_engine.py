@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from telephony.media.engine import MediaEngine, MediaStateError
+from telephony.media.engine import EngineSettings, MediaEngine, MediaStateError
 from telephony.media.events import (
     DigitReceived,
     MediaLegClosed,
@@ -74,12 +74,39 @@ def test_stalled_loop_catches_up_a_few_ticks_and_skips_the_rest() -> None:
     open_caller(engine)
     engine.play("c1", (frames(100),))
     engine.tick(0.0)
-    out = engine.tick(0.2)  # 200 ms stall: 10 ticks due, 3 played, 7 skipped
+    out = engine.tick(0.2)  # 200 ms stall: 10 ticks due, 3 played at once, 7 skipped
     assert len(out) == 3
     assert engine.skipped_ticks == 7
     stamps = [parse(d).timestamp for _, d, _ in out]
     assert stamps[-1] - stamps[0] == 320
     assert stamps[0] - parse(engine.tick(0.22)[0][1]).timestamp == -480
+
+
+def test_catch_up_frames_can_be_spread_10_ms_apart_on_the_grid_timestamps() -> None:
+    engine = MediaEngine(origin=0.0, settings=EngineSettings(catch_up_spacing=0.010))
+    open_caller(engine)
+    engine.play("c1", (frames(100),))
+    engine.tick(0.0)
+    sent: list[tuple[float, int, int]] = []  # when, timestamp step, frame
+    now = 0.2  # a 200 ms stall: ticks 1-7 skipped, 8-10 kept for catching up
+    while now < 0.3:
+        for _, data, _ in engine.tick(now):
+            packet = parse(data)
+            sent.append((round(now, 3), packet.timestamp, packet.payload[0]))
+        deadline = engine.next_deadline
+        assert deadline is not None
+        now = deadline
+    first = sent[0][1]
+    assert [(when, (stamp - first) // 160, frame) for when, stamp, frame in sent] == [
+        (0.2, 0, 1),  # tick 8, the oldest kept, 40 ms late: one frame only
+        (0.21, 1, 2),
+        (0.22, 2, 3),
+        (0.23, 3, 4),  # tick 11: back on the grid
+        (0.24, 4, 5),
+        (0.26, 5, 6),
+        (0.28, 6, 7),
+    ]
+    assert engine.skipped_ticks == 7
 
 
 def test_playback_finishes_with_an_event_and_the_leg_falls_silent() -> None:

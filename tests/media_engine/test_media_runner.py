@@ -143,6 +143,7 @@ async def test_listen_and_record(runner: MediaRunner, tmp_path: Path) -> None:
     assert max(int(np.abs(f).max()) for f in frames) > 4000  # the tone, not silence
     duration = leg.call.stop_recording()
     assert duration is not None and duration > 0.2
+    await leg.call.wait_recordings()  # the file is finished off the event loop
     with wave.open(str(path)) as wav:
         assert (wav.getnchannels(), wav.getframerate()) == (2, 8000)
         samples = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)

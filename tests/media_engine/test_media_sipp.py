@@ -7,7 +7,6 @@ events); SIPp runs as a separate process.
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -43,8 +42,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     shutil.copytree(default_config_dir(), config_dir)
     port = free_port()
     # A private RTP range: other programs on this machine may use the default one.
-    base = random.randrange(30000, 60000, 2)
-    write_server_config(config_dir, port, {"rtp": {"port_min": base, "port_max": base + 100}})
+    # write_server_config gives the node a private RTP range below the ephemeral ports.
+    write_server_config(config_dir, port)
     events: list[object] = []
     service = TelephonyService(load_configuration(config_dir), publish=events.append)
     await service.start()

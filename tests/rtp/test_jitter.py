@@ -320,3 +320,41 @@ def test_any_network_keeps_the_buffer_bounded_and_playout_ordered(
         buffer.push(packet, now)
         assert len(buffer) <= buffer.settings.capacity
     assert played == sorted(set(played))
+
+
+def test_a_packet_older_than_one_played_is_late_even_after_a_re_anchor() -> None:
+    # Found by the property above: packet 2 arrives first and plays; 3 arrives so late that
+    # playout re-anchors on it, which puts packet 0's timestamp ahead of the playout point.
+    buffer = JitterBuffer()
+    assert buffer.push(voice(2), 0.04) is PushOutcome.BUFFERED
+    played = []
+    for now, packet in ((0.145, voice(1)), (0.2475, voice(3)), (0.25, voice(0))):
+        while buffer.next_deadline is not None and buffer.next_deadline < now:
+            frame = buffer.pop(buffer.next_deadline)
+            assert frame is not None
+            played.append(frame.sequence)
+        buffer.push(packet, now)
+    assert buffer.counters.late == 2  # packets 1 and 0
+    while len(buffer):
+        frame = buffer.pop(buffer.next_deadline or 0.0)
+        if frame is not None:
+            played.append(frame.sequence)
+    assert [seq for seq in played if seq is not None] == [2, 3]
+
+
+def test_packets_never_land_before_frames_kept_across_a_re_anchor() -> None:
+    # Found by the property above: packet 2 is buffered on one timeline, packet 11 re-anchors
+    # playout after it, and packet 9, in between on the new timeline, would have played first.
+    delays = [0.0, 0.125, 0.171875, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.0625, 0.25, 0.0]
+    arrivals = sorted((0.02 * n + delay, n) for n, delay in enumerate(delays))
+    buffer = JitterBuffer()
+    played = []
+    for now, n in arrivals:
+        while buffer.next_deadline is not None and buffer.next_deadline < now:
+            frame = buffer.pop(buffer.next_deadline)
+            assert frame is not None
+            if frame.sequence is not None:
+                played.append(frame.sequence)
+        buffer.push(voice(n), now)
+    assert played == sorted(set(played))
+    assert 2 in played  # the kept frame still plays
