@@ -6,9 +6,18 @@ Rules the table keeps:
   with an expiry: the engine arms a timer, so no agent stays reserved or ringing forever).
 - An offer ends in exactly one way: answered (``on_call``), withdrawn or failed (back to
   ``available``), or paused/logged out by the agent or by auto-pause.
+- A caller transferred to an available agent's phone (a blind transfer by REFER, which rings
+  that phone directly) puts them ``on_call`` once they answer, with no offer before.
+- A call of the agent's own, outside the queues (placed from their softphone, or another
+  agent's internal call they answered), puts an available agent, or one in wrap-up (which it
+  ends), ``on_call`` so that no queue call is offered meanwhile (``DIRECT_CALL``); it ends
+  without wrap-up. Paused and logged-out agents are offered nothing and stay as they are.
 - A call ends into ``wrap_up``, or straight to ``available`` / ``paused`` / ``logged_out`` when
   there is no wrap-up time. A pause or logout asked for during a call waits for its end; the
   engine then uses the ``HANG_UP_AND_*`` transitions.
+- A restarted node puts its logged-out agents back as the shared store last saw them: logged in
+  (``LOGIN``), paused with their reason, or in wrap-up until it ends (``RESTORE_*``). A call or
+  offer is not restored: it was on the node that went away.
 - Any pair not in the table is an error (:class:`IllegalTransitionError`), never a silent no-op.
 """
 
@@ -38,11 +47,15 @@ class AgentTrigger(enum.StrEnum):
     RING = "ring"
     ANSWER = "answer"
     WITHDRAW = "withdraw"  # the offer failed, expired or was cancelled
+    TAKE_TRANSFER = "take_transfer"  # answered a caller transferred to their phone
+    DIRECT_CALL = "direct_call"  # on a call of their own, outside the queues
     HANG_UP = "hang_up"
     HANG_UP_NO_WRAP_UP = "hang_up_no_wrap_up"
     HANG_UP_AND_PAUSE = "hang_up_and_pause"
     HANG_UP_AND_LOGOUT = "hang_up_and_logout"
     WRAP_UP_DONE = "wrap_up_done"
+    RESTORE_PAUSED = "restore_paused"
+    RESTORE_WRAP_UP = "restore_wrap_up"
 
 
 _S = AgentState
@@ -54,6 +67,8 @@ TRANSITIONS: Mapping[tuple[AgentState, AgentTrigger], AgentState] = MappingProxy
         (_S.AVAILABLE, _T.LOGOUT): _S.LOGGED_OUT,
         (_S.AVAILABLE, _T.PAUSE): _S.PAUSED,
         (_S.AVAILABLE, _T.RESERVE): _S.RESERVED,
+        (_S.AVAILABLE, _T.TAKE_TRANSFER): _S.ON_CALL,
+        (_S.AVAILABLE, _T.DIRECT_CALL): _S.ON_CALL,
         (_S.RESERVED, _T.RING): _S.RINGING,
         (_S.RESERVED, _T.ANSWER): _S.ON_CALL,  # auto-answer softphones skip ringing
         (_S.RESERVED, _T.WITHDRAW): _S.AVAILABLE,
@@ -70,9 +85,12 @@ TRANSITIONS: Mapping[tuple[AgentState, AgentTrigger], AgentState] = MappingProxy
         (_S.WRAP_UP, _T.WRAP_UP_DONE): _S.AVAILABLE,
         (_S.WRAP_UP, _T.PAUSE): _S.PAUSED,
         (_S.WRAP_UP, _T.LOGOUT): _S.LOGGED_OUT,
+        (_S.WRAP_UP, _T.DIRECT_CALL): _S.ON_CALL,
         (_S.PAUSED, _T.PAUSE): _S.PAUSED,  # a new reason replaces the old one
         (_S.PAUSED, _T.UNPAUSE): _S.AVAILABLE,
         (_S.PAUSED, _T.LOGOUT): _S.LOGGED_OUT,
+        (_S.LOGGED_OUT, _T.RESTORE_PAUSED): _S.PAUSED,
+        (_S.LOGGED_OUT, _T.RESTORE_WRAP_UP): _S.WRAP_UP,
     }
 )
 

@@ -23,14 +23,26 @@ class AgentRuntime:
     wrap_up_until: float | None = None
     pending_pause: str | None = None  # asked for during a call: applied when it ends
     pending_logout: bool = False
+    # Another node holds a claim on the agent until then (this engine's clock): available here,
+    # but out of the routing indexes so that no decision picks them only to be refused.
+    held_until: float | None = None
     failures: int = 0  # consecutive failed offers that count toward auto-pause
+    idle_seq: int = 0  # when they last became available, in the engine's sequence
     calls_answered: int = 0
     talk_time: float = 0.0
     classes: tuple[WaitClass, ...] | None = None  # wait classes this agent qualifies for
+    # Classes of callers' own skills they qualify for, as of the router's ``generation``.
+    own_classes: tuple[WaitClass, ...] = ()
+    own_generation: int = -1
 
     @property
     def agent_id(self) -> str:
         return self.profile.agent_id
+
+    @property
+    def free(self) -> bool:
+        """Available and not held by another node: a call may be offered to them."""
+        return self.state is AgentState.AVAILABLE and self.held_until is None
 
     @property
     def skills(self) -> Mapping[str, int]:

@@ -89,6 +89,8 @@ def agent_profiles(agents: Iterable[Agent]) -> tuple[AgentProfile, ...]:
             skills=dict(agent.skills),
             wrapuptime=agent.wrapuptime,
             sip_user=agent.sip_user,
+            login_on_register=agent.login_on_register,
+            logout_on_unregister=agent.logout_on_unregister,
         )
         for agent in agents
     )

@@ -9,9 +9,10 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Iterable
+from types import MappingProxyType
 
 from acd.actions import AcdAction, CancelOffer, ExitReason, OfferCall, RouteCall
-from acd.agent_state import STAFFED_STATES, AgentState, AgentTrigger, next_state
+from acd.agent_state import OFFER_STATES, STAFFED_STATES, AgentState, AgentTrigger, next_state
 from acd.agents import AgentRuntime
 from acd.events import (
     AcdEvent,
@@ -36,6 +37,24 @@ class UnknownCallError(KeyError):
     """A command named a call that is not waiting in any queue (answered, gone, or never seen)."""
 
 
+def unique_queues(queues: Iterable[QueueConfig]) -> dict[str, QueueConfig]:
+    configs: dict[str, QueueConfig] = {}
+    for queue in queues:
+        if queue.queue_id in configs:
+            raise ConfigError(f"queue {queue.queue_id!r} is defined twice")
+        configs[queue.queue_id] = queue
+    return configs
+
+
+def unique_agents(agents: Iterable[AgentProfile]) -> dict[str, AgentProfile]:
+    profiles: dict[str, AgentProfile] = {}
+    for profile in agents:
+        if profile.agent_id in profiles:
+            raise ConfigError(f"agent {profile.agent_id!r} is defined twice")
+        profiles[profile.agent_id] = profile
+    return profiles
+
+
 class EngineCore:
     def __init__(
         self,
@@ -46,38 +65,67 @@ class EngineCore:
         settings: EngineSettings | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
-        configs: dict[str, QueueConfig] = {}
-        for queue in queues:
-            if queue.queue_id in configs:
-                raise ConfigError(f"queue {queue.queue_id!r} is defined twice")
-            configs[queue.queue_id] = queue
-        self.agents: dict[str, AgentRuntime] = {}
-        for rank, profile in enumerate(agents):
-            if profile.agent_id in self.agents:
-                raise ConfigError(f"agent {profile.agent_id!r} is defined twice")
-            self.agents[profile.agent_id] = AgentRuntime(profile=profile, roster_rank=rank)
+        configs = unique_queues(queues)
+        self.agents: dict[str, AgentRuntime] = {
+            profile.agent_id: AgentRuntime(profile=profile, roster_rank=rank)
+            for rank, profile in enumerate(unique_agents(agents).values())
+        }
         classes = build_classes(configs)
         self.queues: dict[str, QueueRuntime] = {
-            qid: QueueRuntime(
-                config,
-                classes[qid],
-                {agent_id: i for i, agent_id in enumerate(config.linear_order)},
-                self.settings.service_level_window,
-                self.settings.handle_time_samples,
-                self.settings.default_talk_time,
-            )
-            for qid, config in configs.items()
+            qid: self._new_queue(config, classes[qid]) for qid, config in configs.items()
         }
+        self._rng = rng
         self.router = Router(self.queues, self.agents, self.settings, rng)
         self.calls: dict[str, WaitingCall] = {}  # every caller the engine looks after
         self.timers = Timers()
         self.last_agent: OrderedDict[str, str] = OrderedDict()  # customer -> agent who served
+        # Removed by a reload but still busy: a queue with callers, an agent on a call. They
+        # are forgotten once idle (see acd.reconfigure).
+        self.retired_queues: set[str] = set()
+        self.retiring_agents: set[str] = set()
         self._out: list[Output] = []
         self._seq = 0
 
+    def _new_queue(self, config: QueueConfig, classes: list[WaitClass]) -> QueueRuntime:
+        return QueueRuntime(
+            config,
+            classes,
+            {agent_id: i for i, agent_id in enumerate(config.linear_order)},
+            self.settings.service_level_window,
+            self.settings.handle_time_samples,
+            self.settings.default_talk_time,
+        )
+
     def _flush(self) -> list[Output]:
+        if self.retired_queues or self.retiring_agents:
+            self._forget_retired()
         out, self._out = self._out, []
         return out
+
+    def _forget_retired(self) -> None:
+        """Drop the queues and agents a reload removed once nothing uses them any more."""
+        for agent_id in list(self.retiring_agents):
+            agent = self.agents[agent_id]
+            if agent.state is AgentState.LOGGED_OUT:
+                self.retiring_agents.discard(agent_id)
+                self._drop_agent(agent)
+        if self.retired_queues:
+            busy = {call.queue_id for call in self.calls.values()}
+            for queue_id in list(self.retired_queues - busy):
+                self.retired_queues.discard(queue_id)
+                del self.queues[queue_id]
+
+    def _drop_agent(self, agent: AgentRuntime) -> None:
+        """Forget a logged-out agent (no caller waits for them: see ``_release_sticky``)."""
+        del self.agents[agent.agent_id]
+        self.timers.cancel(TimerKind.HELD, agent.agent_id)
+
+    def _release_sticky(self, agent_id: str, now: float) -> None:
+        """Callers waiting for ``agent_id`` in particular go to anyone who may serve them."""
+        for call in list(self.router.sticky.get(agent_id, {}).values()):
+            self._unstick(call)
+            call.preferred_agent = None
+            self._route_call(call, now)
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -97,10 +145,13 @@ class EngineCore:
         previous = agent.state
         state = next_state(agent.agent_id, previous, trigger)
         router = self.router
-        if previous is AgentState.AVAILABLE:
-            router.available.remove(agent.agent_id)
+        if previous is AgentState.AVAILABLE and agent.held_until is None:
+            router.left_available(agent)
         if state is AgentState.AVAILABLE:
-            router.available.add(agent.agent_id, self._next_seq())
+            if agent.held_until is not None and agent.held_until <= now:
+                self._release_hold(agent)
+            if agent.held_until is None:
+                router.became_available(agent, self._next_seq())
         emptied: list[WaitClass] = []
         was_staffed, is_staffed = previous in STAFFED_STATES, state in STAFFED_STATES
         if was_staffed != is_staffed:
@@ -131,10 +182,23 @@ class EngineCore:
         for cls in emptied:
             self._leave_when_empty(cls, now)
 
+    def _hold(self, agent: AgentRuntime, until: float) -> None:
+        """Keep ``agent`` out of the routing indexes until ``until`` (another node's claim)."""
+        if agent.held_until is None and agent.state is AgentState.AVAILABLE:
+            self.router.left_available(agent)
+        agent.held_until = until
+        self.timers.set(TimerKind.HELD, agent.agent_id, until)
+
+    def _release_hold(self, agent: AgentRuntime) -> None:
+        agent.held_until = None
+        self.timers.cancel(TimerKind.HELD, agent.agent_id)
+        if agent.state is AgentState.AVAILABLE:
+            self.router.became_available(agent, self._next_seq())
+
     def _leave_when_empty(self, cls: WaitClass, now: float) -> None:
-        runtime = self.queues[cls.queue_id]
-        if not runtime.config.leavewhenempty:
-            return
+        runtime = self.queues.get(cls.queue_id)
+        if runtime is None or not runtime.config.leavewhenempty:
+            return  # (a queue a reload removed, forgotten once empty, has no callers to leave)
         stranded = [
             c
             for c in runtime.entries.values()
@@ -142,6 +206,24 @@ class EngineCore:
         ]
         for call in stranded:
             self._exit(call, "empty", runtime.config.exit_destination, now)
+
+    # Callers' classes ---------------------------------------------------------------------------
+
+    def _class_for(self, call: WaitingCall) -> WaitClass:
+        """The class ``call`` belongs in at its queue and escalation step, with its own skills."""
+        return self.router.class_of(self.queues[call.queue_id], call.step, call.required)
+
+    def _place(self, call: WaitingCall, cls: WaitClass) -> None:
+        """Move ``call`` to ``cls`` (a pooled caller's entry in the old class becomes stale)."""
+        old = call.wait_class
+        if old is cls:
+            return
+        self.router.enter(cls, call.call_id)
+        if call.pooled:
+            cls.push(call)
+        else:
+            call.wait_class = cls
+        self.router.leave(old, call.call_id)
 
     # Offers -------------------------------------------------------------------------------------
 
@@ -151,10 +233,8 @@ class EngineCore:
             return
         if call.sticky_until is not None:
             preferred = self.agents[call.preferred_agent or ""]
-            if now < call.sticky_until:
-                if preferred.state is AgentState.AVAILABLE and call.may_offer_to(
-                    preferred.agent_id, now
-                ):
+            if now < call.sticky_until and self.router.holds_own_skills(preferred, call):
+                if preferred.free and call.may_offer_to(preferred.agent_id, now):
                     self._offer(call, [preferred.agent_id], now)
                 return
             self._unstick(call)
@@ -165,7 +245,7 @@ class EngineCore:
             self._offer(call, chosen, now)
 
     def _route_agent(self, agent: AgentRuntime, now: float) -> None:
-        if agent.state is not AgentState.AVAILABLE:
+        if not agent.free:
             return
         call = self.router.pick_call(agent, now)
         if call is not None:
@@ -203,6 +283,7 @@ class EngineCore:
                     queue_id=call.queue_id,
                     lease_seconds=self.settings.offer_lease,
                     wait_seconds=elapsed(call.joined_at, now),
+                    screen_pop=MappingProxyType(dict(call.attributes)),
                 )
             )
 
@@ -236,6 +317,23 @@ class EngineCore:
             self._out.append(cancel)
         self._transition(agent, trigger, now, reason)
         return agent
+
+    def _leave_work(
+        self, agent: AgentRuntime, trigger: AgentTrigger, now: float, reason: str
+    ) -> None:
+        """Pause or log out now; a pending offer goes back to its caller's queue."""
+        call = self.calls.get(agent.call_id or "") if agent.state in OFFER_STATES else None
+        self.timers.cancel(TimerKind.WRAP_UP, agent.agent_id)
+        if call is not None:
+            cancel = CancelOffer(call_id=call.call_id, agent_id=agent.agent_id, reason="withdrawn")
+            self._withdraw(call, agent.agent_id, now, reason, cancel, trigger)
+            if not call.offers:
+                self._requeue(call, now)
+        else:
+            self._transition(agent, trigger, now, reason)
+        if trigger is AgentTrigger.LOGOUT:
+            agent.pending_logout = False
+        agent.pending_pause = None
 
     def _fail_offer(
         self, agent: AgentRuntime, failure: OfferFailure, now: float, expired: bool
@@ -320,6 +418,7 @@ class EngineCore:
         """Remove ``call`` from every structure (its offers must already be over)."""
         self._unstick(call)
         call.pooled = False
+        self.router.leave(call.wait_class, call.call_id)
         self.queues[call.queue_id].entries.pop(call.call_id, None)
         self.calls.pop(call.call_id, None)
         for kind in (

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal
 
 from acd.actions import CancelOffer, CancelReason, DialCallback, RouteCall
-from acd.agent_state import OFFER_STATES, AgentState, AgentTrigger, IllegalTransitionError
+from acd.agent_state import AgentState, AgentTrigger, IllegalTransitionError, next_state
 from acd.agents import AgentRuntime
 from acd.core import Output, UnknownCallError
 from acd.events import (
@@ -30,9 +31,9 @@ from acd.events import (
     QueueJoinRejected,
     QueuePriorityChanged,
 )
-from acd.model import OfferFailure
+from acd.model import OfferFailure, call_skills
+from acd.reconfigure import Reconfiguration
 from acd.timers import TimerKind, elapsed
-from acd.timers_dispatch import TimerHandlers
 from acd.waiting import CallStatus, QueueRuntime, WaitingCall
 
 logger = logging.getLogger(__name__)
@@ -40,9 +41,12 @@ logger = logging.getLogger(__name__)
 __all__ = ["AcdEngine", "Output", "UnknownCallError"]
 
 CUSTOMER_KEY = "customer_id"  # routing attribute naming the customer, for "last agent" routing
+# Shortest time an agent another node holds stays out of decisions here, even when that node's
+# claim is just ending: without it a refused claim could be retried at once, again and again.
+MIN_HOLD = 1.0
 
 
-class AcdEngine(TimerHandlers):
+class AcdEngine(Reconfiguration):
     """Construct with ``AcdEngine(queues, agents, rng=random.Random(seed), settings=...)``."""
 
     # Callers ------------------------------------------------------------------------------------
@@ -56,18 +60,31 @@ class AcdEngine(TimerHandlers):
         priority: int = 0,
         attributes: Mapping[str, str] | None = None,
         preferred_agent: str | None = None,
+        required_skills: Mapping[str, int] | None = None,
     ) -> list[Output]:
-        """A caller arrives in ``queue_id``; routed at once if an agent may take them."""
+        """A caller arrives in ``queue_id``; routed at once if an agent may take them.
+
+        ``required_skills`` (skill -> minimum proficiency) are the caller's own needs on top of
+        the queue's: only an agent with all of both may be offered the call (see the module
+        documentation). Raises ValueError for a proficiency outside 1..5.
+        """
         if call_id in self.calls:
             raise ValueError(f"call {call_id!r} is already queued")
-        runtime = self._queue(queue_id)
+        runtime = self._open_queue(queue_id)
         config = runtime.config
         attributes = dict(attributes or {})
+        needs = call_skills(required_skills)
         reject: Literal["full", "empty"] | None = None
+        wait_class = None
         if config.max_length is not None and len(runtime.entries) >= config.max_length:
             reject = "full"
-        elif not config.joinempty and runtime.classes[0].staffed == 0:
-            reject = "empty"
+        else:
+            wait_class = self.router.class_of(runtime, 0, needs)
+            if not config.joinempty and wait_class.staffed == 0:
+                # Nobody logged in has the queue's skills and the caller's (a skill no agent
+                # has at all is the same): joinempty says whether to wait for one.
+                self.router.drop_if_unused(wait_class)
+                reject = "empty"
         if reject is not None:
             self._out.append(QueueJoinRejected(call_id=call_id, queue_id=queue_id, reason=reject))
             self._out.append(
@@ -88,13 +105,22 @@ class AcdEngine(TimerHandlers):
             anchor=now,
             joined_at=now,
             seq=seq,
-            wait_class=runtime.classes[0],
+            wait_class=wait_class or runtime.classes[0],
             rank=runtime.rank_of(priority, now),
+            required=needs,
         )
+        self.router.enter(call.wait_class, call_id)
         if preferred_agent is None and CUSTOMER_KEY in attributes:
             preferred_agent = self.last_agent.get(attributes[CUSTOMER_KEY])
-        if preferred_agent is not None and preferred_agent not in self.agents:
+        if preferred_agent is not None and (
+            preferred_agent not in self.agents or preferred_agent in self.retiring_agents
+        ):
             logger.info("call %s: preferred agent %r is unknown", call_id, preferred_agent)
+            preferred_agent = None
+        if preferred_agent is not None and not self.router.holds_own_skills(
+            self.agents[preferred_agent], call
+        ):
+            logger.info("call %s: preferred agent %r lacks its skills", call_id, preferred_agent)
             preferred_agent = None
         call.preferred_agent = preferred_agent
         self.calls[call_id] = call
@@ -105,6 +131,7 @@ class AcdEngine(TimerHandlers):
                 queue_id=queue_id,
                 priority=priority,
                 position=runtime.position(call),
+                required_skills=MappingProxyType(call.required_skills),
             )
         )
         self._arm_call_timers(call, now)
@@ -114,7 +141,7 @@ class AcdEngine(TimerHandlers):
                 call.sticky_until = now + config.sticky_wait
                 self.router.sticky.setdefault(preferred_agent, {})[call_id] = call
                 self.timers.set(TimerKind.STICKY, call_id, call.sticky_until)
-            elif agent.state is AgentState.AVAILABLE:
+            elif agent.free:
                 self._offer(call, [preferred_agent], now)
                 return self._flush()
         self._route_call(call, now)
@@ -163,7 +190,7 @@ class AcdEngine(TimerHandlers):
     def move_call(self, call_id: str, queue_id: str, now: float) -> list[Output]:
         """Move a waiting caller to another queue; their arrival time keeps their place."""
         call = self._waiting(call_id)
-        target = self._queue(queue_id)
+        target = self._open_queue(queue_id)
         if queue_id == call.queue_id:
             raise ValueError(f"call {call_id!r} is already in queue {queue_id!r}")
         freed = self._withdraw_all(call, now, "withdrawn")
@@ -173,7 +200,8 @@ class AcdEngine(TimerHandlers):
         call.queue_id = queue_id
         call.joined_at = now
         call.step = 0
-        call.wait_class = target.classes[0]
+        call.wait_class = self._class_for(call)  # the caller's own skills come along
+        self.router.enter(call.wait_class, call_id)
         call.rank = target.rank_of(call.priority, call.anchor)
         call.excluded.clear()
         call.pending_exit = None
@@ -187,6 +215,7 @@ class AcdEngine(TimerHandlers):
                     queue_id=queue_id,
                     priority=call.priority,
                     position=target.position(call),
+                    required_skills=MappingProxyType(call.required_skills),
                 )
             )
         self._arm_call_timers(call, now)
@@ -351,6 +380,25 @@ class AcdEngine(TimerHandlers):
         self._fail_offer(agent, OfferFailure(reason), now, expired=False)
         return self._flush()
 
+    def offer_claimed_elsewhere(
+        self, call_id: str, agent_id: str, held_until: float, now: float
+    ) -> list[Output]:
+        """Another node holds the agent (the shared store refused the claim) until ``held_until``.
+
+        Not the agent's failure: nothing counts toward auto-pause and no no-answer or rejection
+        is reported. The offer is withdrawn, the caller goes to the next agent, and the agent is
+        left out of every decision here until ``held_until``, when they are tried again.
+        """
+        agent = self._current_offer(call_id, agent_id)
+        if agent is None:
+            return []
+        call = self.calls[call_id]
+        self._hold(agent, max(held_until, now + MIN_HOLD))
+        self._withdraw(call, agent_id, now, "claimed_elsewhere", None)
+        if not call.offers:
+            self._requeue(call, now)
+        return self._flush()
+
     def call_ended(self, agent_id: str, now: float) -> list[Output]:
         """The agent's call ended: wrap-up (queue's time, or the agent's own) then available."""
         agent = self._agent(agent_id)
@@ -365,11 +413,64 @@ class AcdEngine(TimerHandlers):
         self._route_agent(agent, now)
         return self._flush()
 
+    def transfer_answered(
+        self, call_id: str, agent_id: str, queue_id: str, ring_seconds: float, now: float
+    ) -> list[Output]:
+        """A caller of ``queue_id`` was transferred to ``agent_id``'s phone (not offered by the
+        ACD: another agent's blind transfer rings it directly) and the agent answered. They are
+        on that call from now, so its talk time from here on is theirs; its end is reported with
+        :meth:`call_ended`. Raises :class:`IllegalTransitionError` unless they were available."""
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.AVAILABLE:
+            raise IllegalTransitionError(agent_id, agent.state, AgentTrigger.TAKE_TRANSFER)
+        agent.call_id = call_id  # named by the state change
+        self._transition(agent, AgentTrigger.TAKE_TRANSFER, now, "transferred")
+        agent.queue_id = queue_id if queue_id in self.queues else None
+        agent.answered_at = now
+        agent.failures = 0
+        agent.calls_answered += 1
+        self._out.append(
+            AgentAnswered(
+                call_id=call_id,
+                agent_id=agent_id,
+                queue_id=queue_id,
+                wait_seconds=0.0,  # the caller waited for the first agent, not for this one
+                ring_seconds=ring_seconds,
+            )
+        )
+        return self._flush()
+
+    def direct_call_started(self, agent_id: str, call_id: str, now: float) -> list[Output]:
+        """``agent_id`` is on a call of their own, outside the queues (see
+        :mod:`acd.agent_state`): ``on_call`` until :meth:`direct_call_ended`, so that no queue
+        call is offered meanwhile; a wrap-up in progress ends. Raises
+        :class:`IllegalTransitionError` unless they were available or in wrap-up."""
+        agent = self._agent(agent_id)
+        next_state(agent_id, agent.state, AgentTrigger.DIRECT_CALL)  # raises before any change
+        self.timers.cancel(TimerKind.WRAP_UP, agent_id)
+        agent.call_id = call_id  # named by the state change
+        self._transition(agent, AgentTrigger.DIRECT_CALL, now, "direct_call")
+        agent.queue_id = agent.wrap_up_until = None
+        agent.answered_at = now
+        return self._flush()
+
+    def direct_call_ended(self, agent_id: str, call_id: str, now: float) -> list[Output]:
+        """The agent's own call ``call_id`` ended: no wrap-up (no queue call was handled), then
+        a pause or logout asked for meanwhile, else available and routed."""
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
+            raise IllegalTransitionError(agent_id, agent.state, AgentTrigger.HANG_UP_NO_WRAP_UP)
+        self._end_call(agent, now, "direct_call_ended", talk=None)
+        self._route_agent(agent, now)
+        return self._flush()
+
     # Agents -------------------------------------------------------------------------------------
 
-    def agent_login(self, agent_id: str, now: float) -> list[Output]:
+    def agent_login(self, agent_id: str, now: float, reason: str = "login") -> list[Output]:
+        if agent_id in self.retiring_agents:
+            raise KeyError(f"unknown agent {agent_id!r} (removed from the configuration)")
         agent = self._agent(agent_id)
-        self._transition(agent, AgentTrigger.LOGIN, now, "login")
+        self._transition(agent, AgentTrigger.LOGIN, now, reason)
         self._route_agent(agent, now)
         return self._flush()
 
@@ -401,6 +502,89 @@ class AcdEngine(TimerHandlers):
         self._transition(agent, AgentTrigger.UNPAUSE, now, "unpause")
         agent.failures = 0
         self._route_agent(agent, now)
+        return self._flush()
+
+    # Restoring a previous run -------------------------------------------------------------------
+
+    def restore_agent(
+        self,
+        agent_id: str,
+        state: AgentState,
+        now: float,
+        *,
+        reason: str = "restored",
+        wrap_up_left: float = 0.0,
+    ) -> list[Output]:
+        """Put a logged-out agent back in the state a previous run of this node left them in.
+
+        ``state`` is what the shared store last saw: ``available``, ``paused`` (with the pause
+        ``reason``) or ``wrap_up`` (``wrap_up_left`` seconds to go). An agent who was offered a
+        call or talking is restored available: that call was on the node that went away.
+        """
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.LOGGED_OUT:
+            raise IllegalTransitionError(agent_id, agent.state, AgentTrigger.LOGIN)
+        if state is AgentState.LOGGED_OUT:
+            return []
+        if state is AgentState.PAUSED:
+            self._transition(agent, AgentTrigger.RESTORE_PAUSED, now, reason)
+            return self._flush()
+        if state is AgentState.WRAP_UP and wrap_up_left > 0:
+            self._transition(agent, AgentTrigger.RESTORE_WRAP_UP, now, "restored")
+            agent.wrap_up_until = now + wrap_up_left
+            self.timers.set(TimerKind.WRAP_UP, agent_id, agent.wrap_up_until)
+            return self._flush()
+        self._transition(agent, AgentTrigger.LOGIN, now, "restored")
+        self._route_agent(agent, now)
+        return self._flush()
+
+    def restore_callback(
+        self,
+        call_id: str,
+        queue_id: str,
+        destination: str,
+        now: float,
+        *,
+        waited: float = 0.0,
+        priority: int = 0,
+        attributes: Mapping[str, str] | None = None,
+        attempts: int = 0,
+        required_skills: Mapping[str, int] | None = None,
+    ) -> list[Output]:
+        """A callback a previous run of this node had not completed: back in ``queue_id``,
+        keeping its place (it has waited ``waited`` seconds) and its attempts so far.
+
+        No ``callback.requested`` again: the request was reported when the caller made it.
+        """
+        if call_id in self.calls:
+            raise ValueError(f"call {call_id!r} is already queued")
+        if not destination:
+            raise ValueError("callback destination is empty")
+        runtime = self._open_queue(queue_id)
+        arrival = now - max(0.0, waited)
+        needs = call_skills(required_skills)
+        call = WaitingCall(
+            call_id=call_id,
+            queue_id=queue_id,
+            priority=priority,
+            attributes=dict(attributes or {}),
+            anchor=arrival,
+            joined_at=arrival,
+            seq=self._next_seq(),
+            wait_class=self.router.class_of(runtime, 0, needs),
+            rank=runtime.rank_of(priority, arrival),
+            callback_destination=destination,
+            callback_attempts=attempts,
+            required=needs,
+        )
+        self.router.enter(call.wait_class, call_id)
+        self.calls[call_id] = call
+        runtime.entries[call_id] = call
+        escalation = runtime.config.escalation
+        if escalation:
+            # Counted from its arrival: steps already due fire at the next timer, in order.
+            self.timers.set(TimerKind.ESCALATE, call_id, arrival + escalation[0].after)
+        self._route_call(call, now)
         return self._flush()
 
     # Queries ------------------------------------------------------------------------------------
@@ -459,23 +643,6 @@ class AcdEngine(TimerHandlers):
         call.status = CallStatus.WAITING if call.status is CallStatus.OFFERED else call.status
         return freed
 
-    def _leave_work(
-        self, agent: AgentRuntime, trigger: AgentTrigger, now: float, reason: str
-    ) -> None:
-        """Pause or log out now; a pending offer goes back to its caller's queue."""
-        call = self.calls.get(agent.call_id or "") if agent.state in OFFER_STATES else None
-        self.timers.cancel(TimerKind.WRAP_UP, agent.agent_id)
-        if call is not None:
-            cancel = CancelOffer(call_id=call.call_id, agent_id=agent.agent_id, reason="withdrawn")
-            self._withdraw(call, agent.agent_id, now, reason, cancel, trigger)
-            if not call.offers:
-                self._requeue(call, now)
-        else:
-            self._transition(agent, trigger, now, reason)
-        if trigger is AgentTrigger.LOGOUT:
-            agent.pending_logout = False
-        agent.pending_pause = None
-
     def _end_call(self, agent: AgentRuntime, now: float, reason: str, talk: float | None) -> None:
         queue_id = agent.queue_id
         runtime = self.queues.get(queue_id or "")
@@ -500,6 +667,12 @@ class AcdEngine(TimerHandlers):
             self._transition(agent, AgentTrigger.HANG_UP_AND_PAUSE, now, pause)
         else:
             self._transition(agent, AgentTrigger.HANG_UP_NO_WRAP_UP, now, reason)
+
+    def _open_queue(self, queue_id: str) -> QueueRuntime:
+        """A queue callers may join: configured, not removed by a reload."""
+        if queue_id in self.retired_queues:
+            raise KeyError(f"unknown queue {queue_id!r} (removed from the configuration)")
+        return self._queue(queue_id)
 
     def _queue(self, queue_id: str) -> QueueRuntime:
         try:

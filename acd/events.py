@@ -6,7 +6,9 @@ seconds (``wait_seconds``, ``ring_seconds``, ``seconds_in_previous``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar, Literal
 
 QueueLeftReason = Literal[
@@ -28,17 +30,22 @@ def _non_negative(name: str, value: float) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueJoined:
-    """A caller entered a queue."""
+    """A caller entered a queue. ``required_skills`` (skill: minimum proficiency) are the
+    caller's own needs, set by the IVR or the CRM, required of the agent on top of the queue's
+    skills; empty when the queue's skills suffice."""
 
     TYPE: ClassVar[str] = "queue.joined"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: required_skills
     call_id: str
     queue_id: str
     priority: int
     position: int
+    required_skills: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         _require(self.position >= 1, f"position must be >= 1, got {self.position}")
+        for skill, level in self.required_skills.items():
+            _require(1 <= level <= 5, f"required skill {skill!r}: level {level} not in 1..5")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,12 +130,15 @@ class AgentOffered:
     """A call was offered to an agent; the offer is a lease valid ``lease_seconds``."""
 
     TYPE: ClassVar[str] = "agent.offered"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: screen_pop
     call_id: str
     agent_id: str
     queue_id: str
     lease_seconds: float
     wait_seconds: float
+    screen_pop: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """What the agent's screen shows about the caller: the call's routing attributes (the
+    IVR's variables, ``crm.*`` fields of the CRM's customer record)."""
 
     def __post_init__(self) -> None:
         _require(self.lease_seconds > 0, "lease_seconds must be > 0")
@@ -170,7 +180,8 @@ class AgentRejected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentAnswered:
-    """An agent answered a queued call; the caller waited ``wait_seconds`` in the queue."""
+    """An agent answered a queued call, or a caller another agent transferred to them; the
+    caller waited ``wait_seconds`` in the queue for this agent (0 after a transfer)."""
 
     TYPE: ClassVar[str] = "agent.answered"
     VERSION: ClassVar[int] = 1

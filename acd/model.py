@@ -118,6 +118,31 @@ class Requirement:
             )
         )
 
+    def with_call_skills(self, needs: tuple[SkillRequirement, ...]) -> Requirement:
+        """Every alternative also requiring ``needs`` (a caller's own skills): where both name a
+        skill, the higher minimum applies. Skills in each alternative are sorted by name, so
+        that equal requirements compare equal whatever order they were written in."""
+        alternatives = []
+        for alternative in self.alternatives:
+            levels = {r.skill: r.min_proficiency for r in alternative}
+            for need in needs:
+                levels[need.skill] = max(levels.get(need.skill, 0), need.min_proficiency)
+            alternatives.append(
+                tuple(
+                    SkillRequirement(skill=skill, min_proficiency=level)
+                    for skill, level in sorted(levels.items())
+                )
+            )
+        return Requirement(tuple(dict.fromkeys(alternatives)))
+
+    def includes(self, needs: tuple[SkillRequirement, ...]) -> bool:
+        """Whether every alternative already requires each of ``needs`` at its level or above."""
+        return all(
+            any(r.skill == n.skill and r.min_proficiency >= n.min_proficiency for r in alternative)
+            for alternative in self.alternatives
+            for n in needs
+        )
+
     def with_alternatives(self, extra: tuple[tuple[SkillRequirement, ...], ...]) -> Requirement:
         merged = list(self.alternatives)
         for alternative in extra:
@@ -236,6 +261,32 @@ class QueueConfig:
     def requirement(self) -> Requirement:
         return Requirement((self.required_skills,))
 
+    def relaxation(self, step: int) -> int:
+        """Proficiency levels the first ``step`` escalation steps relax, in total."""
+        return sum(s.relax_proficiency for s in self.escalation[:step])
+
+
+def call_skills(levels: Mapping[str, int] | None) -> tuple[SkillRequirement, ...]:
+    """A caller's own required skills (skill -> minimum proficiency), validated and sorted."""
+    if not levels:
+        return ()
+    return tuple(
+        SkillRequirement(skill=skill, min_proficiency=level)
+        for skill, level in sorted(levels.items())
+    )
+
+
+def relaxed_skills(needs: tuple[SkillRequirement, ...], by: int) -> tuple[SkillRequirement, ...]:
+    """``needs`` with each minimum lowered by ``by`` levels, never below 1."""
+    if not by:
+        return needs
+    return tuple(
+        SkillRequirement(
+            skill=n.skill, min_proficiency=max(MIN_PROFICIENCY, n.min_proficiency - by)
+        )
+        for n in needs
+    )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentProfile:
@@ -247,6 +298,8 @@ class AgentProfile:
     max_calls: int = 1
     wrapuptime: float | None = None  # overrides the queue's wrap-up time when set
     sip_user: str | None = None
+    login_on_register: bool = False  # the softphone registering logs the agent in
+    logout_on_unregister: bool = False  # its last registration ending logs them out
 
     def __post_init__(self) -> None:
         where = f"agent {self.agent_id!r}"

@@ -6,6 +6,11 @@ both read "free" and both write; a script runs atomically on the Redis server (n
 runs in between), so exactly one of them wins whatever the interleaving. Everything else is a
 single command (``HINCRBYFLOAT``, ``HSET``...), atomic by itself.
 
+Round trips: a write that answers nothing (an agent's status, a queue entry, a customer's last
+agent) is held back and sent, in order, in the same pipeline as the next command that needs an
+answer (a claim, a read), or by :meth:`RedisAcdStore.flush`, which the service calls at the end
+of every input. A caller's arrival (entry, agent status, claim) is then one round trip, not three.
+
 Keys, all under one prefix (``cxos:acd:`` by default; one prefix per deployment or per test)::
 
     {prefix}claim:{agent}     hash   call, until      the agent's offer/call lease
@@ -27,16 +32,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from acd.store import AgentStatus, Claim, QueueEntry
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFIX: Final = "cxos:acd:"
+_BATCH: Final = 500  # keys per MGET when many statuses are read at once (a restart)
 
 # KEYS[1] claim key; ARGV: call, lease_until, now, key ttl (ms).
 # Refused while another call holds a lease that has not run out at ``now``.
@@ -88,6 +99,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _status(agent_id: str, raw: Any) -> AgentStatus:
+    document = json.loads(_text(raw))
+    wrap_up_until = document.get("wrap_up_until")
+    return AgentStatus(
+        agent_id=agent_id,
+        state=str(document["state"]),
+        reason=str(document.get("reason", "")),
+        call_id=document.get("call_id"),
+        since=float(document.get("since", 0.0)),
+        wrap_up_until=None if wrap_up_until is None else float(wrap_up_until),
+        node=str(document.get("node", "")),
+    )
+
+
 def _number(value: float) -> str:
     # repr() round-trips a float exactly; Lua's tonumber reads it back as the same double.
     if not math.isfinite(value):
@@ -123,17 +148,33 @@ class RedisAcdStore:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._connect = client.register_script(_CONNECT)
+        # Writes whose answer nobody waits for (statuses, queue entries, memories), sent with
+        # the next command that needs an answer or by flush(): one round trip, not one each.
+        self._pending: list[tuple[str, ...]] = []
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> RedisAcdStore:
-        """A store on a new client for ``redis://host:port/db`` (closed by :meth:`close`)."""
-        return cls(Redis.from_url(url), prefix=prefix)
+        """A store on a new client for ``redis://host:port/db`` (closed by :meth:`close`).
+
+        A command that finds its pooled connection closed (Redis restarted, a failover) is sent
+        again on a new connection, twice at most, instead of failing the call that issued it.
+        Only connection errors are retried: after a timeout the command may have run.
+        """
+        retry = Retry(
+            ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(RedisConnectionError,)
+        )
+        return cls(Redis.from_url(url, retry=retry), prefix=prefix)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        """Send the writes held back, then close the client."""
+        try:
+            await self.flush()
+        finally:
+            await self.client.aclose()
 
     async def delete_all(self) -> int:
         """Delete every key under this store's prefix (tests, decommissioning); returns how many."""
+        await self.flush()
         deleted = 0
         batch: list[Any] = []
         async for key in self.client.scan_iter(match=self._escaped_prefix() + "*", count=500):
@@ -144,6 +185,42 @@ class RedisAcdStore:
         if batch:
             deleted += await self.client.delete(*batch)
         return deleted
+
+    async def flush(self) -> None:
+        """Send the writes held back, in order, in one round trip."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command in pending:
+                pipe.execute_command(*command)
+            await pipe.execute()
+
+    async def _script(self, script: AsyncScript, keys: list[str], args: list[str]) -> Any:
+        """Run ``script``, with the writes held back before it in the same round trip.
+
+        EVALSHA by the script's digest: a pipeline of redis-py ``Script`` objects would first
+        ask the server whether they are loaded, a round trip of its own every time. A server
+        that lost its scripts (restarted) answers NOSCRIPT, and the script is run again through
+        redis-py, which loads it.
+        """
+        if not self._pending:
+            return await script(keys=keys, args=args)
+        pending, self._pending = self._pending, []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command in pending:
+                pipe.execute_command(*command)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        for result in results[:-1]:
+            if isinstance(result, Exception):
+                raise result
+        answer = results[-1]
+        if isinstance(answer, NoScriptError):
+            return await script(keys=keys, args=args)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def _escaped_prefix(self) -> str:
         # SCAN MATCH is a glob: characters special to it in the prefix must be taken literally.
@@ -160,9 +237,10 @@ class RedisAcdStore:
     async def claim_agent(
         self, agent_id: str, call_id: str, lease_until: float, now: float
     ) -> bool:
-        won = await self._claim(
-            keys=[self._key("claim", agent_id)],
-            args=[
+        won = await self._script(
+            self._claim,
+            [self._key("claim", agent_id)],
+            [
                 call_id,
                 _number(lease_until),
                 _number(now),
@@ -174,9 +252,10 @@ class RedisAcdStore:
     async def renew_claim(
         self, agent_id: str, call_id: str, lease_until: float, now: float
     ) -> bool:
-        renewed = await self._renew(
-            keys=[self._key("claim", agent_id)],
-            args=[
+        renewed = await self._script(
+            self._renew,
+            [self._key("claim", agent_id)],
+            [
                 call_id,
                 _number(lease_until),
                 _number(now),
@@ -186,10 +265,11 @@ class RedisAcdStore:
         return bool(int(renewed))
 
     async def release_agent(self, agent_id: str, call_id: str) -> bool:
-        released = await self._release(keys=[self._key("claim", agent_id)], args=[call_id])
+        released = await self._script(self._release, [self._key("claim", agent_id)], [call_id])
         return bool(int(released))
 
     async def claim_of(self, agent_id: str, now: float) -> Claim | None:
+        await self.flush()
         call, until = await self.client.hmget(self._key("claim", agent_id), ["call", "until"])
         if call is None or until is None:
             return None
@@ -199,17 +279,18 @@ class RedisAcdStore:
         return Claim(agent_id=agent_id, call_id=_text(call), lease_until=lease_until)
 
     async def connect_call(self, call_id: str, agent_id: str) -> bool:
-        won = await self._connect(
-            keys=[self._key("conn", call_id)], args=[agent_id, self._connection_ms]
+        won = await self._script(
+            self._connect, [self._key("conn", call_id)], [agent_id, self._connection_ms]
         )
         return bool(int(won))
 
     async def connected_agent(self, call_id: str) -> str | None:
+        await self.flush()
         agent = await self.client.get(self._key("conn", call_id))
         return None if agent is None else _text(agent)
 
     async def finish_call(self, call_id: str) -> None:
-        await self.client.delete(self._key("conn", call_id))
+        self._pending.append(("DEL", self._key("conn", call_id)))
 
     # Agents --------------------------------------------------------------------------------
 
@@ -219,30 +300,38 @@ class RedisAcdStore:
             "reason": status.reason,
             "call_id": status.call_id,
             "since": status.since,
+            "wrap_up_until": status.wrap_up_until,
+            "node": status.node,
         }
-        await self.client.set(self._key("status", status.agent_id), json.dumps(document))
+        self._pending.append(("SET", self._key("status", status.agent_id), json.dumps(document)))
 
     async def agent_status(self, agent_id: str) -> AgentStatus | None:
+        await self.flush()
         raw = await self.client.get(self._key("status", agent_id))
-        if raw is None:
-            return None
-        document = json.loads(_text(raw))
-        return AgentStatus(
-            agent_id=agent_id,
-            state=str(document["state"]),
-            reason=str(document.get("reason", "")),
-            call_id=document.get("call_id"),
-            since=float(document.get("since", 0.0)),
-        )
+        return None if raw is None else _status(agent_id, raw)
+
+    async def agent_statuses(self, agent_ids: Iterable[str]) -> Mapping[str, AgentStatus]:
+        await self.flush()
+        found: dict[str, AgentStatus] = {}
+        wanted = list(agent_ids)
+        for start in range(0, len(wanted), _BATCH):
+            batch = wanted[start : start + _BATCH]
+            values = await self.client.mget([self._key("status", a) for a in batch])
+            for agent_id, raw in zip(batch, values, strict=True):
+                if raw is not None:
+                    found[agent_id] = _status(agent_id, raw)
+        return found
 
     async def add_counter(self, agent_id: str, counter: str, amount: float) -> float:
+        await self.flush()
         value = await self.client.hincrbyfloat(self._key("counters", agent_id), counter, amount)
         return float(value)
 
     async def reset_counter(self, agent_id: str, counter: str) -> None:
-        await self.client.hdel(self._key("counters", agent_id), counter)
+        self._pending.append(("HDEL", self._key("counters", agent_id), counter))
 
     async def counters(self, agent_id: str) -> Mapping[str, float]:
+        await self.flush()
         raw = await self.client.hgetall(self._key("counters", agent_id))
         return {_text(k): float(_text(v)) for k, v in raw.items()}
 
@@ -255,15 +344,20 @@ class RedisAcdStore:
             "arrival": entry.arrival,
             "attributes": dict(entry.attributes),
             "callback_destination": entry.callback_destination,
+            "callback_attempts": entry.callback_attempts,
+            "node": entry.node,
+            "required_skills": dict(entry.required_skills),
         }
-        await self.client.hset(
-            self._key("entries", entry.queue_id), entry.call_id, json.dumps(document)
+        self._pending.append(
+            ("HSET", self._key("entries", entry.queue_id), entry.call_id, json.dumps(document))
         )
 
     async def remove_entry(self, queue_id: str, call_id: str) -> bool:
+        await self.flush()
         return bool(await self.client.hdel(self._key("entries", queue_id), call_id))
 
     async def entries(self, queue_id: str) -> tuple[QueueEntry, ...]:
+        await self.flush()
         raw = await self.client.hgetall(self._key("entries", queue_id))
         found = []
         for call, encoded in raw.items():
@@ -277,20 +371,28 @@ class RedisAcdStore:
                     arrival=float(document["arrival"]),
                     attributes={str(k): str(v) for k, v in document["attributes"].items()},
                     callback_destination=document.get("callback_destination"),
+                    callback_attempts=int(document.get("callback_attempts", 0)),
+                    node=str(document.get("node", "")),
+                    required_skills={
+                        str(k): int(v) for k, v in document.get("required_skills", {}).items()
+                    },
                 )
             )
         return tuple(sorted(found, key=QueueEntry.order_key))
 
     async def set_last_offered(self, queue_id: str, agent_id: str) -> None:
+        await self.flush()
         await self.client.hset(self._key("last_offered"), queue_id, agent_id)
 
     async def last_offered(self, queue_id: str) -> str | None:
+        await self.flush()
         agent = await self.client.hget(self._key("last_offered"), queue_id)
         return None if agent is None else _text(agent)
 
     async def remember_agent(self, customer: str, agent_id: str) -> None:
-        await self.client.hset(self._key("customers"), customer, agent_id)
+        self._pending.append(("HSET", self._key("customers"), customer, agent_id))
 
     async def agent_for_customer(self, customer: str) -> str | None:
+        await self.flush()
         agent = await self.client.hget(self._key("customers"), customer)
         return None if agent is None else _text(agent)

@@ -4,11 +4,35 @@ The engine keeps one invariant: no available agent could take any waiting caller
 only ever needed for the one caller or the one agent whose situation just changed:
 
 - a caller can be served (arrival, re-queue, escalation): pick among the *available agents who
-  qualify*, read from the skill index in longest-idle order;
+  qualify*, which the caller's wait class keeps sorted by its queue's strategy (the first entry,
+  or a random position, is the answer);
 - an agent becomes available: pick among the *heads of the wait classes* they qualify for, then
   between queues by the cross-queue policy.
 
 Neither walks the roster or every waiting caller.
+
+Callers with skills of their own (a language the IVR asked for, the CRM's): such a caller needs
+an agent with the queue's skills *and* theirs, so they wait in a class of that combined
+requirement, with its own ranked available agents like any other class. These classes are made
+when the first caller needs one (filled from the staffed index: only agents who qualify are
+visited) and dropped when their last caller leaves; callers of one queue with the same needs at
+the same step share one. An agent's classes are the queue classes they qualify for (computed
+once) plus the callers' classes, looked up by the agent's skills and cached until a class of
+callers' skills is made or dropped. The rules:
+
+- every alternative of the queue's requirement (its skills, an escalation's ``add_skills``, an
+  overflow queue's skills) also requires the caller's skills; where both name one skill, the
+  higher minimum applies;
+- escalation steps that ``relax_proficiency`` relax the caller's minimums by as many levels,
+  never below 1: a caller never loses a skill they asked for, only its level;
+- a caller whose needs no logged-in, unpaused agent meets (a skill nobody has included) is in a
+  queue nobody staffs: ``joinempty: no`` refuses them, otherwise they wait (until an agent with
+  the skill logs in, the queue's max wait, or an escalation routes them elsewhere), and
+  ``leavewhenempty`` sends them out when the last agent who could serve them leaves;
+- a preferred agent (last agent, CRM account owner) may skip the queue's skills but never the
+  caller's: without them the preference is ignored;
+- position counts the callers ahead who compete for the same agents (see
+  ``WaitingCall.competes_with``); the wait estimate counts the agents of the caller's class.
 """
 
 from __future__ import annotations
@@ -19,9 +43,16 @@ from collections.abc import Callable, Mapping
 from acd.agent_state import AgentState
 from acd.agents import AgentRuntime
 from acd.ewt import estimate_wait
-from acd.index import SkillIndex
-from acd.model import CrossQueuePolicy, EngineSettings, QueueConfig, Strategy
-from acd.strategies import Scan, StrategyContext, select
+from acd.index import RankedAgents, SkillIndex
+from acd.model import (
+    CrossQueuePolicy,
+    EngineSettings,
+    QueueConfig,
+    Requirement,
+    SkillRequirement,
+    relaxed_skills,
+)
+from acd.strategies import choose, rank_key
 from acd.waiting import CallStatus, QueueRuntime, WaitClass, WaitingCall
 
 
@@ -58,9 +89,11 @@ class Router:
         "_agents",
         "_by_skill",
         "_open",
+        "_own",
+        "_own_by_skill",
         "_policy",
         "_rng",
-        "available",
+        "generation",
         "queues",
         "staffed",
         "sticky",
@@ -81,17 +114,30 @@ class Router:
         def skills_of(agent_id: str) -> Mapping[str, int]:
             return agents[agent_id].profile.skills
 
-        self.available = SkillIndex(skills_of)  # agents in state available, longest idle first
         self.staffed = SkillIndex(skills_of)  # logged in and not paused
         self.sticky: dict[str, dict[str, WaitingCall]] = {}  # agent -> callers waiting for them
         self._by_skill: dict[str, list[WaitClass]] = {}
         self._open: list[WaitClass] = []  # classes any agent qualifies for
+        # Classes of callers' own skills: (queue, requirement) -> class, and by one of the
+        # callers' skills (every agent in the class has it); ``generation`` counts changes.
+        self._own: dict[tuple[str, Requirement], WaitClass] = {}
+        self._own_by_skill: dict[str, list[WaitClass]] = {}
+        self.generation = 0
         seen: set[int] = set()
         for runtime in queues.values():
             for cls in runtime.classes:
                 if id(cls) in seen:
                     continue
                 seen.add(id(cls))
+                config = runtime.config
+                cls.free = RankedAgents(
+                    rank_key(
+                        config.strategy,
+                        agents.__getitem__,
+                        self.order_of(runtime),
+                        config.requirement,
+                    )
+                )
                 skills = cls.requirement.skills()
                 if any(not alternative for alternative in cls.requirement.alternatives):
                     self._open.append(cls)
@@ -100,7 +146,8 @@ class Router:
                     self._by_skill.setdefault(skill, []).append(cls)
 
     def classes_for(self, agent: AgentRuntime) -> tuple[WaitClass, ...]:
-        """The wait classes ``agent`` qualifies for (computed once per agent)."""
+        """The wait classes ``agent`` qualifies for (computed once per agent, and the classes
+        of callers' own skills once per change of those)."""
         if agent.classes is None:
             skills = agent.profile.skills
             found: dict[int, WaitClass] = {id(c): c for c in self._open}
@@ -109,46 +156,122 @@ class Router:
                     if id(cls) not in found and cls.requirement.satisfied_by(skills):
                         found[id(cls)] = cls
             agent.classes = tuple(found.values())
-        return agent.classes
+        if not self._own:
+            return agent.classes
+        if agent.own_generation != self.generation:
+            skills = agent.profile.skills
+            agent.own_classes = tuple(
+                cls
+                for skill in skills
+                for cls in self._own_by_skill.get(skill, ())
+                if cls.requirement.satisfied_by(skills)
+            )
+            agent.own_generation = self.generation
+        return agent.classes + agent.own_classes if agent.own_classes else agent.classes
+
+    # Classes of callers' own skills -----------------------------------------------------------
+
+    def class_of(
+        self, runtime: QueueRuntime, step: int, needs: tuple[SkillRequirement, ...]
+    ) -> WaitClass:
+        """The class of a caller of ``runtime``'s queue at escalation ``step`` who needs
+        ``needs`` (sorted, unrelaxed) on top of the queue: escalation relaxes their levels as it
+        relaxes the queue's. The queue's own class when it already requires as much."""
+        base = runtime.classes[step]
+        if not needs:
+            return base
+        own = relaxed_skills(needs, runtime.config.relaxation(step))
+        if base.requirement.includes(own):
+            return base
+        requirement = base.requirement.with_call_skills(own)
+        key = (runtime.config.queue_id, requirement)
+        cls = self._own.get(key)
+        if cls is not None:
+            return cls
+        cls = WaitClass(runtime.config.queue_id, step, requirement, own)
+        config = runtime.config
+        # Skill-weighted ranks by the queue's skills and the caller's: the best French speaker.
+        weighted = Requirement((tuple(config.required_skills) + own,))
+        cls.free = RankedAgents(
+            rank_key(config.strategy, self._agents.__getitem__, self.order_of(runtime), weighted)
+        )
+        agents = self._agents
+        for agent_id in self.staffed.candidates(requirement):
+            cls.staffed += 1
+            agent = agents[agent_id]
+            if agent.free:
+                cls.free.add(agent_id, agent.idle_seq)
+        self._own[key] = cls
+        self._own_by_skill.setdefault(own[0].skill, []).append(cls)
+        self.generation += 1
+        return cls
+
+    def holds_own_skills(self, agent: AgentRuntime, call: WaitingCall) -> bool:
+        """Whether ``agent`` has the caller's own skills (as relaxed at the caller's step): a
+        preferred agent may skip the queue's skills, never the caller's."""
+        if not call.required:
+            return True
+        relax = self.queues[call.queue_id].config.relaxation(call.step)
+        skills = agent.profile.skills
+        return all(
+            skills.get(n.skill, 0) >= n.min_proficiency
+            for n in relaxed_skills(call.required, relax)
+        )
+
+    def enter(self, cls: WaitClass, call_id: str) -> None:
+        """``call_id`` waits in ``cls`` now."""
+        if cls.own:
+            cls.members.add(call_id)
+
+    def leave(self, cls: WaitClass, call_id: str) -> None:
+        """``call_id`` no longer waits in ``cls``: a class of callers' skills left empty goes."""
+        if not cls.own:
+            return
+        cls.members.discard(call_id)
+        self.drop_if_unused(cls)
+
+    def drop_if_unused(self, cls: WaitClass) -> None:
+        if not cls.own or cls.members:
+            return
+        key = (cls.queue_id, cls.requirement)
+        if self._own.get(key) is not cls:
+            return  # a class of a configuration reloaded since
+        del self._own[key]
+        listed = self._own_by_skill[cls.own[0].skill]
+        listed.remove(cls)
+        if not listed:
+            del self._own_by_skill[cls.own[0].skill]
+        self.generation += 1
+
+    def own_classes(self) -> tuple[WaitClass, ...]:
+        """The classes of callers' own skills in use."""
+        return tuple(self._own.values())
 
     # Decisions --------------------------------------------------------------------------------
+
+    def became_available(self, agent: AgentRuntime, seq: int) -> None:
+        """``agent`` entered the available state with idle sequence number ``seq``."""
+        agent_id = agent.agent_id
+        agent.idle_seq = seq
+        for cls in self.classes_for(agent):
+            cls.free.add(agent_id, seq)
+
+    def left_available(self, agent: AgentRuntime) -> None:
+        agent_id = agent.agent_id
+        for cls in self.classes_for(agent):
+            cls.free.remove(agent_id)
 
     def pick_agents(self, call: WaitingCall, now: float) -> list[str]:
         """The available agents to offer ``call`` to, by its queue's strategy (maybe none)."""
         runtime = self.queues[call.queue_id]
-        config = runtime.config
-        requirement = call.wait_class.requirement
-        alternatives = requirement.alternatives
-        if (
-            config.strategy is Strategy.SKILL_WEIGHTED
-            and len(alternatives) == 1
-            and len(alternatives[0]) == 1
-            and alternatives[0] == config.required_skills
-        ):
-            # One skill: the per-level dicts already hold the skill-weighted order.
-            for agent_id in self.available.best_proficiency_first(alternatives[0][0]):
-                if call.may_offer_to(agent_id, now):
-                    return [agent_id]
-            return []
-        candidates = self.available.candidates(requirement)
-        if call.excluded:
-            candidates = (a for a in candidates if call.may_offer_to(a, now))
-
-        def scan() -> Scan:
-            pairs = self.available.scan(requirement)
-            if call.excluded:
-                pairs = [p for p in pairs if call.may_offer_to(p[1], now)]
-            return pairs
-
-        order = self.order_of(runtime)
-        ctx = StrategyContext(
-            figures=self._agents.__getitem__,
-            order=order,
+        skip = {a for a, until in call.excluded.items() if until > now} if call.excluded else ()
+        return choose(
+            runtime.config.strategy,
+            call.wait_class.free,
+            skip=skip,
             last_offered=runtime.last_offered,
-            requirement=config.requirement,
             rng=self._rng,
         )
-        return select(config.strategy, candidates, scan, ctx)
 
     def pick_call(self, agent: AgentRuntime, now: float) -> WaitingCall | None:
         """The waiting caller ``agent`` should take next (maybe none)."""
@@ -158,7 +281,9 @@ class Router:
             waiting = [
                 c
                 for c in held.values()
-                if c.status is CallStatus.WAITING and c.may_offer_to(agent_id, now)
+                if c.status is CallStatus.WAITING
+                and c.may_offer_to(agent_id, now)
+                and self.holds_own_skills(agent, c)
             ]
             if waiting:
                 return min(waiting, key=WaitingCall.order_key)

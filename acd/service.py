@@ -5,8 +5,19 @@ input at a time and in order, so the engine's view and the store's never interle
 answer is checked against the store and applied to the engine with nothing in between). One
 ``call_at`` timer is armed for the earlier of ``engine.next_timer()`` and the claim heartbeat.
 
-Claims: before ringing an agent the service claims them in the store (:mod:`acd.claims`); a
-refused claim (another node holds the agent) goes back to the engine as a ``busy`` offer failure.
+Claims: before ringing an agent the service claims them in the store (:mod:`acd.claims`). A
+refused claim means another node holds the agent: not the agent's failure, so nothing counts
+toward auto-pause; the engine re-routes the caller and leaves the agent out of its decisions
+until the other node's lease ends (``offer_claimed_elsewhere``).
+
+Restart: :meth:`AcdService.start` first puts the engine back as the store last saw it (with the
+Redis store, what this node's previous run left there: the statuses and entries it saved, named
+by its node id; other nodes' are left alone). Agents come back logged in, paused with
+their reason or in wrap-up until it ends; an agent who was offered a call or talking comes back
+available, since that call was on the node that went away, and the claims that node's previous
+run held are released at once rather than left to their leases. The node's callbacks go back to
+their queues keeping their place; its waiting callers are gone with their calls, and their
+entries are removed from the store.
 
 Connections: an answer is bridged only after ``store.connect_call`` accepted it (recorded as
 ``<node>/<agent>``). If the caller is already connected (the same call queued on another node),
@@ -27,7 +38,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from acd.actions import (
@@ -52,7 +63,8 @@ from acd.events import (
     QueuePriorityChanged,
 )
 from acd.feature_codes import AgentCommandKind, FeatureCodeMap
-from acd.model import OfferFailure
+from acd.model import AgentProfile, EngineSettings, OfferFailure, QueueConfig
+from acd.presence import DevicePresence, PresenceAction, PresenceChange
 from acd.store import AcdStore, AgentStatus, QueueEntry
 from acd.telephony_port import TelephonyPort
 from acd.worker import Job, SerialWorker
@@ -124,6 +136,7 @@ class AcdService:
             heartbeat=self.settings.heartbeat,
             ring_margin=self.settings.ring_margin,
         )
+        self.presence = DevicePresence(a.profile for a in engine.agents.values())
         self._offers: dict[tuple[str, str], OfferCall] = {}  # (call, agent) -> pending offer
         self._connected: set[str] = set()  # calls this node connected, until the caller leaves
 
@@ -131,6 +144,7 @@ class AcdService:
 
     async def start(self) -> None:
         self._worker.start()
+        await self._worker.call(self._flushing(self._restore))
         self._arm()
 
     async def stop(self) -> None:
@@ -158,7 +172,10 @@ class AcdService:
         priority: int = 0,
         attributes: Mapping[str, str] | None = None,
         preferred_agent: str | None = None,
+        required_skills: Mapping[str, int] | None = None,
     ) -> None:
+        """Queue a caller; ``required_skills`` (skill -> minimum proficiency) are their own
+        needs on top of the queue's (see :meth:`AcdEngine.enqueue`)."""
         await self._call(
             lambda now: self.engine.enqueue(
                 call_id,
@@ -167,6 +184,7 @@ class AcdService:
                 priority=priority,
                 attributes=attributes,
                 preferred_agent=preferred_agent,
+                required_skills=required_skills,
             )
         )
 
@@ -218,6 +236,51 @@ class AcdService:
             return FeatureCodeResult.REFUSED
         return FeatureCodeResult.DONE
 
+    # Configuration ---------------------------------------------------------------------------
+
+    def reconfigure(
+        self,
+        queues: Iterable[QueueConfig],
+        agents: Iterable[AgentProfile],
+        settings: EngineSettings | None = None,
+    ) -> None:
+        """Apply a reloaded configuration (see :mod:`acd.reconfigure`) after the inputs queued
+        before it; a failure is logged and the engine keeps its configuration."""
+        queues, agents = tuple(queues), tuple(agents)
+        self.presence.configure(agents)
+        self._report(
+            lambda: self._apply(
+                lambda now: self.engine.reconfigure(queues, agents, now, settings=settings)
+            )
+        )
+
+    # Softphone registrations (login_on_register) ---------------------------------------------
+
+    def contact_added(self, sip_user: str, contact: str) -> None:
+        """The registrar bound a new contact for ``sip_user`` (RFC 3261 §10.3)."""
+        self._follow_phone(self.presence.contact_added(sip_user, contact))
+
+    def contact_refreshed(self, sip_user: str, contact: str) -> None:
+        self.presence.contact_refreshed(sip_user, contact)
+
+    def contact_gone(self, sip_user: str, contact: str) -> None:
+        """A contact of ``sip_user`` was unregistered or expired."""
+        self._follow_phone(self.presence.contact_gone(sip_user, contact))
+
+    def _follow_phone(self, action: PresenceAction | None) -> None:
+        if action is not None:
+            self._report(lambda: self._apply(lambda now: self._presence_change(action, now)))
+
+    def _presence_change(self, action: PresenceAction, now: float) -> list[Output]:
+        engine = self.engine
+        agent_id = action.agent_id
+        if agent_id not in engine.agents or agent_id in engine.retiring_agents:
+            return []
+        logged_out = engine.agent_state(agent_id) is AgentState.LOGGED_OUT
+        if action.change is PresenceChange.LOGIN:
+            return engine.agent_login(agent_id, now, "registered") if logged_out else []
+        return [] if logged_out else engine.agent_logout(agent_id, now, "unregistered")
+
     # Reports from telephony ------------------------------------------------------------------
 
     def ringing(self, call_id: str, agent_id: str) -> None:
@@ -243,16 +306,48 @@ class AcdService:
         """The caller's leg ended: an abandon while waiting, the end of a connected call."""
         self._report(lambda: self._caller_hung_up(call_id))
 
+    def transfer_answered(
+        self, call_id: str, agent_id: str, queue_id: str, ring_seconds: float
+    ) -> None:
+        """``agent_id`` answered the caller of ``call_id`` (from ``queue_id``) transferred to
+        their phone by another agent; they are on the call if they were available here."""
+        self._report(lambda: self._transfer_answered(call_id, agent_id, queue_id, ring_seconds))
+
+    def transfer_ended(self, call_id: str, agent_id: str) -> None:
+        """The leg of an agent who took ``call_id`` by a transfer ended: wrap-up, as for
+        ``agent_hung_up``, if the ACD had put them on that call."""
+        self._report(lambda: self._transfer_ended(call_id, agent_id))
+
+    def direct_call_started(self, agent_id: str, call_id: str) -> None:
+        """``agent_id`` is on ``call_id``, a call of their own outside the queues (placed from
+        their softphone, or an internal call they answered): no queue call is offered to them
+        until :meth:`direct_call_ended`, here or on another node (they are claimed)."""
+        self._report(lambda: self._direct_call_started(agent_id, call_id))
+
+    def direct_call_ended(self, agent_id: str, call_id: str) -> None:
+        self._report(lambda: self._direct_call_ended(agent_id, call_id))
+
     def callback_result(self, call_id: str, connected: bool) -> None:
         self._report(lambda: self._callback_result(call_id, connected))
 
     # The worker ------------------------------------------------------------------------------
 
     async def _call(self, step: Callable[[float], list[Output]]) -> None:
-        await self._worker.call(lambda: self._apply(step))
+        await self._worker.call(self._flushing(lambda: self._apply(step)))
 
     def _report(self, job: Job) -> None:
-        self._worker.submit(job, "report")
+        self._worker.submit(self._flushing(job), "report")
+
+    def _flushing(self, job: Job) -> Job:
+        """``job``, then the store's held-back writes: other nodes see each input whole."""
+
+        async def run() -> object:
+            try:
+                return await job()
+            finally:
+                await self.store.flush()
+
+        return run
 
     async def _apply(self, step: Callable[[float], list[Output]]) -> None:
         await self._perform(step(self._clock()))
@@ -283,7 +378,7 @@ class AcdService:
         self._timer = self._timer_at = None
         # When the queue is full the timer job is dropped, but the worker re-arms the timer
         # after each input it finishes, so the due timers run then.
-        self._worker.submit(self._timers_due, "timer")
+        self._worker.submit(self._flushing(self._timers_due), "timer")
 
     async def _timers_due(self) -> None:
         now = self._clock()
@@ -295,6 +390,80 @@ class AcdService:
     async def _heartbeat(self) -> None:
         engine = self.engine
         await self._claims.renew_busy(lambda a: engine.agent_state(a).value in BUSY_STATES)
+
+    # Restart ---------------------------------------------------------------------------------
+
+    async def _restore(self) -> None:
+        engine, store = self.engine, self.store
+        node = self._claims.node_id
+        restored = callbacks = dropped = 0
+        statuses = await store.agent_statuses(list(engine.agents))
+        for agent_id, status in statuses.items():
+            if status.node != node or engine.agent_state(agent_id) is not AgentState.LOGGED_OUT:
+                continue  # another node's agent (each node routes the agents logged in there)
+            try:
+                state = AgentState(status.state)
+            except ValueError:
+                logger.warning("agent %s: unknown saved state %r", agent_id, status.state)
+                continue
+            if state is AgentState.LOGGED_OUT:
+                continue
+            if state in OFFER_STATES or state is AgentState.ON_CALL:
+                await self._release_stale_claim(agent_id)
+            shared_now = self._shared_clock()
+            wrap_up_left = 0.0
+            if state is AgentState.WRAP_UP and status.wrap_up_until is not None:
+                wrap_up_left = status.wrap_up_until - shared_now
+            reason = status.reason if state is AgentState.PAUSED else "restored"
+            await self._perform(
+                engine.restore_agent(
+                    agent_id, state, self._clock(), reason=reason, wrap_up_left=wrap_up_left
+                )
+            )
+            restored += 1
+        for queue_id in list(engine.queues):
+            for entry in await store.entries(queue_id):
+                if entry.node != node:
+                    continue  # another node's caller (or saved before entries named a node)
+                if entry.callback_destination is None:
+                    await store.remove_entry(queue_id, entry.call_id)  # the call died with us
+                    dropped += 1
+                    continue
+                await self._perform(
+                    engine.restore_callback(
+                        entry.call_id,
+                        queue_id,
+                        entry.callback_destination,
+                        self._clock(),
+                        waited=max(0.0, self._shared_clock() - entry.arrival),
+                        priority=entry.priority,
+                        attributes=entry.attributes,
+                        attempts=entry.callback_attempts,
+                        required_skills=entry.required_skills,
+                    )
+                )
+                callbacks += 1
+        if restored or callbacks or dropped:
+            logger.info(
+                "restored %d agent(s) and %d callback(s) from the store; %d caller(s) of the "
+                "previous run are gone",
+                restored,
+                callbacks,
+                dropped,
+            )
+
+    async def _release_stale_claim(self, agent_id: str) -> None:
+        """Drop a claim this node's previous run held on ``agent_id``: its call is gone."""
+        claim = await self.store.claim_of(agent_id, self._shared_clock())
+        if claim is not None and claim.call_id.startswith(self._claims.holder("")):
+            await self.store.release_agent(agent_id, claim.call_id)
+
+    async def _held_until(self, agent_id: str) -> float:
+        """When the claim another node holds on ``agent_id`` ends, on the engine's clock."""
+        shared_now = self._shared_clock()
+        claim = await self.store.claim_of(agent_id, shared_now)
+        left = 0.0 if claim is None else claim.lease_until - shared_now
+        return self._clock() + max(0.0, left)
 
     # Outcomes needing the store first --------------------------------------------------------
 
@@ -339,6 +508,58 @@ class AcdService:
             await self.store.finish_call(call_id)
             return
         await self._perform(self.engine.caller_abandoned(call_id, self._clock()))
+
+    async def _transfer_answered(
+        self, call_id: str, agent_id: str, queue_id: str, ring_seconds: float
+    ) -> None:
+        engine = self.engine
+        state = engine.agent_state(agent_id)
+        # The phone rang whatever the ACD thought of the agent: only an available agent is put
+        # on the call (a paused or logged-out one who answers anyway stays as they are).
+        if state is not AgentState.AVAILABLE or not await self._claims.claim(
+            agent_id, call_id, self.settings.heartbeat
+        ):
+            logger.info(
+                "call %s: transferred to %s, who is %s here or held elsewhere: not counted as "
+                "their call",
+                call_id,
+                agent_id,
+                state.value,
+            )
+            return
+        await self._perform(
+            engine.transfer_answered(call_id, agent_id, queue_id, ring_seconds, self._clock())
+        )
+
+    async def _transfer_ended(self, call_id: str, agent_id: str) -> None:
+        engine = self.engine
+        if engine.agent_call(agent_id) == call_id and engine.agent_state(agent_id) is (
+            AgentState.ON_CALL
+        ):
+            await self._perform(engine.call_ended(agent_id, self._clock()))
+
+    async def _direct_call_started(self, agent_id: str, call_id: str) -> None:
+        engine = self.engine
+        if agent_id not in engine.agents:
+            return
+        state = engine.agent_state(agent_id)
+        # Paused and logged-out agents are offered nothing anyway; one offered or on a queue
+        # call is busy already.
+        if state not in (AgentState.AVAILABLE, AgentState.WRAP_UP):
+            return
+        if not await self._claims.claim(agent_id, call_id, self.settings.heartbeat):
+            logger.info("agent %s: on a call of their own but held elsewhere", agent_id)
+            return
+        await self._perform(engine.direct_call_started(agent_id, call_id, self._clock()))
+
+    async def _direct_call_ended(self, agent_id: str, call_id: str) -> None:
+        engine = self.engine
+        if (
+            agent_id in engine.agents
+            and engine.agent_call(agent_id) == call_id
+            and (engine.agent_state(agent_id) is AgentState.ON_CALL)
+        ):
+            await self._perform(engine.direct_call_ended(agent_id, call_id, self._clock()))
 
     async def _callback_result(self, call_id: str, connected: bool) -> None:
         outputs = self.engine.callback_result(call_id, connected, self._clock())
@@ -398,8 +619,9 @@ class AcdService:
             logger.debug(
                 "agent %s is held elsewhere: %s not offered", offer.agent_id, offer.call_id
             )
-            return engine.offer_failed(
-                offer.call_id, offer.agent_id, OfferFailure.BUSY, self._clock()
+            held_until = await self._held_until(offer.agent_id)
+            return engine.offer_claimed_elsewhere(
+                offer.call_id, offer.agent_id, held_until, self._clock()
             )
         if engine.agent_call(offer.agent_id) != offer.call_id or (
             engine.agent_state(offer.agent_id) not in OFFER_STATES
@@ -418,11 +640,11 @@ class AcdService:
     async def _event(self, event: AcdEvent) -> None:
         if isinstance(event, AgentStateChanged):
             await self._follow_agent(event)
-        elif isinstance(event, QueueJoined | QueuePriorityChanged | CallbackRequested):
-            await self._save_entry(event.call_id)
-        elif isinstance(event, QueueLeft | CallbackCompleted) or (
-            isinstance(event, CallbackFailed) and event.final
+        elif isinstance(event, QueueJoined | QueuePriorityChanged | CallbackRequested) or (
+            isinstance(event, CallbackFailed) and not event.final
         ):
+            await self._save_entry(event.call_id)
+        elif isinstance(event, QueueLeft | CallbackCompleted | CallbackFailed):
             await self.store.remove_entry(event.queue_id, event.call_id)
         try:
             self._publish(event)
@@ -439,13 +661,21 @@ class AcdService:
             await self._claims.follow(agent_id, event.state)
         if event.state in FREE_STATES and event.call_id is not None:
             self._offers.pop((event.call_id, agent_id), None)  # the offer ended unanswered
+        shared_now = self._shared_clock()
+        wrap_up_until = None
+        if event.state == AgentState.WRAP_UP.value:
+            ends = self.engine.agents[agent_id].wrap_up_until
+            if ends is not None:
+                wrap_up_until = shared_now + (ends - self._clock())
         await self.store.save_agent_status(
             AgentStatus(
                 agent_id=agent_id,
                 state=event.state,
                 reason=event.reason,
                 call_id=event.call_id if event.state not in FREE_STATES else None,
-                since=self._shared_clock(),
+                since=shared_now,
+                wrap_up_until=wrap_up_until,
+                node=self._claims.node_id,
             )
         )
 
@@ -453,15 +683,20 @@ class AcdService:
         call = self.engine.calls.get(call_id)
         if call is None:
             return
+        # Arrival on the shared clock, so that entries compare across nodes and restarts.
+        arrival = self._shared_clock() - (self._clock() - call.anchor)
         await self.store.put_entry(
             QueueEntry(
                 call_id=call_id,
                 queue_id=call.queue_id,
                 priority=call.priority,
-                rank=call.rank,
-                arrival=call.anchor,
+                rank=self.engine.queues[call.queue_id].rank_of(call.priority, arrival),
+                arrival=arrival,
                 attributes=dict(call.attributes),
                 callback_destination=call.callback_destination,
+                callback_attempts=call.callback_attempts,
+                node=self._claims.node_id,
+                required_skills=call.required_skills,
             )
         )
 

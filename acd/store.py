@@ -7,13 +7,14 @@ bridging an answer it calls :meth:`AcdStore.connect_call`, so a ring-all race or
 connect one caller to two agents.
 
 Every method is a coroutine: the in-process store answers at once, a Redis store makes each
-method one round trip (the claim and connect checks as Lua scripts, atomic on the server). Time is
+method that answers something one round trip (the claim and connect checks as Lua scripts,
+atomic on the server), carrying along the writes that answer nothing (see ``flush``). Time is
 passed in (``now``, ``lease_until``: seconds on a clock all nodes share), never read here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,6 +37,8 @@ class AgentStatus:
     reason: str = ""
     call_id: str | None = None
     since: float = 0.0
+    wrap_up_until: float | None = None  # in wrap-up: when it ends (shared clock)
+    node: str = ""  # the node that saved it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +52,10 @@ class QueueEntry:
     arrival: float
     attributes: Mapping[str, str] = field(default_factory=dict)
     callback_destination: str | None = None
+    callback_attempts: int = 0
+    node: str = ""  # the node the caller's call is on (a callback: the node that will dial)
+    # The caller's own needs on top of the queue's skills: skill -> minimum proficiency.
+    required_skills: Mapping[str, int] = field(default_factory=dict)
 
     def order_key(self) -> tuple[float, float, str]:
         return (self.rank, self.arrival, self.call_id)
@@ -99,6 +106,10 @@ class AcdStore(Protocol):
 
     async def agent_status(self, agent_id: str) -> AgentStatus | None: ...
 
+    async def agent_statuses(self, agent_ids: Iterable[str]) -> Mapping[str, AgentStatus]:
+        """The saved status of each of ``agent_ids`` that has one (one round trip per batch)."""
+        ...
+
     async def add_counter(self, agent_id: str, counter: str, amount: float) -> float:
         """Add ``amount`` to one of the agent's counters atomically; returns the new value."""
         ...
@@ -130,6 +141,13 @@ class AcdStore(Protocol):
         ...
 
     async def agent_for_customer(self, customer: str) -> str | None: ...
+
+    async def flush(self) -> None:
+        """Send the writes the store held back (statuses, queue entries, memories: the methods
+        that answer nothing). A store may hold them back to send them with its next round trip;
+        its own reads always see them, other nodes once flushed. The service flushes at the end
+        of every input."""
+        ...
 
 
 class InProcessAcdStore:
@@ -189,6 +207,10 @@ class InProcessAcdStore:
     async def agent_status(self, agent_id: str) -> AgentStatus | None:
         return self._statuses.get(agent_id)
 
+    async def agent_statuses(self, agent_ids: Iterable[str]) -> Mapping[str, AgentStatus]:
+        statuses = self._statuses
+        return {a: statuses[a] for a in agent_ids if a in statuses}
+
     async def add_counter(self, agent_id: str, counter: str, amount: float) -> float:
         values = self._counters.setdefault(agent_id, {})
         values[counter] = values.get(counter, 0.0) + amount
@@ -221,3 +243,6 @@ class InProcessAcdStore:
 
     async def agent_for_customer(self, customer: str) -> str | None:
         return self._customers.get(customer)
+
+    async def flush(self) -> None:
+        return None  # every write is done at once

@@ -1,18 +1,24 @@
 """Routing strategies: which of the eligible available agents gets the caller.
 
-Every strategy reads the candidates in longest-idle order (that is how the index yields them), so
-"longest idle" is also every strategy's tie-break: a later candidate wins only when strictly better.
-Longest-idle takes the first candidate and reads no further.
+Each wait class keeps its available agents sorted by its queue's strategy key
+(:class:`acd.index.RankedAgents`), updated as agents enter and leave the available state, so a
+decision reads the first entry instead of ranking every eligible agent. Ties in every key go to
+the agent idle longest: a later candidate wins only when strictly better.
+
+- longest idle, ring all, random: no key, the idle order alone; random draws a position in it;
+- fewest calls, least talk time: the agent's counter;
+- linear: the queue's fixed order (its ``linear_order``, then the roster order);
+- round robin: the same order, starting after the agent offered last time and wrapping around;
+- skill-weighted: the agent's proficiency summed over the queue's own skills, highest first.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
+from acd.index import RankedAgents, RankKey
 from acd.model import Requirement, Strategy
 
 
@@ -29,95 +35,61 @@ class AgentFigures(Protocol):
     def skills(self) -> Mapping[str, int]: ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StrategyContext:
-    """Per-decision inputs besides the candidates."""
-
-    figures: Callable[[str], AgentFigures]
-    order: Callable[[str], int]  # fixed order for linear and round-robin (queue list, roster)
-    last_offered: int | None  # round-robin memory: order of the agent offered last time
-    requirement: Requirement  # the queue's own skills, scored by skill-weighted
-    rng: random.Random
+def _idle_only(agent_id: str) -> float:
+    return 0.0
 
 
-Scan = list[tuple[int, str]]  # (idle sequence number, agent id), in no particular order
+def rank_key(
+    strategy: Strategy,
+    figures: Callable[[str], AgentFigures],
+    order: Callable[[str], int],
+    requirement: Requirement,
+) -> RankKey:
+    """The key a queue with ``strategy`` ranks its available agents by (lowest first).
+
+    ``order`` is the queue's fixed order (linear, round robin); ``requirement`` the queue's own
+    skills, which skill-weighted scores.
+    """
+    if strategy is Strategy.FEWEST_CALLS:
+        return lambda agent_id: figures(agent_id).calls_answered
+    if strategy is Strategy.LEAST_TALK_TIME:
+        return lambda agent_id: figures(agent_id).talk_time
+    if strategy in (Strategy.LINEAR, Strategy.ROUND_ROBIN):
+        return order
+    if strategy is Strategy.SKILL_WEIGHTED:
+        # Skills the agent lacks (they qualified through an escalation alternative) score zero.
+        wanted = tuple(r.skill for r in requirement.alternatives[0])
+
+        def score(agent_id: str) -> float:
+            skills = figures(agent_id).skills
+            if not wanted:
+                return -float(sum(skills.values()))
+            return -float(sum(skills.get(s, 0) for s in wanted))
+
+        return score
+    return _idle_only
 
 
-def select(
-    strategy: Strategy, ordered: Iterator[str], scan: Callable[[], Scan], ctx: StrategyContext
+def choose(
+    strategy: Strategy,
+    ranked: RankedAgents,
+    *,
+    skip: Collection[str],
+    last_offered: int | None,
+    rng: random.Random,
 ) -> list[str]:
     """The agents to offer the call to: one, or every candidate for ring-all, or none.
 
-    ``ordered`` yields the candidates longest idle first (read lazily); ``scan`` lists them all
-    with their idle sequence number, for strategies that rank by another key.
+    ``skip`` holds agents who may not be offered this call now (they failed it moments ago);
+    ``last_offered`` is round robin's memory, the order of the agent offered last time.
     """
+    chosen: str | None
     if strategy is Strategy.RING_ALL:
-        return list(ordered)
-    if strategy is Strategy.LONGEST_IDLE:
-        first = next(ordered, None)
-        return [] if first is None else [first]
-    pairs = scan()
-    if not pairs:
-        return []
-    return [_CHOOSERS[strategy](pairs, ctx)]
-
-
-def _min_by(pairs: Scan, key: Callable[[str], float]) -> str:
-    # The lowest key wins; the lower sequence number (idle longer) breaks ties.
-    return min(pairs, key=lambda p: (key(p[1]), p[0]))[1]
-
-
-def _fewest_calls(pairs: Scan, ctx: StrategyContext) -> str:
-    figures = ctx.figures
-    return _min_by(pairs, lambda a: figures(a).calls_answered)
-
-
-def _least_talk_time(pairs: Scan, ctx: StrategyContext) -> str:
-    figures = ctx.figures
-    return _min_by(pairs, lambda a: figures(a).talk_time)
-
-
-def _linear(pairs: Scan, ctx: StrategyContext) -> str:
-    return _min_by(pairs, ctx.order)
-
-
-def _round_robin(pairs: Scan, ctx: StrategyContext) -> str:
-    # The next agent after the one offered last time, wrapping around to the start of the order.
-    last = ctx.last_offered
-    if last is None:
-        return _linear(pairs, ctx)
-    order = ctx.order
-    wrap = 1 << 62  # agents at or before the last one come after everyone behind it
-    return _min_by(pairs, lambda a: (k := order(a)) + (wrap if k <= last else 0))
-
-
-def _random(pairs: Scan, ctx: StrategyContext) -> str:
-    pairs.sort()  # the scan order depends on the index layout; the seeded choice must not
-    return ctx.rng.choice(pairs)[1]
-
-
-def _skill_weighted(pairs: Scan, ctx: StrategyContext) -> str:
-    # Score: the agent's proficiency summed over the queue's own skills, best first; skills the
-    # agent lacks (they qualified through an escalation alternative) score zero.
-    wanted = tuple(r.skill for r in ctx.requirement.alternatives[0])
-    figures = ctx.figures
-
-    def score(agent_id: str) -> float:
-        skills = figures(agent_id).skills
-        if not wanted:
-            return -float(sum(skills.values()))
-        return -float(sum(skills.get(s, 0) for s in wanted))
-
-    return _min_by(pairs, score)
-
-
-_CHOOSERS: Mapping[Strategy, Callable[[Scan, StrategyContext], str]] = MappingProxyType(
-    {
-        Strategy.FEWEST_CALLS: _fewest_calls,
-        Strategy.LEAST_TALK_TIME: _least_talk_time,
-        Strategy.LINEAR: _linear,
-        Strategy.ROUND_ROBIN: _round_robin,
-        Strategy.RANDOM: _random,
-        Strategy.SKILL_WEIGHTED: _skill_weighted,
-    }
-)
+        return ranked.ordered(skip)
+    if strategy is Strategy.RANDOM:
+        chosen = ranked.choice(rng, skip)
+    elif strategy is Strategy.ROUND_ROBIN and last_offered is not None:
+        chosen = ranked.first_after(last_offered, skip)
+    else:
+        chosen = ranked.first(skip)
+    return [] if chosen is None else [chosen]

@@ -18,6 +18,7 @@ def elapsed(since: float, now: float) -> float:
 class TimerKind(enum.Enum):
     LEASE = "lease"  # agent: the offer lapses (reserved or ringing too long)
     WRAP_UP = "wrap_up"  # agent: wrap-up time over
+    HELD = "held"  # agent: another node's claim on them ends, they may be offered calls again
     ESCALATE = "escalate"  # call: next escalation step
     STICKY = "sticky"  # call: stop waiting for the preferred agent
     ANNOUNCE = "announce"  # call: periodic position / hold time announcement

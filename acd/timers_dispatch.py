@@ -20,6 +20,10 @@ class TimerHandlers(EngineCore):
                 self._lease_expired(key, now)
             elif kind is TimerKind.WRAP_UP:
                 self._wrap_up_done(key, now)
+            elif kind is TimerKind.HELD:
+                agent = self.agents[key]
+                self._release_hold(agent)
+                self._route_agent(agent, now)
             else:
                 call = self.calls.get(key)
                 if call is not None:
@@ -119,12 +123,8 @@ class TimerHandlers(EngineCore):
             self.timers.set(
                 TimerKind.ESCALATE, call.call_id, call.joined_at + steps[call.step].after
             )
-        wider = runtime.classes[call.step]
-        if wider is not call.wait_class:
-            if call.pooled:
-                wider.push(call)  # the entry in the narrower class becomes stale
-            else:
-                call.wait_class = wider
+        # The caller's own skills stay required, relaxed as the queue's are (see acd.routing).
+        self._place(call, self._class_for(call))
         if not call.is_callback:
             if step.offer_callback:
                 self._out.append(OfferCallbackChoice(call_id=call.call_id, queue_id=call.queue_id))

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from acd.actions import ExitReason
 from acd.ewt import HandleTimes, ServiceLevel
-from acd.model import QueueConfig, Requirement
+from acd.index import RankedAgents
+from acd.model import QueueConfig, Requirement, SkillRequirement
 
 
 class CallStatus(enum.Enum):
@@ -53,6 +54,20 @@ class WaitingCall:
     pending_exit: tuple[ExitReason, str | None] | None = (
         None  # (reason, destination) after the offer
     )
+    # The caller's own needs (the IVR's, the CRM's), on top of the queue's; sorted by skill.
+    required: tuple[SkillRequirement, ...] = ()
+
+    @property
+    def required_skills(self) -> dict[str, int]:
+        return {need.skill: need.min_proficiency for need in self.required}
+
+    def competes_with(self, other: WaitingCall) -> bool:
+        """Whether ``other`` may take the agents this caller waits for: either has no skills
+        of their own (then agents able to serve one may serve the other), or they share one."""
+        if not self.required or not other.required:
+            return True
+        mine = {need.skill for need in self.required}
+        return any(need.skill in mine for need in other.required)
 
     @property
     def is_callback(self) -> bool:
@@ -72,15 +87,40 @@ class WaitingCall:
 
 
 class WaitClass:
-    """Callers of one queue at one escalation step: one requirement, one heap."""
+    """Callers of one queue at one escalation step: one requirement, one heap.
 
-    __slots__ = ("_heap", "_limit", "queue_id", "requirement", "staffed", "step")
+    A caller with skills of their own waits in a class of their own requirement (the queue's
+    step plus theirs), made when the first such caller needs it and dropped when its last one
+    leaves (``members``): see :mod:`acd.routing`.
+    """
 
-    def __init__(self, queue_id: str, step: int, requirement: Requirement) -> None:
+    __slots__ = (
+        "_heap",
+        "_limit",
+        "free",
+        "members",
+        "own",
+        "queue_id",
+        "requirement",
+        "staffed",
+        "step",
+    )
+
+    def __init__(
+        self,
+        queue_id: str,
+        step: int,
+        requirement: Requirement,
+        own: tuple[SkillRequirement, ...] = (),
+    ) -> None:
         self.queue_id = queue_id
         self.step = step
         self.requirement = requirement
+        self.own = own  # the callers' own skills (relaxed to this step); () for a queue's class
+        self.members: set[str] = set()  # call ids, kept for a class of callers' own skills only
         self.staffed = 0  # logged-in, unpaused agents who qualify
+        # Available agents who qualify, in the queue strategy's order (the router sets the key).
+        self.free = RankedAgents(lambda agent_id: 0.0)
         self._heap: list[tuple[float, float, int, int, WaitingCall]] = []
         self._limit = 64  # compact stale entries when the heap outgrows this (amortised O(1))
 
@@ -151,8 +191,16 @@ class QueueRuntime:
         return -float(priority) if aging is None else anchor / aging - priority
 
     def position(self, call: WaitingCall) -> int:
+        """1 + the callers ahead who compete for the same agents (see ``competes_with``): a
+        French speaker is not behind German speakers, whom other agents serve."""
         key = call.order_key()
-        return 1 + sum(1 for other in self.entries.values() if other.order_key() < key)
+        if not call.required:
+            return 1 + sum(1 for other in self.entries.values() if other.order_key() < key)
+        return 1 + sum(
+            1
+            for other in self.entries.values()
+            if other.order_key() < key and call.competes_with(other)
+        )
 
     def handle_time(self, wrapuptime: float) -> float:
         return self.talk.average + wrapuptime

@@ -9,7 +9,8 @@ after one unanswered offer, a number after that many in a row), ``announce-frequ
 ``announce-position``, ``announce-holdtime``, and the ``queue-*`` sound names for announcement
 prompts. What app_queue lacks has plain names: ``skills`` (skill → minimum proficiency 1-5),
 ``service_level_target`` (percent), ``max_wait``, ``priority_aging``, ``sticky_wait``,
-``escalation`` steps, ``callbacks`` and ``ring_failures``. Durations are seconds::
+``escalation`` steps, ``callbacks`` and ``ring_failures``. ``musiconhold`` keeps Asterisk's name
+but takes a WAV file (of the prompts folder) rather than a class. Durations are seconds::
 
     queues:
       sales:
@@ -210,6 +211,9 @@ class QueueSpec(Strict):
     exit_destination: str | None = Field(default=None, min_length=1)
     escalation: tuple[EscalationStepSpec, ...] = ()
     callbacks: CallbackOptions = CallbackOptions()
+    #: Music on hold of this queue's callers: a WAV file of the prompts folder (or an absolute
+    #: path) instead of ``prompts/music-on-hold.wav``; checked to exist when loaded.
+    musiconhold: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> QueueSpec:
@@ -283,6 +287,7 @@ def load_queues(path: Path, agents: Iterable[Agent] | None = None) -> QueueFile:
     document = load_yaml(path)
     queue_file = validate(QueueFile, document)
     problems = list(_reference_problems(queue_file, document))
+    problems += _music_problems(queue_file, document, path.parent / "prompts")
     if agents is not None:
         problems += _agent_problems(queue_file, document, tuple(agents))
     if problems:
@@ -306,6 +311,30 @@ def _reference_problems(queue_file: QueueFile, document: YamlDocument) -> Iterab
                     yield document.problem(
                         where, f"queue {queue_id!r} overflows to unknown queue {target!r}"
                     )
+
+
+def _music_problems(
+    queue_file: QueueFile, document: YamlDocument, prompts_dir: Path
+) -> list[ConfigProblem]:
+    problems = []
+    for queue_id, spec in queue_file.queues.items():
+        if spec.musiconhold is None:
+            continue
+        where = ("queues", queue_id, "musiconhold")
+        music = prompts_dir / spec.musiconhold  # an absolute path stays as it is
+        try:
+            with music.open("rb") as handle:
+                header = handle.read(12)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            problems.append(document.problem(where, f"music on hold {str(music)!r}: {reason}"))
+            continue
+        # RIFF....WAVE: the WAV container the prompt player reads.
+        if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            problems.append(
+                document.problem(where, f"music on hold {str(music)!r} is not a WAV file")
+            )
+    return problems
 
 
 def _agent_problems(

@@ -1,9 +1,10 @@
 """What a caller hears while waiting for an agent: music on hold, or comfort silence, with the
 queue's position and hold-time announcements spoken over it.
 
-The music is a WAV file (``prompts/music-on-hold.wav`` of the configuration, Asterisk's default
-music class by another name); without one the caller hears comfort silence, a stream of silent
-frames, so that the line never goes dead and a carrier that hangs up quiet calls keeps the call.
+The music is a WAV file: the queue's ``musiconhold``, else ``prompts/music-on-hold.wav`` of the
+configuration (Asterisk's default music class by another name); without one the caller hears
+comfort silence, a stream of silent frames, so that the line never goes dead and a carrier that
+hangs up quiet calls keeps the call.
 An announcement is rendered first (text-to-speech, or WAV files from the prompts folder) while
 the music goes on, then replaces it and the music starts again after it.
 
@@ -48,8 +49,12 @@ class AnnouncementPart:
     file: Path | None = None
 
 
-def music_on_hold(prompts_dir: Path) -> Path | None:
-    """The music on hold of a configuration, if it ships one."""
+def music_on_hold(prompts_dir: Path, musiconhold: str | None = None) -> Path | None:
+    """The music on hold: the queue's own ``musiconhold`` file (relative to the prompts folder,
+    or absolute; checked when the configuration was loaded), else the configuration's default
+    one if it ships one."""
+    if musiconhold is not None:
+        return prompts_dir / musiconhold
     music = prompts_dir / MUSIC_FILE
     return music if music.is_file() else None
 

@@ -103,12 +103,14 @@ class CrmLookup:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnqueueCall:
-    """Hand the call to the ACD; ``attributes`` are the routing data, ``variables`` everything
-    collected in the tree (they travel with the call to the agent and the CRM events)."""
+    """Hand the call to the ACD; ``skills`` are the caller's own needs (skill -> minimum
+    proficiency 1..5) required of the agent on top of the queue's, ``attributes`` the routing
+    data, ``variables`` everything collected in the tree (they travel with the call to the
+    agent and the CRM events)."""
 
     queue: str
     priority: int
-    skills: tuple[str, ...]
+    skills: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     attributes: Mapping[str, str] = field(default_factory=_empty)
     variables: Mapping[str, str] = field(default_factory=_empty)
 

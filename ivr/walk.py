@@ -226,7 +226,8 @@ class Walker:
         if isinstance(output, EnqueueCall):
             text = f"enqueue in {output.queue!r} with priority {output.priority}"
             if output.skills:
-                text += f", skills {', '.join(output.skills)}"
+                shown = ", ".join(f"{k} {v}" for k, v in output.skills.items())
+                text += f", skills {shown}"
             if output.attributes:
                 shown = ", ".join(f"{k}={v}" for k, v in output.attributes.items())
                 text += f", attributes {shown}"

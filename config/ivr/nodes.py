@@ -10,9 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    model_validator,
+)
 
 from config.ivr.schema import (
     Condition,
@@ -23,6 +30,7 @@ from config.ivr.schema import (
     StrMap,
     Template,
     VariableName,
+    placeholders,
     scalar_text,
 )
 from config.source import Location
@@ -374,22 +382,89 @@ class CrmLookupNode(_Node):
             yield Link(location=("on_not_found",), target=self.on_not_found, after_input=False)
 
 
+def _skill_level(value: Any) -> Any:
+    """A proficiency 1..5 (``2`` or ``"2"``), or a template such as ``"{level}"``."""
+    if isinstance(value, bool):
+        raise ValueError("a proficiency is a whole number 1..5, not true/false")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        if not MIN_LEVEL <= value <= MAX_LEVEL:
+            raise ValueError(f"proficiency {value} is outside {MIN_LEVEL}..{MAX_LEVEL}")
+        return value
+    if isinstance(value, str) and placeholders(value):
+        return value
+    raise ValueError(
+        f"{value!r} is not a proficiency: a whole number {MIN_LEVEL}..{MAX_LEVEL} or a"
+        " template such as '{level}'"
+    )
+
+
+def _freeze_levels(value: Mapping[str, int | str]) -> Mapping[str, int | str]:
+    return MappingProxyType(dict(value))
+
+
+MIN_LEVEL, MAX_LEVEL = 1, 5
+#: A skill's minimum proficiency in a queue node: 1..5, or a template filled during the call.
+SkillLevel = Annotated[int | str, BeforeValidator(_skill_level)]
+_SKILL_LIST: TypeAdapter[tuple[str, ...]] = TypeAdapter(tuple[Template, ...])
+_SKILL_LEVELS: TypeAdapter[Mapping[str, int | str]] = TypeAdapter(
+    Annotated[Mapping[Template, SkillLevel], AfterValidator(_freeze_levels)]
+)
+
+
+def _caller_skills(value: Any) -> tuple[str, ...] | Mapping[str, int | str]:
+    # Chosen by the form written, so that a mistake is reported for that form only, at the
+    # line of the item or key at fault (a plain union would report both forms' complaints).
+    if isinstance(value, list | tuple):
+        return _SKILL_LIST.validate_python(value)
+    return _SKILL_LEVELS.validate_python(value)
+
+
+#: A caller's own skills: a list (each at proficiency 1 or better) or ``{skill: level}``.
+CallerSkills = Annotated[
+    tuple[str, ...] | Mapping[str, int | str],
+    PlainValidator(_caller_skills, json_schema_input_type=list[str] | dict[str, int | str]),
+]
+
+
 class QueueNode(_Node):
-    """Hand the call to the ACD. ``priority`` may be a template such as ``"{priority}"``."""
+    """Hand the call to the ACD. ``priority`` may be a template such as ``"{priority}"``.
+
+    ``skills`` are the caller's own needs, required of the agent on top of the queue's skills:
+    a list (``[sales, "{language}"]``: each at proficiency 1 or better) or a mapping of skill to
+    minimum proficiency (``{french: 3, "{product}": "{level}"}``). Names and levels may be
+    templates filled with the call's variables: a name that comes out empty is left out; a
+    level that is not a whole number counts as 1, one outside 1..5 as the nearest of the two
+    (both logged). Names written out must be skills some agent has.
+    """
 
     type: Literal["queue"]
     queue: str
     priority: int | Template = 0
-    skills: tuple[Template, ...] = ()
+    skills: CallerSkills = ()
     attributes: StrMap = Field(default_factory=dict)
 
     def queue_refs(self) -> Iterator[tuple[Location, str]]:
         yield ("queue",), self.queue
 
     def skill_refs(self) -> Iterator[tuple[Location, str]]:
-        for index, skill in enumerate(self.skills):
+        named: Iterator[tuple[str | int, str]] = (
+            enumerate(self.skills)
+            if isinstance(self.skills, tuple)
+            else ((skill, skill) for skill in self.skills)
+        )
+        for where, skill in named:
             if "{" not in skill:  # a skill taken from a variable is only known during the call
-                yield ("skills", index), skill
+                yield ("skills", where), skill
+
+    def skill_levels(self) -> Iterator[tuple[str, int | str]]:
+        """Each skill template with its level (1 for the list form)."""
+        if isinstance(self.skills, tuple):
+            for skill in self.skills:
+                yield skill, MIN_LEVEL
+        else:
+            yield from self.skills.items()
 
 
 class TransferNode(_Node):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from config.ivr.nodes import CallbackNode, QueueNode, TransferNode
+from config.ivr.nodes import MAX_LEVEL, MIN_LEVEL, CallbackNode, QueueNode, TransferNode
 from ivr.actions import EnqueueCall, IvrAction, OfferCallback, Transfer
 from ivr.events import Destination
 from ivr.templates import render
@@ -34,9 +34,7 @@ def exit_for(
                 EnqueueCall(
                     queue=node.queue,
                     priority=_priority(node.priority, variables, call_id),
-                    skills=tuple(
-                        skill for skill in (render(s, variables) for s in node.skills) if skill
-                    ),
+                    skills=MappingProxyType(_skills(node, variables, call_id)),
                     attributes=MappingProxyType(
                         {name: render(value, variables) for name, value in node.attributes.items()}
                     ),
@@ -64,6 +62,39 @@ def exit_for(
         destination="callback",
         target=node.queue,
     )
+
+
+def _skills(node: QueueNode, variables: Mapping[str, str], call_id: str) -> dict[str, int]:
+    """The caller's own skills with their levels, templates filled (see ``QueueNode``)."""
+    levels: dict[str, int] = {}
+    for template, wanted in node.skill_levels():
+        skill = render(template, variables).strip()
+        if not skill:
+            continue  # taken from a variable the caller's path did not set
+        level = wanted if isinstance(wanted, int) else _level(skill, wanted, variables, call_id)
+        levels[skill] = max(levels.get(skill, 0), level)
+    return levels
+
+
+def _level(skill: str, template: str, variables: Mapping[str, str], call_id: str) -> int:
+    text = render(template, variables).strip()
+    try:
+        level = int(text)
+    except ValueError:
+        logger.warning(
+            "call %s: level %r of skill %r is not a number; using 1", call_id, text, skill
+        )
+        return MIN_LEVEL
+    if not MIN_LEVEL <= level <= MAX_LEVEL:
+        logger.warning(
+            "call %s: level %d of skill %r is outside %d..%d",
+            call_id,
+            level,
+            skill,
+            MIN_LEVEL,
+            MAX_LEVEL,
+        )
+    return min(MAX_LEVEL, max(MIN_LEVEL, level))
 
 
 def _priority(value: int | str, variables: Mapping[str, str], call_id: str) -> int:

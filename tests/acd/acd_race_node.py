@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from acd.actions import CancelReason, RouteReason
 from acd.engine import AcdEngine
+from acd.events import AcdEvent, AgentNoAnswer, AgentRejected
 from acd.model import AgentProfile, EngineSettings, QueueConfig
 from acd.redis_store import RedisAcdStore
 from acd.service import AcdService
@@ -115,7 +116,13 @@ async def run_node(prefix: str, name: str) -> dict[str, object]:
         [queue], agents, rng=random.Random(name), settings=EngineSettings(offer_lease=1.0)
     )
     phones = RacingPhones(client, prefix, rng)
-    service = AcdService(engine, store, phones, lambda event: None, node_id=name)
+    counted: list[str] = []  # offer failures counted against an agent (should be none)
+
+    def publish(event: AcdEvent) -> None:
+        if isinstance(event, AgentRejected | AgentNoAnswer):
+            counted.append(event.agent_id)
+
+    service = AcdService(engine, store, phones, publish, node_id=name)
     phones.service = service
     await service.start()
     for agent in agents:
@@ -140,6 +147,7 @@ async def run_node(prefix: str, name: str) -> dict[str, object]:
         "most_agents_on_a_call": phones.most_agents_on_a_call,
         "claims_refused": service.claims_refused,
         "connects_refused": service.connects_refused,
+        "failures_counted": len(counted),
     }
 
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import random
+import shutil
+import wave
 from pathlib import Path
 
 import pytest
 
 from acd.actions import OfferCall
-from acd.config_adapter import build_engine, feature_code_map, queue_configs
+from acd.config_adapter import agent_profiles, build_engine, feature_code_map, queue_configs
 from acd.feature_codes import AgentCommandKind
 from acd.model import OfferFailure, Strategy
 from config.loader import default_config_dir, load_configuration
 from config.queues import load_queues
 from config.source import ConfigError
+from cxos.waiting_audio import music_on_hold
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -170,4 +173,61 @@ def test_feature_codes_come_from_the_file() -> None:
         "bob",
         AgentCommandKind.PAUSE,
         "training",
+    )
+
+
+def test_a_queues_music_on_hold_must_be_a_wav_file_that_exists(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    with wave.open(str(prompts / "sales-hold.wav"), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\0\0" * 800)
+    (prompts / "notes.wav").write_text("not audio")
+    elsewhere = tmp_path / "elsewhere.wav"
+    elsewhere.write_bytes((prompts / "sales-hold.wav").read_bytes())
+    path = write(
+        tmp_path,
+        f"""queues:
+  sales:
+    musiconhold: sales-hold.wav
+  support:
+    musiconhold: {elsewhere}
+  billing:
+    musiconhold: missing.wav
+  french:
+    musiconhold: notes.wav
+""",
+    )
+    assert problems(path) == [
+        f"7: music on hold '{prompts / 'missing.wav'}': No such file or directory",
+        f"9: music on hold '{prompts / 'notes.wav'}' is not a WAV file",
+    ]
+    path.write_text(
+        "queues:\n"
+        "  sales: {musiconhold: sales-hold.wav}\n"
+        f"  support: {{musiconhold: {elsewhere}}}\n"
+    )
+    queues = load_queues(path).queues
+    assert music_on_hold(prompts, queues["sales"].musiconhold) == prompts / "sales-hold.wav"
+    assert music_on_hold(prompts, queues["support"].musiconhold) == elsewhere
+
+
+def test_agents_may_follow_their_softphones_registration(tmp_path: Path) -> None:
+    shutil.copytree(default_config_dir(), tmp_path / "conf")
+    agents_file = tmp_path / "conf" / "agents.yaml"
+    agents_file.write_text(  # the options documented, commented out, in the shipped file
+        agents_file.read_text()
+        .replace("# login_on_register: yes", "login_on_register: yes")
+        .replace("# logout_on_unregister: yes", "logout_on_unregister: yes")
+    )
+    profiles = {p.agent_id: p for p in agent_profiles(load_configuration(tmp_path / "conf").agents)}
+    assert (profiles["alice"].login_on_register, profiles["alice"].logout_on_unregister) == (
+        True,
+        True,
+    )
+    assert (profiles["bob"].login_on_register, profiles["bob"].logout_on_unregister) == (
+        False,
+        False,
     )

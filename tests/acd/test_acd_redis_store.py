@@ -171,3 +171,36 @@ async def test_times_must_be_finite() -> None:
     async with redis_store() as store:
         with pytest.raises(ValueError, match="finite"):
             await store.claim_agent("a", "c", lease_until=float("inf"), now=0.0)
+
+
+async def test_writes_held_back_go_out_with_the_next_answer_or_a_flush() -> None:
+    async with redis_store() as mine:
+        theirs = RedisAcdStore(Redis.from_url(REDIS_URL), prefix=mine.prefix)
+        try:
+            status = AgentStatus(agent_id="alice", state="available", node="n1")
+            await mine.save_agent_status(status)
+            await mine.remember_agent("k1", "alice")
+            assert await mine.agent_status("alice") == status  # its own reads see them at once
+            await mine.save_agent_status(AgentStatus(agent_id="bob", state="paused", node="n1"))
+            # Carried by the claim's round trip, in order, before the claim itself.
+            assert await mine.claim_agent("bob", "n1/c1", lease_until=10.0, now=0.0)
+            bob = await theirs.agent_status("bob")
+            assert bob is not None and bob.state == "paused"
+            await mine.put_entry(
+                QueueEntry(call_id="c", queue_id="q", priority=0, rank=0, arrival=0)
+            )
+            await mine.flush()
+            assert [e.call_id for e in await theirs.entries("q")] == ["c"]
+            assert await theirs.agent_for_customer("k1") == "alice"
+        finally:
+            await theirs.close()
+
+
+async def test_a_script_the_server_forgot_is_loaded_again() -> None:
+    async with redis_store() as store:
+        await store.save_agent_status(AgentStatus(agent_id="alice", state="available"))
+        await store.client.script_flush()  # as after a Redis restart
+        assert await store.claim_agent("alice", "n1/c1", lease_until=10.0, now=0.0)
+        assert await store.agent_status("alice") is not None
+        claim = await store.claim_of("alice", now=1.0)
+        assert claim is not None and claim.call_id == "n1/c1"

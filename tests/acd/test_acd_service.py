@@ -65,20 +65,34 @@ def test_a_call_is_claimed_rung_connected_and_bridged() -> None:
     run_virtual(main)
 
 
-def test_an_agent_held_by_another_node_is_skipped_as_busy() -> None:
+def test_an_agent_held_by_another_node_is_skipped_without_counting_against_them() -> None:
     async def main(clock: VirtualClock) -> None:
-        n = node(clock)
-        await n.store.claim_agent("alice", "elsewhere", clock() + 60, clock())
+        n = node(clock, autopause=1)
+        await n.store.claim_agent("alice", "node-2/x1", clock() + 60, clock())
         await n.service.start()
         await n.service.login("alice")
         await n.service.login("bob")
         await n.service.enqueue("c1", "sales")
         assert n.telephony.of("ring") == [("c1", "bob", "1002")]
-        rejected = [e for e in n.events if isinstance(e, AgentRejected)]
-        assert [(e.agent_id, e.reason) for e in rejected] == [("alice", "busy")]
+        # Not alice's failure: no rejection reported, and autopause=1 did not pause her.
+        assert not [e for e in n.events if isinstance(e, AgentRejected)]
+        assert n.service.engine.agent_state("alice").value == "available"
+        assert n.service.engine.agents["alice"].failures == 0
+        assert n.service.claims_refused == 1
+        n.service.ringing("c1", "bob")
+        n.service.answered("c1", "bob")
+        await n.service.drain()
+
+        # While node-2 holds her she is not offered calls here (no claim tried, none refused).
+        await n.service.enqueue("c2", "sales")
+        assert n.telephony.of("ring") == [("c1", "bob", "1002")]
         assert n.service.claims_refused == 1
         claim = await n.store.claim_of("alice", clock())
-        assert claim is not None and claim.call_id == "elsewhere"
+        assert claim is not None and claim.call_id == "node-2/x1"
+
+        await asyncio.sleep(61)  # node-2's lease ends: she is tried again, and rung
+        assert n.telephony.of("ring")[-1] == ("c2", "alice", "1001")
+        assert n.service.claims_refused == 1
         await n.service.stop()
 
     run_virtual(main)

@@ -125,3 +125,47 @@ async def test_round_robin_memory_and_customer_memory(store: AcdStore) -> None:
     assert await store.agent_for_customer("k1") is None
     await store.remember_agent("k1", "a7")
     assert await store.agent_for_customer("k1") == "a7"
+
+
+async def test_statuses_are_read_in_one_batch(store: AcdStore) -> None:
+    saved = [
+        AgentStatus(agent_id="a", state="wrap_up", since=5.0, wrap_up_until=35.5, node="n1"),
+        AgentStatus(agent_id="b", state="paused", reason="lunch", since=6.0, node="n2"),
+    ]
+    for status in saved:
+        await store.save_agent_status(status)
+    assert await store.agent_statuses(["a", "b", "nobody"]) == {"a": saved[0], "b": saved[1]}
+    assert await store.agent_statuses([]) == {}
+
+
+async def test_a_queue_entry_keeps_its_callback_attempts_and_node(store: AcdStore) -> None:
+    entry = QueueEntry(
+        call_id="c1",
+        queue_id="q",
+        priority=1,
+        rank=-1.0,
+        arrival=1.7e9,
+        attributes={"customer_id": "k1"},
+        callback_destination="+15550100",
+        callback_attempts=2,
+        node="n1",
+    )
+    await store.put_entry(entry)
+    assert await store.entries("q") == (entry,)
+
+
+async def test_a_queue_entry_keeps_the_callers_own_skills(store: AcdStore) -> None:
+    french = QueueEntry(
+        call_id="c1",
+        queue_id="q",
+        priority=0,
+        rank=0.0,
+        arrival=1.7e9,
+        required_skills={"french": 3, "mortgage": 1},
+    )
+    plain = QueueEntry(call_id="c2", queue_id="q", priority=0, rank=0.0, arrival=1.8e9)
+    await store.put_entry(french)
+    await store.put_entry(plain)
+    assert await store.entries("q") == (french, plain)
+    (stored, _) = await store.entries("q")
+    assert dict(stored.required_skills) == {"french": 3, "mortgage": 1}

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
-
-import pytest
 
 from acd.redis_store import RedisAcdStore
 from acd.store import InProcessAcdStore
@@ -83,20 +80,19 @@ def test_calls_announced_but_never_answered_are_forgotten(tmp_path: Path) -> Non
     assert list(built._starting) == ["c0", "c2"]
 
 
-def test_a_reload_that_changes_queues_says_the_acd_keeps_its_own(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_reload_applies_queues_and_agents_to_the_running_acd(tmp_path: Path) -> None:
     built = center(tmp_path)
-    same = configuration()
-    with caplog.at_level(logging.WARNING):
-        built.reconfigure(same)
-    assert caplog.records == []
-    fewer = configuration()
-    queue_file = fewer.queue_file.model_copy(
-        update={"queues": {"sales": fewer.queue_file.queues["sales"]}}
-    )
-    changed = dataclasses.replace(fewer, queue_file=queue_file)
-    with caplog.at_level(logging.WARNING):
+    await built.start()
+    try:
+        fewer = configuration()
+        queue_file = fewer.queue_file.model_copy(
+            update={"queues": {"sales": fewer.queue_file.queues["sales"]}}
+        )
+        changed = dataclasses.replace(fewer, queue_file=queue_file, agents=fewer.agents[:2])
         built.reconfigure(changed)
-    assert "the ACD keeps its queues and agents until the server restarts" in caplog.text
-    assert built.configuration is changed  # new calls follow it
+        await built.acd.drain()
+        assert built.configuration is changed  # new calls follow it
+        assert sorted(built.acd.engine.queues) == ["sales"]
+        assert sorted(built.acd.engine.agents) == ["alice", "bob"]
+    finally:
+        await built.stop(0.1)

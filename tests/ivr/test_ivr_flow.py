@@ -167,7 +167,7 @@ def test_crm_record_marks_a_vip(tmp_path: Path) -> None:
     call = looked_up(tmp_path, True, name="Ada", tier="vip", ssn="not requested")
     (enqueue,) = of_type(call.log, EnqueueCall)
     assert enqueue.priority == 10
-    assert enqueue.skills == ("sales", "en")
+    assert dict(enqueue.skills) == {"sales": 1, "en": 1}
     assert dict(enqueue.attributes) == {"vip": "vip", "who": "Ada"}
     assert enqueue.variables["greeting"] == "Hello Ada, you are vip"
     assert enqueue.variables["crm.found"] == "true"
