@@ -3,7 +3,8 @@
 A dead letter is a ``webhook_deliveries`` row in state ``dead`` (also visible as the
 ``webhook_dead_letters`` view). Replaying one puts it back to ``pending`` with its attempts
 reset: it is sent again with the same ``webhook-id`` as soon as its endpoint's worker looks,
-before any later delivery of the same call (it is the oldest pending one of its lane).
+before any later delivery of the same call not already in flight (it is the oldest pending one
+of its lane).
 Used by ``cxos deadletters`` and available to the API.
 """
 
@@ -26,20 +27,29 @@ ORDER BY id
 LIMIT $3
 """
 
-_REPLAY_ONE = """
-UPDATE webhook_deliveries
-SET state = 'pending', attempts = 0, next_attempt_at = now(), dead_at = NULL,
-    replays = replays + 1, lease_owner = NULL, lease_until = NULL
-WHERE id = $1 AND state = 'dead'
-RETURNING endpoint
+# Back to pending, and its lane (re)opened: a lane row exists while the lane has pending
+# deliveries (migration 0004). The replayed delivery is older than anything pending in its lane,
+# so it is the lane's head and due now, unless a later one is in flight: it goes right after that.
+_REPLAY = """
+WITH replayed AS (
+    UPDATE webhook_deliveries
+    SET state = 'pending', attempts = 0, next_attempt_at = now(), dead_at = NULL,
+        replays = replays + 1
+    WHERE state = 'dead' AND {condition}
+    RETURNING id, endpoint, ordering_key
+), lanes AS (
+    INSERT INTO webhook_lanes AS l (endpoint, ordering_key)
+    SELECT DISTINCT endpoint, ordering_key FROM replayed
+    ORDER BY endpoint, ordering_key
+    ON CONFLICT (endpoint, ordering_key) DO UPDATE
+    SET next_attempt_at = LEAST(l.next_attempt_at, now())
+)
+SELECT endpoint FROM replayed
 """
 
-_REPLAY_ALL = """
-UPDATE webhook_deliveries
-SET state = 'pending', attempts = 0, next_attempt_at = now(), dead_at = NULL,
-    replays = replays + 1, lease_owner = NULL, lease_until = NULL
-WHERE state = 'dead' AND ($1::text IS NULL OR endpoint = $1)
-"""
+_REPLAY_ONE = _REPLAY.format(condition="id = $1")
+
+_REPLAY_ALL = _REPLAY.format(condition="($1::text IS NULL OR endpoint = $1)")
 
 _STATE = """
 SELECT state FROM webhook_deliveries WHERE id = $1
@@ -121,5 +131,5 @@ async def replay(pool: Pool, delivery_id: int) -> str:
 async def replay_all(pool: Pool, *, endpoint: str | None = None) -> int:
     """Queue every dead letter (of ``endpoint``, or of all) again; returns how many."""
     async with pool.acquire() as connection:
-        status = await connection.execute(_REPLAY_ALL, endpoint)
-    return int(status.rsplit(" ", 1)[-1])
+        replayed = await connection.fetch(_REPLAY_ALL, endpoint)
+    return len(replayed)

@@ -141,6 +141,33 @@ def routing_attributes(record: CustomerRecord, settings: LookupSettings) -> Rout
     )
 
 
+#: Prefix of the IVR variables a ``crm_lookup`` node sets (``crm.found``, ``crm.<field>``); a call
+#: arriving in a queue carries them, and the routing attributes are rebuilt from them.
+IVR_PREFIX = "crm."
+FOUND_VARIABLE = "crm.found"
+
+
+def record_from_variables(variables: Mapping[str, str]) -> CustomerRecord | None:
+    """The customer record an IVR ``crm_lookup`` node put in ``crm.*`` variables; None when the
+    look-up ran and found nobody. Raises KeyError when no look-up ran (no ``crm.found``)."""
+    if variables[FOUND_VARIABLE] != "true":
+        return None
+    fields = {
+        name[len(IVR_PREFIX) :]: value
+        for name, value in variables.items()
+        if name.startswith(IVR_PREFIX) and name != FOUND_VARIABLE
+    }
+    return map_answer(fields, {name: name for name in fields})
+
+
+def screen_pop_variables(attributes: RoutingAttributes) -> dict[str, str]:
+    """The ``crm.*`` variables of a record found at queue arrival: the same names the IVR's
+    ``crm_lookup`` node uses, so the agent's screen and later queue steps read one vocabulary."""
+    variables = {f"{IVR_PREFIX}{name}": value for name, value in attributes.screen_pop.items()}
+    variables[FOUND_VARIABLE] = "true"
+    return variables
+
+
 class TtlCache(Generic[K, V]):
     """Bounded cache whose entries expire; ``now`` (monotonic seconds) is passed in."""
 
@@ -224,6 +251,21 @@ class CrmLookupClient:
     async def routing(self, caller_id: str, account: str | None = None) -> RoutingAttributes | None:
         """Routing attributes for a caller arriving; None when the CRM does not know them."""
         record = await self.find(caller_id, account)
+        return None if record is None else routing_attributes(record, self.settings)
+
+    async def routing_for(
+        self, caller_id: str, variables: Mapping[str, str]
+    ) -> RoutingAttributes | None:
+        """Routing attributes for a caller joining a queue.
+
+        When the IVR already looked the caller up (its ``crm.*`` variables), that answer is
+        used as it is: the IVR may have asked by account number, and the caller must not wait
+        for the CRM twice. Otherwise the caller id is looked up (cached, at most ``timeout``).
+        """
+        if FOUND_VARIABLE in variables:
+            record = record_from_variables(variables)
+        else:
+            record = await self.find(caller_id)
         return None if record is None else routing_attributes(record, self.settings)
 
     async def find(self, key: str, account: str | None = None) -> CustomerRecord | None:

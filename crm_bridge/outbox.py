@@ -9,11 +9,14 @@ This module keeps the ``webhook_endpoints`` table in step with ``crm.yaml`` so t
 knows who subscribes to what.
 
 Ordering: deliveries of one lane (``ordering_key``: the call, else the agent, else the node) are
-made one at a time in ``id`` order, which is publication order. ``claim`` only hands out the
-oldest pending delivery of each lane, and only when no request for that lane is in flight (the
-in-flight delivery is still pending, so it blocks its successors). Claims are leases: a worker
-that dies lets them expire and another node, or the restarted one, takes over; the receiver
-then sees the same ``webhook-id`` again (at least once).
+made one at a time in ``id`` order, which is publication order. Migration ``0004_webhook_lanes``
+adds a ``webhook_lanes`` row for each lane with pending deliveries, kept by the same trigger:
+the lane carries the lease (a worker sending its oldest delivery) and when that delivery is due.
+``claim`` leases lanes that are due and not leased (one index range, however large the backlog)
+and sends each one's oldest pending delivery; recording a delivered result moves the lane to its
+next delivery in the same transaction. Leases expire: a worker that dies lets them lapse and
+another node, or the restarted one, takes over; the receiver then sees the same ``webhook-id``
+again (at least once).
 """
 
 from __future__ import annotations
@@ -85,111 +88,184 @@ WHERE active AND NOT (name = ANY($1::text[]))
 RETURNING name
 """
 
-# The head of each lane that is due and not leased. The anti-join sees leased rows too (they
-# are still pending), so a lane with a request in flight offers nothing more.
-_CLAIM = """
+# Claiming is two statements in one transaction. The first leases lanes: those due and not
+# leased, oldest due first, and those whose lease expired (a worker that died), skipping lanes
+# another transaction holds. Both scans read a partial index, so the cost follows ``$2``, not
+# the backlog.
+_LEASE_LANES = """
 WITH due AS (
-    SELECT d.id
-    FROM webhook_deliveries AS d
-    WHERE d.endpoint = $1
-      AND d.state = 'pending'
-      AND d.next_attempt_at <= now()
-      AND (d.lease_until IS NULL OR d.lease_until < now())
-      AND NOT EXISTS (
-          SELECT 1 FROM webhook_deliveries AS p
-          WHERE p.endpoint = d.endpoint
-            AND p.ordering_key = d.ordering_key
-            AND p.state = 'pending'
-            AND p.id < d.id)
-    ORDER BY d.id
+    SELECT l.endpoint, l.ordering_key
+    FROM webhook_lanes AS l
+    WHERE l.endpoint = $1 AND l.lease_owner IS NULL AND l.next_attempt_at <= now()
+    ORDER BY l.next_attempt_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT l.endpoint, l.ordering_key
+    FROM webhook_lanes AS l
+    WHERE l.endpoint = $1 AND l.lease_owner IS NOT NULL AND l.lease_until < now()
+      AND l.next_attempt_at <= now()
+    ORDER BY l.lease_until
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), chosen AS (
+    SELECT * FROM expired UNION ALL SELECT * FROM due LIMIT $2
 )
-UPDATE webhook_deliveries AS d
+UPDATE webhook_lanes AS l
 SET lease_owner = $3, lease_until = now() + make_interval(secs => $4)
-WHERE d.id = ANY (ARRAY(SELECT id FROM due))
-RETURNING d.id, d.event_id::text AS event_id, d.event_type, d.ordering_key, d.attempts,
-          (SELECT e.envelope::text FROM events AS e WHERE e.id = d.event_id) AS envelope
+FROM chosen
+WHERE l.endpoint = chosen.endpoint AND l.ordering_key = chosen.ordering_key
+RETURNING l.ordering_key
 """
 
-_DELIVERED = """
-WITH done AS (
-    DELETE FROM webhook_deliveries AS d
-    USING unnest($1::bigint[], $2::integer[]) AS u(id, status)
-    WHERE d.id = u.id AND d.state = 'pending'
-    RETURNING d.id, d.endpoint, d.event_id, d.event_type, d.ordering_key, d.attempts + 1,
-              u.status, d.replays, d.created_at
-)
-INSERT INTO webhook_delivered
-    (id, endpoint, event_id, event_type, ordering_key, attempts, status, replays, created_at)
-SELECT * FROM done
-ON CONFLICT (id) DO NOTHING
+# The second reads each leased lane's oldest pending delivery. It is a statement of its own so
+# that its snapshot is taken after the lane rows were locked: it sees every delivery committed
+# by whoever changed those lanes before (READ COMMITTED, PostgreSQL docs §13.2.1).
+_LANE_HEADS = """
+SELECT d.id, d.event_id::text AS event_id, d.event_type, d.ordering_key, d.attempts,
+       (SELECT e.envelope::text FROM events AS e WHERE e.id = d.event_id) AS envelope
+FROM unnest($2::text[]) AS k(ordering_key)
+CROSS JOIN LATERAL (
+    SELECT n.id, n.event_id, n.event_type, n.ordering_key, n.attempts
+    FROM webhook_deliveries AS n
+    WHERE n.endpoint = $1 AND n.ordering_key = k.ordering_key AND n.state = 'pending'
+    ORDER BY n.id
+    LIMIT 1
+) AS d
 """
 
-# Delivered rows leave the outbox, and in the same statement the next delivery of each of their
-# lanes is leased when it is due: a busy call moves on without waiting for a general claim.
-# Every part of one statement sees the same snapshot, so the rows just delivered are excluded
-# by id when looking for each lane's new head.
-_DELIVERED_AND_NEXT = """
-WITH done AS (
+# A lane row exists exactly while its lane has pending deliveries; one found empty under our
+# lock (which should not happen) is removed rather than leased forever.
+_DROP_EMPTY_LANES = """
+DELETE FROM webhook_lanes AS l
+WHERE l.endpoint = $1 AND l.ordering_key = ANY ($2::text[])
+  AND NOT EXISTS (
+      SELECT 1 FROM webhook_deliveries AS d
+      WHERE d.endpoint = l.endpoint AND d.ordering_key = l.ordering_key AND d.state = 'pending')
+"""
+
+# The outbox's tables change size by orders of magnitude within minutes (a receiver that is down
+# for a while, then the catch-up), faster than statistics follow, and a cached generic plan made
+# while they were small (a sequential scan) would stay in use as they grow. Claims and results
+# are therefore planned each time from the tables' current size (PostgreSQL docs §20.7.2,
+# ``plan_cache_mode``); their rows are found through primary keys and the lane index. The
+# id-keyed parts say ``state <> 'dead'`` (the same as ``= 'pending'`` here) so that they are not
+# tempted by a scan of the whole pending index.
+_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+
+# Recording results starts by locking their lanes, in key order like the enqueue trigger, so
+# the next statement sees the lanes as they are and nobody changes them until commit.
+_LOCK_LANES = """
+SELECT 1
+FROM webhook_lanes AS l
+WHERE (l.endpoint, l.ordering_key) IN (
+    SELECT d.endpoint, d.ordering_key FROM webhook_deliveries AS d WHERE d.id = ANY ($1::bigint[]))
+ORDER BY l.endpoint, l.ordering_key
+FOR UPDATE OF l
+"""
+
+# Then, in one statement: delivered rows leave the outbox for the delivery log; failed ones
+# are rescheduled or become dead letters; each lane gets its new head (the oldest pending
+# delivery not recorded here: every part of the statement sees the same snapshot, so recorded
+# rows are excluded by id) and its due time, or is deleted when it has none left. Lanes whose
+# head was delivered and whose next delivery is due keep their lease when this worker holds it
+# (at most ``$8`` of them, oldest first), and those next deliveries are returned: a busy call
+# moves on without waiting for a claim. A lane leased by another worker (ours expired) keeps
+# that lease.
+_RECORD = """
+WITH u AS (
+    SELECT *
+    FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::integer[], $5::text[])
+         AS u(id, state, retry_in, status, error)
+), delivered AS (
     DELETE FROM webhook_deliveries AS d
-    USING unnest($1::bigint[], $2::integer[]) AS u(id, status)
-    WHERE d.id = u.id AND d.state = 'pending'
-    RETURNING d.id, d.endpoint, d.event_id, d.event_type, d.ordering_key, d.attempts + 1,
-              u.status, d.replays, d.created_at
+    USING u
+    WHERE d.id = u.id AND u.state = 'delivered' AND d.state <> 'dead'
+    RETURNING d.id, d.endpoint, d.event_id, d.event_type, d.ordering_key,
+              d.attempts + 1 AS attempts, u.status, d.replays, d.created_at
 ), logged AS (
     INSERT INTO webhook_delivered
         (id, endpoint, event_id, event_type, ordering_key, attempts, status, replays, created_at)
-    SELECT * FROM done
+    SELECT id, endpoint, event_id, event_type, ordering_key, attempts, status, replays, created_at
+    FROM delivered
     ON CONFLICT (id) DO NOTHING
-), heads AS (
-    SELECT DISTINCT ON (n.ordering_key) n.id, n.next_attempt_at, n.lease_until
-    FROM webhook_deliveries AS n
-    WHERE n.endpoint = $3
-      AND n.state = 'pending'
-      AND n.ordering_key IN (SELECT done.ordering_key FROM done)
-      AND n.id <> ALL ($1::bigint[])
-    ORDER BY n.ordering_key, n.id
+), failed AS (
+    UPDATE webhook_deliveries AS d
+    SET state = u.state,
+        attempts = d.attempts + 1,
+        next_attempt_at = CASE WHEN u.state = 'pending'
+                               THEN now() + make_interval(secs => u.retry_in)
+                               ELSE d.next_attempt_at END,
+        dead_at = CASE WHEN u.state = 'dead' THEN now() END,
+        last_status = u.status,
+        last_error = u.error
+    FROM u
+    WHERE d.id = u.id AND u.state <> 'delivered' AND d.state <> 'dead'
+    RETURNING d.id, d.endpoint, d.ordering_key, d.state, d.next_attempt_at
+), touched AS (
+    SELECT id, endpoint, ordering_key, true AS delivered, NULL::timestamptz AS retry_at
+    FROM delivered
+    UNION ALL
+    SELECT id, endpoint, ordering_key, false, CASE WHEN state = 'pending' THEN next_attempt_at END
+    FROM failed
+), lanes AS (
+    SELECT t.id, t.endpoint, t.ordering_key, t.retry_at, h.id AS head_id, h.next_attempt_at AS due,
+           COALESCE(w.lease_owner = $6, false) AS ours,
+           t.delivered AND COALESCE(w.lease_owner = $6, false) AND h.next_attempt_at <= now()
+               AS chainable
+    FROM touched AS t
+    JOIN webhook_lanes AS w ON w.endpoint = t.endpoint AND w.ordering_key = t.ordering_key
+    LEFT JOIN LATERAL (
+        SELECT n.id, n.next_attempt_at
+        FROM webhook_deliveries AS n
+        WHERE t.retry_at IS NULL
+          AND n.endpoint = t.endpoint AND n.ordering_key = t.ordering_key AND n.state = 'pending'
+          AND n.id <> ALL ($1::bigint[])
+        ORDER BY n.id
+        LIMIT 1
+    ) AS h ON true
+), ranked AS (
+    SELECT lanes.*,
+           COALESCE(chainable, false)
+           AND row_number() OVER (PARTITION BY COALESCE(chainable, false) ORDER BY id) <= $8
+               AS keep
+    FROM lanes
+), emptied AS (
+    DELETE FROM webhook_lanes AS w
+    USING ranked AS r
+    WHERE w.endpoint = r.endpoint AND w.ordering_key = r.ordering_key
+      AND r.retry_at IS NULL AND r.head_id IS NULL
+), moved AS (
+    UPDATE webhook_lanes AS w
+    SET next_attempt_at = COALESCE(r.retry_at, r.due),
+        lease_owner = CASE WHEN r.keep OR NOT r.ours THEN w.lease_owner END,
+        lease_until = CASE WHEN r.keep THEN now() + make_interval(secs => $7)
+                           WHEN r.ours THEN NULL
+                           ELSE w.lease_until END
+    FROM ranked AS r
+    WHERE w.endpoint = r.endpoint AND w.ordering_key = r.ordering_key
+      AND (r.retry_at IS NOT NULL OR r.head_id IS NOT NULL)
+      -- A lane that keeps its lease is left as it is while half the lease remains: its due
+      -- time means nothing while it is leased, and a row not rewritten is one less dead tuple.
+      AND NOT (r.keep AND w.lease_until > now() + make_interval(secs => $7 / 2))
 )
-UPDATE webhook_deliveries AS d
-SET lease_owner = $4, lease_until = now() + make_interval(secs => $5)
-WHERE d.id = ANY (ARRAY(
-          SELECT heads.id FROM heads
-          WHERE heads.next_attempt_at <= now()
-            AND (heads.lease_until IS NULL OR heads.lease_until < now())
-          ORDER BY heads.id
-          LIMIT $6))
-  AND d.state = 'pending'
-  AND (d.lease_until IS NULL OR d.lease_until < now())
-RETURNING d.id, d.event_id::text AS event_id, d.event_type, d.ordering_key, d.attempts,
-          (SELECT e.envelope::text FROM events AS e WHERE e.id = d.event_id) AS envelope
-"""
-
-_FAILED = """
-UPDATE webhook_deliveries AS d
-SET state = u.state,
-    attempts = d.attempts + 1,
-    next_attempt_at = CASE WHEN u.state = 'pending'
-                           THEN now() + make_interval(secs => u.retry_in)
-                           ELSE d.next_attempt_at END,
-    dead_at = CASE WHEN u.state = 'dead' THEN now() END,
-    last_status = u.status,
-    last_error = u.error,
-    lease_owner = NULL,
-    lease_until = NULL
-FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::integer[], $5::text[])
-     AS u(id, state, retry_in, status, error)
-WHERE d.id = u.id AND d.state = 'pending'
+SELECT d.id, d.event_id::text AS event_id, d.event_type, d.ordering_key, d.attempts,
+       (SELECT e.envelope::text FROM events AS e WHERE e.id = d.event_id) AS envelope
+FROM ranked AS r
+JOIN webhook_deliveries AS d ON d.id = r.head_id
+WHERE r.keep
 """
 
 _RELEASE = """
-UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL
-WHERE id = ANY($1::bigint[]) AND state = 'pending'
+UPDATE webhook_lanes AS l SET lease_owner = NULL, lease_until = NULL
+FROM webhook_deliveries AS d
+WHERE d.id = ANY ($1::bigint[])
+  AND l.endpoint = d.endpoint AND l.ordering_key = d.ordering_key AND l.lease_owner = $2
 """
 
 _RELEASE_OWNER = """
-UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL
-WHERE lease_owner = $1 AND state = 'pending'
+UPDATE webhook_lanes SET lease_owner = NULL, lease_until = NULL
+WHERE lease_owner = $1
 """
 
 _COUNTS = """
@@ -256,11 +332,23 @@ class Outbox:
             )
 
     async def claim(self, endpoint: str, limit: int, lease: float) -> list[ClaimedDelivery]:
-        """Lease up to ``limit`` deliveries due now, at most one per lane, oldest first."""
+        """Lease up to ``limit`` deliveries due now, at most one per lane, oldest due first."""
         if limit <= 0:
             return []
-        async with self._pool.acquire() as connection:
-            records = await connection.fetch(_CLAIM, endpoint, limit, self.owner, lease)
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(_CUSTOM_PLANS)
+            leased = await connection.fetch(_LEASE_LANES, endpoint, limit, self.owner, lease)
+            if not leased:
+                return []
+            keys = [str(record["ordering_key"]) for record in leased]
+            records = await connection.fetch(_LANE_HEADS, endpoint, keys)
+            if len(records) < len(keys):
+                found = {str(record["ordering_key"]) for record in records}
+                empty = [key for key in keys if key not in found]
+                await connection.execute(_DROP_EMPTY_LANES, endpoint, empty)
+                logger.warning(
+                    "webhooks %r: removed %d lanes with nothing to send", endpoint, len(empty)
+                )
         return _claimed(endpoint, records)
 
     async def complete(
@@ -278,42 +366,33 @@ class Outbox:
         """
         if not results:
             return []
-        delivered = [r for r in results if r.state is DeliveryState.DELIVERED]
-        failed = [r for r in results if r.state is not DeliveryState.DELIVERED]
-        successors: list[ClaimedDelivery] = []
+        ids = [r.id for r in results]
+        limit = next_limit if next_for is not None else 0
         async with self._pool.acquire() as connection, connection.transaction():
-            if failed:
-                await connection.execute(
-                    _FAILED,
-                    [r.id for r in failed],
-                    [r.state.value for r in failed],
-                    [r.retry_in for r in failed],
-                    [r.status for r in failed],
-                    [r.error for r in failed],
-                )
-            if delivered and next_for is not None and next_limit > 0:
-                records = await connection.fetch(
-                    _DELIVERED_AND_NEXT,
-                    [r.id for r in delivered],
-                    [r.status or 200 for r in delivered],
-                    next_for,
-                    self.owner,
-                    lease,
-                    next_limit,
-                )
-                successors = _claimed(next_for, records)
-            elif delivered:
-                await connection.execute(
-                    _DELIVERED, [r.id for r in delivered], [r.status or 200 for r in delivered]
-                )
-        return successors
+            await connection.execute(_CUSTOM_PLANS)
+            await connection.execute(_LOCK_LANES, ids)
+            records = await connection.fetch(
+                _RECORD,
+                ids,
+                [r.state.value for r in results],
+                [r.retry_in for r in results],
+                [
+                    r.status or 200 if r.state is DeliveryState.DELIVERED else r.status
+                    for r in results
+                ],
+                [r.error for r in results],
+                self.owner,
+                lease,
+                limit,
+            )
+        return _claimed(next_for, records) if next_for is not None else []
 
     async def release(self, ids: Sequence[int]) -> None:
         """Give leases back without an attempt (stopping): the deliveries are due again."""
         if not ids:
             return
         async with self._pool.acquire() as connection:
-            await connection.execute(_RELEASE, list(ids))
+            await connection.execute(_RELEASE, list(ids), self.owner)
 
     async def release_own_leases(self) -> int:
         """At start-up: leases this node held when it stopped or died are void."""
@@ -321,7 +400,7 @@ class Outbox:
             status = await connection.execute(_RELEASE_OWNER, self.owner)
         released = int(status.rsplit(" ", 1)[-1]) if status.startswith("UPDATE") else 0
         if released:
-            logger.info("took back %d webhook deliveries leased before a restart", released)
+            logger.info("took back %d webhook lanes leased before a restart", released)
         return released
 
     async def counts(self) -> dict[str, dict[str, int]]:

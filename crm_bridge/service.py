@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
@@ -24,7 +25,7 @@ import aiohttp
 from config.crm import CrmSettings, WebhookEndpoint
 from crm_bridge.deadletters import replay, replay_all
 from crm_bridge.delivery import DeliveryWorker, WorkerStats
-from crm_bridge.lookup import CrmLookupClient
+from crm_bridge.lookup import CrmLookupClient, RoutingAttributes
 from crm_bridge.outbox import Outbox
 from crm_bridge.redis_streams import RedisStreamPublisher
 from cxos.bus import EventBus
@@ -41,6 +42,25 @@ class HasCrmSettings(Protocol):
 
     @property
     def crm(self) -> CrmSettings: ...
+
+
+class CurrentLookup:
+    """The CRM look-up of the configuration in force, for what is built once at start-up (the
+    IVR's ``CustomerLookup``, the queue arrival's routing): after a reload that changes
+    ``lookup`` the next call uses the new one. Without a look-up nobody is found."""
+
+    def __init__(self, service: CrmBridgeService) -> None:
+        self._service = service
+
+    async def lookup(self, key: str, fields: tuple[str, ...]) -> Mapping[str, str] | None:
+        client = self._service.lookup
+        return None if client is None else await client.lookup(key, fields)
+
+    async def routing_for(
+        self, caller_id: str, variables: Mapping[str, str]
+    ) -> RoutingAttributes | None:
+        client = self._service.lookup
+        return None if client is None else await client.routing_for(caller_id, variables)
 
 
 class CrmBridgeService:
@@ -72,6 +92,11 @@ class CrmBridgeService:
     def lookup(self) -> CrmLookupClient | None:
         """The CRM look-up (an IVR ``CustomerLookup``), or None when none is configured."""
         return self._lookup
+
+    @property
+    def customers(self) -> CurrentLookup:
+        """The look-up to hand to components that outlive a reload."""
+        return CurrentLookup(self)
 
     @property
     def workers(self) -> dict[str, DeliveryWorker]:

@@ -7,7 +7,11 @@ Start-up, in this order:
 3. replay the spool left by the previous run, so every event it holds is stored;
 4. find the calls this node started and never ended (it was killed): each gets a
    ``call.ended`` with cause ``server restart`` once a bus is attached, which closes its CDR;
-5. with a bus, subscribe and start writing.
+   likewise the agents this node last saw logged in get an ``agent.state_changed`` to
+   ``logged_out`` with reason ``server restart`` (``cxos.storage.agent_history``);
+5. with a bus, subscribe and start writing;
+6. prune the history past its retention every ``storage.retention.interval`` seconds
+   (``cxos.storage.retention``).
 
 ``next_seq`` is known after step 3: a bus created after ``start()`` with
 ``EventBus(first_seq=storage.next_seq)`` keeps ``(node, seq)`` unique across restarts.
@@ -19,14 +23,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from acd.events import AgentStateChanged
 from config.loader import Configuration
 from config.settings import StorageSettings
 from cxos.bus import EventBus
+from cxos.storage.agent_history import open_agent_states, restart_logout
 from cxos.storage.cdr import SERVER_RESTART, restart_closure
 from cxos.storage.cdr_store import last_event_time, next_seq, open_calls
 from cxos.storage.database import Database, open_database
 from cxos.storage.events_store import EventWriter, WriterOptions, WriterStats
 from cxos.storage.migrations import apply_migrations
+from cxos.storage.retention import RetentionTask
 from cxos.storage.spool import Spool
 from telephony.events import CallEnded
 
@@ -71,7 +78,8 @@ class StorageService:
         self._database: Database | None = None
         self._spool: Spool | None = None
         self._writer: EventWriter | None = None
-        self._interrupted: list[CallEnded] = []
+        self._retention: RetentionTask | None = None
+        self._interrupted: list[CallEnded | AgentStateChanged] = []
         self._next_seq = 1
 
     @property
@@ -113,6 +121,7 @@ class StorageService:
             async with database.pool.acquire() as connection:
                 self._next_seq = await next_seq(connection, self._node)
                 interrupted = await open_calls(connection, self._node)
+                agents = await open_agent_states(connection, self._node)
                 last_alive = await last_event_time(connection, self._node)
         except BaseException:
             spool.close()
@@ -135,8 +144,24 @@ class StorageService:
                 "%d calls were in progress when this node stopped; closing their CDRs",
                 len(self._interrupted),
             )
+        if agents:
+            logger.warning(
+                "%d agents were logged in when this node stopped; logging them out in the history",
+                len(agents),
+            )
+        self._interrupted.extend(
+            restart_logout(agent, last_alive or agent.since) for agent in agents
+        )
+        self._retention = RetentionTask(database.pool, self._settings.retention)
+        self._retention.start()
         if self._bus is not None:
             self.attach(self._bus)
+
+    @property
+    def retention(self) -> RetentionTask:
+        if self._retention is None:
+            raise RuntimeError("storage is not started")
+        return self._retention
 
     def attach(self, bus: EventBus) -> None:
         """Store every event published on ``bus`` from now on; close interrupted calls."""
@@ -156,6 +181,9 @@ class StorageService:
         self._interrupted = []
 
     async def stop(self, grace: float) -> None:
+        if self._retention is not None:
+            await self._retention.stop()
+            self._retention = None
         if self._writer is not None:
             await self._writer.close(grace)
         if self._spool is not None:

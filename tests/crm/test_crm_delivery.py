@@ -249,3 +249,46 @@ async def test_signatures_are_checked_by_the_receiver_and_rotation_signs_with_bo
     await accepted.stop(grace=1)
     assert list(crm.unique) == [str(published.id)]
     assert crm.rejected == 2
+
+
+async def test_two_nodes_share_an_endpoint_while_calls_keep_publishing(
+    database: str,
+    pool: Pool,
+    tmp_path: Path,
+    receiver: tuple[CrmReceiver, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    """Lanes empty and fill again while two nodes deliver: each call's events still arrive in
+    order, all of them, and no lane is left behind once the outbox is empty."""
+    crm, url = receiver
+    ep = endpoint(url, max_in_flight=8)
+    crm.hang(0.003)
+    await Outbox(pool, owner="node-a").sync_endpoints([ep])
+    other_pool = await migrated_pool(database)
+    workers = [
+        worker_for(ep, Outbox(pool, owner="node-a"), session),
+        worker_for(ep, Outbox(other_pool, owner="node-b"), session),
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        async with event_log(pool, tmp_path / "spool") as (bus, writer):
+            published = []
+            events = interleaved_calls(calls=12, steps=10)
+            for start in range(0, len(events), 6):  # a few events at a time, as calls go on
+                published += [bus.publish(event) for event in events[start : start + 6]]
+                await asyncio.sleep(0.01)
+            assert await writer.wait_idle(10)
+        assert await crm.wait_for(len(published), within=30)
+    finally:
+        for worker in workers:
+            await worker.stop(grace=2)
+        await other_pool.close()
+
+    assert set(crm.unique) == {str(p.id) for p in published}
+    assert first_arrival_steps(crm.envelopes()) == {f"call-{c}": list(range(10)) for c in range(12)}
+    assert sum(worker.stats().delivered for worker in workers) >= len(published)
+    assert all(worker.stats().delivered > 0 for worker in workers)  # both nodes took part
+    async with pool.acquire() as connection:
+        assert await connection.fetchval("SELECT count(*) FROM webhook_lanes") == 0
+    assert (await Outbox(pool, owner="node-a").counts())["crm"] == {"delivered": len(published)}

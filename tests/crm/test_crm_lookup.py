@@ -127,6 +127,32 @@ async def test_answer_is_mapped_to_routing_attributes(crm: tuple[FakeCrm, str]) 
     assert request.headers["Authorization"] == "Bearer s3cret"
 
 
+async def test_queue_arrival_uses_the_ivr_answer_or_asks_by_caller_id(
+    crm: tuple[FakeCrm, str],
+) -> None:
+    fake, base = crm
+    client = CrmLookupClient(settings(base))
+    try:
+        direct = await client.routing_for("+33123456789", {"caller_id": "+33123456789"})
+        assert len(fake.requests) == 1
+        # What an IVR crm_lookup node left in the call's variables: the same attributes, and
+        # the CRM is not asked again.
+        found = await client.lookup("+33123456789", ())
+        assert found is not None
+        variables = {f"crm.{name}": value for name, value in found.items()}
+        variables["crm.found"] = "true"
+        via_ivr = await client.routing_for("+33999", variables)
+        assert via_ivr == direct
+        assert direct is not None and direct.priority == 10
+        # The IVR looked and found nobody: unknown, without another request.
+        assert await client.routing_for("+33123456789", {"crm.found": "false"}) is None
+        assert len(fake.requests) == 1  # the lookup above was answered from the cache
+        assert await client.routing_for("+33999", {}) is None
+        assert len(fake.requests) == 2
+    finally:
+        await client.close()
+
+
 async def test_key_in_the_url_path_and_account_number(crm: tuple[FakeCrm, str]) -> None:
     fake, base = crm
     client = CrmLookupClient(settings(base, url=f"{base}/customers/{{key}}"))

@@ -23,6 +23,7 @@ import pytest
 
 from tests.integration.contact_center import ContactCenter, phone_done, start
 from tests.integration.kill_restart import (
+    StoredEvent,
     await_stored,
     callers,
     cdr_rows,
@@ -52,6 +53,10 @@ queues:
   billing:
     skills: {billing: 3}
 """
+
+
+def before_changes(events: list[StoredEvent]) -> list[StoredEvent]:
+    return [e for e in events if e.type == "agent.state_changed"]
 
 
 @pytest.fixture
@@ -115,6 +120,31 @@ async def test_calls_in_every_phase_survive_a_sigkill_and_the_server_carries_on(
     assert set(closures) == in_progress
     assert {e.data["hangup_by"] for e in closures.values()} == {"server"}
 
+    # The agents' history is closed too: the killed node last saw alice and carol logged in
+    # (talking, ringing), and the restart logs them out as of its last sign of life, so no KPI
+    # counts them as working while no server was running.
+    last_change: dict[str, StoredEvent] = {}
+    for event in stored_before:
+        if event.type == "agent.state_changed":
+            last_change[event.data["agent_id"]] = event
+    assert {agent: e.data["state"] for agent, e in last_change.items()} == {
+        "alice": "on_call",
+        "carol": "ringing",
+    }
+    changes = await await_stored(url, "agent.state_changed", len(before_changes(stored_before)) + 2)
+    logouts = {e.data["agent_id"]: e for e in changes if e.data["reason"] == SERVER_RESTART}
+    assert {agent: (e.data["previous_state"], e.data["state"]) for agent, e in logouts.items()} == {
+        "alice": ("on_call", "logged_out"),
+        "carol": ("ringing", "logged_out"),
+    }
+    for agent, logout in logouts.items():
+        since = last_change[agent].time
+        assert logout.data["seconds_in_previous"] == pytest.approx(
+            (last_alive - since).total_seconds(), abs=1e-3
+        )
+        assert logout.seq > last_seq_before
+    events = await stored_events(url)
+
     # Event sequence numbers: no duplicates, no holes, and the restart continues the count.
     assert {e.node for e in events} == {"test-node"}
     seqs = [e.seq for e in events]
@@ -155,9 +185,14 @@ async def test_calls_in_every_phase_survive_a_sigkill_and_the_server_carries_on(
     # alice logged out (agent state lives in the process unless a shared store is set).
     assert (await center.get("/api/calls"))["calls"] == []
     assert (await center.get("/api/queues/sales"))["waiting"] == 0
-    for agent in ("alice", "carol"):
+    # Alice's call, cut by the kill, counts as one she handled (the history closed it).
+    for agent, handled in (("alice", 1), ("carol", 0)):
         view = await center.get(f"/api/agents/{agent}")
-        assert (view["state"], view["call_id"], view["calls_handled"]) == ("logged_out", None, 0)
+        assert (view["state"], view["call_id"], view["calls_handled"]) == (
+            "logged_out",
+            None,
+            handled,
+        )
 
     # Alice registers and logs in again; a new call goes through the IVR and queue to her.
     port = await center.register("1001", "change-me-1001")
