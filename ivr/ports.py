@@ -115,7 +115,9 @@ class SpeechSession(Protocol):
     ) -> RecognitionResult | None:
         """Listen to ``frames`` (end-pointing them) for one answer.
 
-        ``grammar`` limits recognition to these phrases (free speech with ``None``). With
+        ``grammar`` limits recognition to these phrases (free speech with ``None``).
+        ``language`` is the tree's current language (the caller's choice, else its default):
+        the speech layer recognises with that language's model where one is configured. With
         ``prompt_playing`` the no-input timeout starts at :meth:`prompt_ended`, otherwise now.
         ``on_speech_started`` is called once when the caller starts speaking (the runner stops
         a prompt that allows barge-in). Returns the final result (an empty one when speech was

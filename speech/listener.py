@@ -222,14 +222,21 @@ class SpeechInputSession:
         """Open the call's recogniser now (bounded); a failure is left for ``recognize``."""
         await self._bounded(self._serialize(self._open_recogniser()))
 
-    async def _open_recogniser(self) -> CallSpeech | None:
-        if self._recogniser is not None:
-            return self._recogniser
+    async def _open_recogniser(self, language: str | None = None) -> CallSpeech | None:
+        current = self._recogniser
+        if current is not None:
+            if language is None or current.language == self._service.language_for(language):
+                return current
+            # The caller chose another language: its engine gets a recogniser of its own (not
+            # a replacement for a failed one, so it does not count against max_reopens).
+            self._recogniser = None
+            self._opens -= 1
+            await current.close()
         if self._closed or self._opens > self._settings.max_reopens:
             return None
         self._opens += 1
         try:
-            recogniser = await self._service.open_call(self.call_id)
+            recogniser = await self._service.open_call(self.call_id, language=language)
         except (RecognizerError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, RecognizerError) else str(exc)
             self._report_error(reason)
@@ -240,8 +247,10 @@ class SpeechInputSession:
         self._recogniser = recogniser
         return recogniser
 
-    async def _prepare(self, grammar: tuple[str, ...] | None) -> CallSpeech | None:
-        recogniser = await self._open_recogniser()
+    async def _prepare(
+        self, grammar: tuple[str, ...] | None, language: str | None = None
+    ) -> CallSpeech | None:
+        recogniser = await self._open_recogniser(language)
         if recogniser is None:
             return None
         await recogniser.start(grammar)
@@ -307,7 +316,8 @@ class SpeechInputSession:
         ``grammar``: the phrases allowed (free speech with None). The no-input timeout starts
         now, or at :meth:`prompt_ended` with ``prompt_playing``. Returns the matched phrase (its
         confidence the match score), an empty result for speech that matched nothing or could
-        not be recognised, or None for no speech. ``language`` is the model's: one per engine.
+        not be recognised, or None for no speech. ``language`` picks the engine (the service's
+        engine for that language, else its default one).
         """
         loop = asyncio.get_running_loop()
         matcher = _matcher(grammar, confidence_threshold, self._settings.min_confidence)
@@ -328,7 +338,7 @@ class SpeechInputSession:
         self._listening = listening
         reader = loop.create_task(_read(frames, listening.inbox))
         engine_grammar = matcher.grammar if matcher is not None else grammar
-        prepared = self._serialize(self._prepare(engine_grammar))
+        prepared = self._serialize(self._prepare(engine_grammar, language))
         logger.debug("call %s: listening (%s) for %r", self.call_id, language, engine_grammar)
         try:
             held: list[bytes] = []

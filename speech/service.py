@@ -8,6 +8,11 @@ the result into the event the IVR and the CRM receive: :class:`SpeechTranscript`
 :class:`SpeechNoMatch` or :class:`SpeechError` — a failing engine is an event, never an exception
 that ends the call.
 
+Languages: the service holds one engine per configured language (a Vosk model each) and a
+default engine for every other language (the configured Vosk model, or the built-in English
+engine). :meth:`SpeechService.open_call` picks the engine for the call's current language
+("en-GB" uses an "en" model when there is no "en-GB" one).
+
 Bounds: at most ``max_streams`` calls hold a recogniser (one more gets a ``speech.error`` at once);
 each call's backlog holds ``max_backlog_frames`` (5 s by default); when it overflows the engine
 is not keeping up, the utterance is abandoned with a ``speech.error`` ("overloaded") and frames
@@ -20,8 +25,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final, TypeAlias
 
 from speech.events import SpeechError, SpeechNoMatch, SpeechTranscript
@@ -40,6 +47,8 @@ __all__ = [
     "SpeechService",
     "SpeechSettings",
     "build_engine",
+    "build_language_engines",
+    "language_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,7 +66,11 @@ class SpeechSettings:
     """Which engine recognises speech and how much work it may take on."""
 
     vosk_model_path: Path | None = None
-    """Directory of an unpacked Vosk model; ``None`` uses the built-in English menu engine."""
+    """Directory of an unpacked Vosk model for every language without its own model; ``None``
+    uses the built-in English menu engine for them."""
+    language_models: Mapping[str, Path] = field(default_factory=dict)
+    """Vosk model directory per language code (``"ko"``, ``"pt-BR"``), for IVR trees that speak
+    several languages. Codes are matched without regard to case."""
     workers: int = 2
     """Worker threads (Vosk) or worker processes (the built-in engine); about one per core."""
     max_streams: int = 32
@@ -71,6 +84,15 @@ class SpeechSettings:
         for name in ("workers", "max_streams", "max_alternatives", "max_backlog_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for code in self.language_models:
+            if not language_key(code):
+                raise ValueError(f"language_models has an empty language code: {code!r}")
+        object.__setattr__(self, "language_models", MappingProxyType(dict(self.language_models)))
+
+
+def language_key(code: str) -> str:
+    """A language code folded for look-ups: lower case, ``_`` read as ``-`` ("pt_BR" -> "pt-br")."""
+    return code.strip().replace("_", "-").casefold()
 
 
 def build_engine(settings: SpeechSettings) -> RecognizerEngine:
@@ -89,8 +111,24 @@ def build_engine(settings: SpeechSettings) -> RecognizerEngine:
     )
 
 
+def build_language_engines(settings: SpeechSettings) -> dict[str, RecognizerEngine]:
+    """Load one Vosk engine per entry of ``settings.language_models`` (blocking: seconds each),
+    keyed by :func:`language_key`. Raises ``ValueError`` naming the language and the bad path."""
+    from speech.vosk_engine import VoskEngine
+
+    engines: dict[str, RecognizerEngine] = {}
+    for code, path in settings.language_models.items():
+        try:
+            engines[language_key(code)] = VoskEngine.load(
+                path, max_alternatives=settings.max_alternatives
+            )
+        except ValueError as exc:
+            raise ValueError(f"speech model for language {code!r}: {exc}") from exc
+    return engines
+
+
 class SpeechService:
-    """Opens per-call recognisers on a shared engine and runs them on bounded workers."""
+    """Opens per-call recognisers on shared engines and runs them on bounded workers."""
 
     def __init__(
         self,
@@ -99,8 +137,13 @@ class SpeechService:
         workers: int = 2,
         max_streams: int = 32,
         max_backlog_frames: int = 250,
+        languages: Mapping[str, RecognizerEngine] | None = None,
     ) -> None:
+        """``engine`` serves every language that has no engine of its own in ``languages``."""
         self._engine = engine
+        self._languages: Mapping[str, RecognizerEngine] = MappingProxyType(
+            {language_key(code): other for code, other in (languages or {}).items()}
+        )
         # Process-backed sessions need a thread per process to wait on its pipe; more is useless.
         self._threads = WorkerThreads(workers, name=f"speech-{engine.name}")
         self._max_streams = max_streams
@@ -108,38 +151,67 @@ class SpeechService:
         self._calls: dict[str, CallSpeech] = {}
 
     @classmethod
-    def from_settings(cls, settings: SpeechSettings, engine: RecognizerEngine) -> SpeechService:
-        """The service for ``settings`` around an engine from :func:`build_engine`."""
+    def from_settings(
+        cls,
+        settings: SpeechSettings,
+        engine: RecognizerEngine,
+        languages: Mapping[str, RecognizerEngine] | None = None,
+    ) -> SpeechService:
+        """The service for ``settings`` around engines from :func:`build_engine` and
+        :func:`build_language_engines`."""
         return cls(
             engine,
             workers=settings.workers,
             max_streams=settings.max_streams,
             max_backlog_frames=settings.max_backlog_frames,
+            languages=languages,
         )
 
     @property
     def engine_name(self) -> str:
-        """Name of the engine in results and events."""
+        """Name of the default engine in results and events."""
         return self._engine.name
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Language codes (folded) that have an engine of their own."""
+        return tuple(self._languages)
+
+    def language_for(self, language: str | None) -> str:
+        """The key of the engine that serves ``language``: its own code, else its primary
+        language ("en-GB" -> "en"), else ``""`` (the default engine)."""
+        if not language:
+            return ""
+        key = language_key(language)
+        if key in self._languages:
+            return key
+        primary = key.split("-", 1)[0]
+        return primary if primary in self._languages else ""
+
+    def engine_for(self, language: str | None) -> RecognizerEngine:
+        """The engine that recognises ``language`` (see :meth:`language_for`)."""
+        key = self.language_for(language)
+        return self._languages[key] if key else self._engine
 
     @property
     def active_calls(self) -> int:
         """Calls holding a recogniser now."""
         return len(self._calls)
 
-    async def open_call(self, call_id: str) -> CallSpeech:
-        """Create the call's recogniser (on a worker). Raises :class:`RecognizerError` when the
-        engine fails or ``max_streams`` calls already have one."""
+    async def open_call(self, call_id: str, *, language: str | None = None) -> CallSpeech:
+        """Create the call's recogniser for ``language`` (on a worker; ``None``: the default
+        engine). Raises :class:`RecognizerError` when the engine fails or ``max_streams`` calls
+        already have one."""
         if call_id in self._calls:
             raise ValueError(f"call {call_id} already has a recogniser")
+        key = self.language_for(language)
+        engine = self._languages[key] if key else self._engine
         if len(self._calls) >= self._max_streams:
-            raise RecognizerError(
-                self._engine.name, f"all {self._max_streams} speech streams are in use"
-            )
-        placeholder = CallSpeech(self, call_id, None)
+            raise RecognizerError(engine.name, f"all {self._max_streams} speech streams are in use")
+        placeholder = CallSpeech(self, call_id, None, engine=engine, language=key)
         self._calls[call_id] = placeholder  # counts against the limit while it opens
         try:
-            session = await self._threads.run(self._open, call_id)
+            session = await self._threads.run(_open_session, engine, call_id)
         except BaseException:
             del self._calls[call_id]
             raise
@@ -151,12 +223,10 @@ class SpeechService:
         for call in list(self._calls.values()):
             await call.close()
         self._threads.close()
-        close = getattr(self._engine, "close", None)
-        if callable(close):
-            close()
-
-    def _open(self, call_id: str) -> RecognizerSession:
-        return self._engine.open_session(call_id=call_id)
+        for engine in (self._engine, *self._languages.values()):
+            close = getattr(engine, "close", None)
+            if callable(close):
+                close()
 
     def _forget(self, call_id: str) -> None:
         self._calls.pop(call_id, None)
@@ -170,16 +240,26 @@ class CallSpeech:
         "_call_id",
         "_closed",
         "_drain",
+        "_engine",
         "_failure",
+        "_language",
         "_overflowed",
         "_service",
         "_session",
     )
 
     def __init__(
-        self, service: SpeechService, call_id: str, session: RecognizerSession | None
+        self,
+        service: SpeechService,
+        call_id: str,
+        session: RecognizerSession | None,
+        *,
+        engine: RecognizerEngine | None = None,
+        language: str = "",
     ) -> None:
         self._service = service
+        self._engine = engine
+        self._language = language
         self._call_id = call_id
         self._session = session
         self._backlog: deque[bytes] = deque()
@@ -198,7 +278,12 @@ class CallSpeech:
 
     @property
     def engine_name(self) -> str:
-        return self._service.engine_name
+        return self._engine.name if self._engine is not None else self._service.engine_name
+
+    @property
+    def language(self) -> str:
+        """Key of the language whose engine this recogniser runs on (``""``: the default)."""
+        return self._language
 
     @property
     def failure(self) -> str | None:
@@ -321,6 +406,10 @@ class CallSpeech:
         if self._session is None or self._closed:
             raise RecognizerError(self.engine_name, f"call {self._call_id} has no recogniser")
         return self._session
+
+
+def _open_session(engine: RecognizerEngine, call_id: str) -> RecognizerSession:
+    return engine.open_session(call_id=call_id)
 
 
 def _accept_all(session: RecognizerSession, frames: list[bytes]) -> None:

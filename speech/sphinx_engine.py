@@ -8,11 +8,20 @@ worker parses once; this keeps a decoder to a few MB and milliseconds to create.
 
 Audio arrives as 8 kHz telephone PCM and is upsampled to 16 kHz (:class:`Upsampler`).
 
-Confidence is the lattice posterior of the recognised words. A grammar decoder maps any speech
-onto some phrase, and this model's posteriors separate in-grammar from out-of-grammar speech only
-roughly, so a menu should keep a confidence threshold and a DTMF alternative. (A phone-loop
-garbage model in the grammar would reject better, but pocketsphinx's grammar search becomes
-hundreds of times slower with one.)
+Telephone audio loses what a /s/ or /z/ carries above 3.4 kHz, and this wideband model then
+hears nothing (or an /f/) where the dictionary expects the sibilant: "sales" came out as
+"billing" or "no". Each grammar word therefore also gets the pronunciations with its leading or
+its trailing S/Z left out (:func:`telephone_variants`), unless that would make it sound like
+another word of the same grammar.
+
+Confidence rejects speech outside the grammar. A grammar decoder maps any speech onto some
+phrase, and its lattice posterior stays near 1 even then; so every session also runs an
+unconstrained phone-loop decode (the bundled phone language model, "allphone" search) over the
+same audio. The gap between the two paths' acoustic scores, per frame of recognised words, is
+small when the caller said a phrase and large when the grammar had to force other words onto one
+of its phrases (:func:`acceptance`). The phone loop makes a session about five times as costly;
+``SphinxSettings.reject_out_of_grammar`` turns it off. (Garbage words or a phone loop inside the
+grammar were measured too: slower still, and this model then prefers them even for menu words.)
 
 pocketsphinx holds the GIL while it decodes: run this engine in worker processes
 (:class:`speech.pool.ProcessEngine` with :func:`load_sphinx_engine`).
@@ -50,16 +59,36 @@ MODEL_RATE_HZ: Final = 16000
 """Sample rate of the bundled acoustic model, in hertz."""
 
 _SEARCH: Final = "prompt"
-# Starting cepstral mean for a new call's decoder (RFC-free; pocketsphinx's live CMN). The model's
-# default is a wideband microphone's mean, far from a telephone line's, and live CMN needs a few
+# Starting cepstral mean for a new call's decoder (pocketsphinx's live CMN). The model's default
+# is a wideband microphone's mean, far from a telephone line's, and live CMN needs a few
 # utterances to walk there, so a call's first words were lost. This is the mean reached on
-# 8 kHz, 300-3400 Hz, G.711 speech (measured after a dozen utterances, several voices); the
-# engine then carries the latest call's mean forward to the next call.
+# 8 kHz, 300-3400 Hz, G.711 speech: the average over 32 calls (8 espeak-ng voices not in the
+# benchmark, 4 noise levels) after a dozen utterances each.
 _TELEPHONE_CMN_INIT: Final = (
-    "29.06,-6.92,1.34,-17.24,11.98,-20.86,-7.43,4.15,-23.27,9.90,-12.84,-2.51,2.06"
+    "42.21,-6.96,-3.46,-25.23,15.88,-36.16,-2.09,-0.40,-31.35,20.15,-26.12,2.71,1.64"
 )
+# Share of a finished call's mean in the mean later calls start from: the line's mean is
+# learnt across calls, and one caller whose voice is far from the others (measured: a Klatt
+# voice before a natural one) does not make the next caller's first words unrecognisable.
+_LINE_MEAN_WEIGHT: Final = 0.25
 # N-best paths inspected to sum the posterior of the recognised words.
 _POSTERIOR_PATHS: Final = 10
+# Sibilants whose energy lies mostly above the telephone band (3.4 kHz): dropped at a word's edge
+# in the telephone variants of its pronunciation.
+_SIBILANTS: Final = frozenset({"S", "Z"})
+_FILLERS: Final = ("<", "[", "+", "(NULL)")
+# What the phone loop reports for silence and noise (the model's noisedict fillers).
+_NON_SPEECH_PHONES: Final = frozenset({"SIL", "<sil>", "+NSN+", "[NOISE]"})
+# Language weight of the phone-loop decode: low, so that its path follows the acoustics (the
+# reference for "how well could any speech explain this audio") more than phone statistics.
+_PHONE_LOOP_LANGUAGE_WEIGHT: Final = 2.0
+# Calibration of the acceptance curve (score gap per word frame, in the decoder's log base
+# 1.0001): measured on generated speech (espeak-ng voices other than the benchmark's, telephone
+# band, G.711, noise up to -40 dBFS): in-grammar utterances had gaps of -30..+40 (98 % below 40),
+# out-of-grammar ones mostly 40..200. At the midpoint the acceptance is 0.5, the IVR's default
+# confidence threshold.
+_GAP_MIDPOINT: Final = 42.0
+_GAP_SCALE: Final = 8.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +101,13 @@ class SphinxSettings:
     """Pronunciation dictionary (CMU format); ``None`` is the bundled ``cmudict-en-us.dict``."""
     max_alternatives: int = 5
     """Candidates to keep in the N-best list."""
+    phone_model: Path | None = None
+    """Phone language model for the out-of-grammar check; ``None`` is the bundled
+    ``en-us-phone.lm.bin``."""
+    reject_out_of_grammar: bool = True
+    """Run the phone-loop decode beside the grammar and lower the confidence of speech that
+    fits the grammar badly (about 3x the CPU of the grammar alone); ``False``: confidence is the
+    lattice posterior only, which is near 1 for any speech."""
 
     def __post_init__(self) -> None:
         if self.max_alternatives < 1:
@@ -82,6 +118,12 @@ class SphinxSettings:
         if self.acoustic_model is not None:
             return self.acoustic_model
         return Path(pocketsphinx.get_model_path()) / "en-us" / "en-us"
+
+    def resolved_phone_model(self) -> Path:
+        """The phone language model file to load."""
+        if self.phone_model is not None:
+            return self.phone_model
+        return Path(pocketsphinx.get_model_path()) / "en-us" / "en-us-phone.lm.bin"
 
     def resolved_dictionary(self) -> Path:
         """The dictionary file to read."""
@@ -109,6 +151,31 @@ def read_dictionary(path: Path) -> dict[str, tuple[str, ...]]:
     if not entries:
         raise ValueError(f"pronunciation dictionary {path} has no entries")
     return {word: tuple(prons) for word, prons in entries.items()}
+
+
+def telephone_variants(pronunciation: str) -> tuple[str, ...]:
+    """``pronunciation`` and its telephone-band variants: without a leading S/Z, and without a
+    trailing S/Z (never both, and never down to a single phone)."""
+    phones = pronunciation.split()
+    variants = [" ".join(phones)]
+    if len(phones) >= 3:
+        if phones[0] in _SIBILANTS:
+            variants.append(" ".join(phones[1:]))
+        if phones[-1] in _SIBILANTS:
+            variants.append(" ".join(phones[:-1]))
+    return tuple(dict.fromkeys(variants))
+
+
+def acceptance(gap_per_frame: float) -> float:
+    """How well speech fits the grammar (0..1) from the score gap between the unconstrained
+    phone loop and the grammar path, per frame of recognised words: 0.5 at the calibrated
+    midpoint, towards 1 for a small gap, towards 0 for a large one."""
+    if not math.isfinite(gap_per_frame):
+        return 0.0
+    exponent = (gap_per_frame - _GAP_MIDPOINT) / _GAP_SCALE
+    if exponent > 700:  # exp() would overflow; the acceptance is 0 anyway
+        return 0.0
+    return 1.0 / (1.0 + math.exp(exponent))
 
 
 class Upsampler:
@@ -169,6 +236,11 @@ class SphinxEngine:
         for required in ("mdef", "means", "variances", "feat.params"):
             if not (model / required).is_file():
                 raise ValueError(f"pocketsphinx acoustic model {model} has no {required} file")
+        if settings.reject_out_of_grammar and not settings.resolved_phone_model().is_file():
+            raise ValueError(
+                f"pocketsphinx phone language model {settings.resolved_phone_model()} is missing "
+                "(needed for the out-of-grammar check)"
+            )
         return cls(settings, read_dictionary(settings.resolved_dictionary()))
 
     @property
@@ -194,6 +266,7 @@ class SphinxEngine:
         return self._dictionary.get(word.casefold(), ())
 
     def open_session(self, *, call_id: str) -> SphinxSession:
+        phones: Any = None
         try:
             decoder = pocketsphinx.Decoder(
                 hmm=str(self._settings.resolved_acoustic_model()),
@@ -207,14 +280,36 @@ class SphinxEngine:
                 loglevel="FATAL",
             )
             decoder.set_cmn(self._cmn)
+            if self._settings.reject_out_of_grammar:
+                phones = pocketsphinx.Decoder(
+                    hmm=str(self._settings.resolved_acoustic_model()),
+                    allphone=str(self._settings.resolved_phone_model()),
+                    dict=None,
+                    lm=None,
+                    samprate=MODEL_RATE_HZ,
+                    lw=_PHONE_LOOP_LANGUAGE_WEIGHT,
+                    bestpath=False,
+                    loglevel="FATAL",
+                )
+                phones.set_cmn(self._cmn)
         except (RuntimeError, ValueError) as exc:
             raise RecognizerError(ENGINE_NAME, f"decoder could not be created: {exc}") from exc
-        return SphinxSession(self, decoder, call_id=call_id)
+        return SphinxSession(self, decoder, phones, call_id=call_id)
 
     def remember_line_mean(self, cmn: str) -> None:
-        """Start later calls from this call's cepstral mean (what its line sounded like)."""
-        if cmn and len(cmn.split(",")) == len(_TELEPHONE_CMN_INIT.split(",")):
-            self._cmn = cmn
+        """Move the mean later calls start from towards this call's (what its line sounded
+        like), by ``_LINE_MEAN_WEIGHT``."""
+        try:
+            new = [float(value) for value in cmn.split(",")]
+            old = [float(value) for value in self._cmn.split(",")]
+        except ValueError:
+            return
+        if len(new) != len(old) or not all(math.isfinite(value) for value in new):
+            return
+        self._cmn = ",".join(
+            f"{(1 - _LINE_MEAN_WEIGHT) * a + _LINE_MEAN_WEIGHT * b:.2f}"
+            for a, b in zip(old, new, strict=True)
+        )
 
 
 def load_sphinx_engine(settings: SphinxSettings | None = None) -> SphinxEngine:
@@ -228,13 +323,25 @@ def sphinx_engine_factory(settings: SphinxSettings | None = None) -> functools.p
 
 
 class SphinxSession:
-    """One call's decoder. Blocking and GIL-bound: run it in a worker process."""
+    """One call's decoders (the grammar's, and the phone loop's for the out-of-grammar check).
+    Blocking and GIL-bound: run it in a worker process."""
 
-    __slots__ = ("_call_id", "_decoder", "_engine", "_grammar", "_in_utterance", "_upsampler")
+    __slots__ = (
+        "_call_id",
+        "_decoder",
+        "_engine",
+        "_grammar",
+        "_in_utterance",
+        "_phones",
+        "_upsampler",
+    )
 
-    def __init__(self, engine: SphinxEngine, decoder: Any, *, call_id: str) -> None:
+    def __init__(
+        self, engine: SphinxEngine, decoder: Any, phones: Any = None, *, call_id: str
+    ) -> None:
         self._engine = engine
         self._decoder: Any = decoder
+        self._phones: Any = phones
         self._call_id = call_id
         self._grammar: tuple[str, ...] | None = None
         self._in_utterance = False
@@ -243,8 +350,7 @@ class SphinxSession:
     def start(self, grammar: tuple[str, ...] | None) -> None:
         decoder = self._live()
         if self._in_utterance:
-            decoder.end_utt()
-            self._in_utterance = False
+            self._end_utterance(decoder)
         if grammar is None:
             raise RecognizerError(
                 ENGINE_NAME,
@@ -256,15 +362,14 @@ class SphinxSession:
             self._grammar = grammar
         self._upsampler.reset()
         decoder.start_utt()
+        if self._phones is not None:
+            self._phones.start_utt()
         self._in_utterance = True
 
     def accept(self, pcm_frame: bytes) -> None:
         if not self._in_utterance:
             raise RecognizerError(ENGINE_NAME, "audio before start()")
-        try:
-            self._live().process_raw(self._upsampler.process(bytes(pcm_frame)), False, False)
-        except RuntimeError as exc:
-            raise RecognizerError(ENGINE_NAME, f"audio rejected: {exc}") from exc
+        self._process(self._upsampler.process(bytes(pcm_frame)))
 
     def partial(self) -> str:
         if not self._in_utterance:
@@ -277,19 +382,24 @@ class SphinxSession:
         if not self._in_utterance:
             return RecognitionResult.empty(ENGINE_NAME)
         # The filter's last 16 samples (1 ms): flushed with silence so the word's end is heard.
-        decoder.process_raw(self._upsampler.process(bytes(64)), False, False)
-        decoder.end_utt()
-        self._in_utterance = False
+        self._process(self._upsampler.process(bytes(64)))
+        self._end_utterance(decoder)
         best = decoder.hyp()
         if best is None:
             return RecognitionResult.empty(ENGINE_NAME)
         text = _clean(best.hypstr)
         if not text:
             return RecognitionResult.empty(ENGINE_NAME)
+        if self._phones is not None and not _heard_phones(self._phones):
+            # The unconstrained decode heard only silence and noise: the grammar's words were
+            # forced onto nothing (e.g. a fraction of a second of line noise).
+            return RecognitionResult.empty(ENGINE_NAME)
         confidence = _text_posterior(decoder, text, best.prob)
+        if self._phones is not None:
+            confidence *= acceptance(_score_gap(decoder, self._phones))
         alternatives: list[Hypothesis] = []
         seen = {text}
-        for candidate in decoder.nbest():
+        for candidate in decoder.nbest() or ():
             if candidate is None or len(alternatives) >= self._engine.settings.max_alternatives:
                 break
             other = _clean(candidate.hypstr)
@@ -303,10 +413,25 @@ class SphinxSession:
     def close(self) -> None:
         if self._decoder is not None:
             if self._in_utterance:
-                self._decoder.end_utt()
+                self._end_utterance(self._decoder)
             elif self._grammar is not None:
                 self._engine.remember_line_mean(self._decoder.get_cmn(False))
         self._decoder = None
+        self._phones = None
+        self._in_utterance = False
+
+    def _process(self, pcm16k: bytes) -> None:
+        try:
+            self._live().process_raw(pcm16k, False, False)
+            if self._phones is not None:
+                self._phones.process_raw(pcm16k, False, False)
+        except RuntimeError as exc:
+            raise RecognizerError(ENGINE_NAME, f"audio rejected: {exc}") from exc
+
+    def _end_utterance(self, decoder: Any) -> None:
+        decoder.end_utt()
+        if self._phones is not None:
+            self._phones.end_utt()
         self._in_utterance = False
 
     def _load_grammar(self, decoder: Any, grammar: tuple[str, ...]) -> None:
@@ -319,10 +444,13 @@ class SphinxSession:
                 ENGINE_NAME, "no grammar phrase can be pronounced: " + ", ".join(missing)
             )
         words = sorted({word.casefold() for phrase in phrases for word in phrase.split()})
+        pronunciations = _grammar_pronunciations(
+            {word: self._engine.pronunciations(word) for word in words}
+        )
         entries = [
             (word if index == 0 else f"{word}({index + 1})", pronunciation)
             for word in words
-            for index, pronunciation in enumerate(self._engine.pronunciations(word))
+            for index, pronunciation in enumerate(pronunciations[word])
         ]
         new = [(entry, pron) for entry, pron in entries if decoder.lookup_word(entry) is None]
         for position, (entry, pronunciation) in enumerate(new):
@@ -335,6 +463,53 @@ class SphinxSession:
         if self._decoder is None:
             raise RecognizerError(ENGINE_NAME, f"session of call {self._call_id} is closed")
         return self._decoder
+
+
+def _grammar_pronunciations(
+    dictionary: Mapping[str, tuple[str, ...]],
+) -> dict[str, tuple[str, ...]]:
+    """Each word's dictionary pronunciations, then its telephone variants, leaving out a variant
+    that is also a pronunciation (or variant) of another word of the grammar ("sales" without
+    its S must not become "ale" when "ale" is on the menu too)."""
+    variants = {
+        word: tuple(dict.fromkeys(v for p in prons for v in telephone_variants(p)))
+        for word, prons in dictionary.items()
+    }
+    owners: dict[str, set[str]] = {}
+    for word, prons in variants.items():
+        for pron in prons:
+            owners.setdefault(pron, set()).add(word)
+    result: dict[str, tuple[str, ...]] = {}
+    for word, prons in dictionary.items():
+        extra = [v for v in variants[word] if v not in prons and owners[v] == {word}]
+        result[word] = (*prons, *extra)
+    return result
+
+
+def _heard_phones(phones: Any) -> bool:
+    """Whether the phone loop's best path has any speech phone (not silence or noise)."""
+    hypothesis = phones.hyp()
+    if hypothesis is None:
+        return False
+    return any(phone not in _NON_SPEECH_PHONES for phone in hypothesis.hypstr.split())
+
+
+def _score_gap(grammar: Any, phones: Any) -> float:
+    """Acoustic score of the phone loop's best path minus the grammar's, over the whole
+    utterance, per frame the grammar path spends in words (log base 1.0001). Infinite when the
+    grammar path has no word frames."""
+    logmath = grammar.get_logmath()
+    grammar_score = 0.0
+    word_frames = 0
+    for segment in grammar.seg():
+        if segment.ascore > 0:
+            grammar_score += logmath.log(segment.ascore)
+        if not segment.word.startswith(_FILLERS):
+            word_frames += max(0, segment.end_frame - segment.start_frame + 1)
+    phone_score = sum(logmath.log(segment.ascore) for segment in phones.seg() if segment.ascore > 0)
+    if word_frames == 0:
+        return math.inf
+    return float(phone_score - grammar_score) / word_frames
 
 
 def _jsgf(phrases: Iterable[str]) -> str:
@@ -359,7 +534,7 @@ def _text_posterior(decoder: Any, text: str, best_path_posterior: float) -> floa
     if not math.isfinite(best_path_posterior) or best_path_posterior <= 0:
         return 0.0
     same = 0
-    for index, candidate in enumerate(decoder.nbest()):
+    for index, candidate in enumerate(decoder.nbest() or ()):
         if candidate is None or index >= _POSTERIOR_PATHS:
             break
         if _clean(candidate.hypstr) == text:

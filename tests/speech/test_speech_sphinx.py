@@ -14,13 +14,30 @@ from speech.events import SpeechError, SpeechNoMatch, SpeechTranscript
 from speech.pool import ProcessEngine
 from speech.recognizer import PhraseMatcher, RecognizerError
 from speech.service import SpeechService
-from speech.sphinx_engine import SphinxEngine, Upsampler, sphinx_engine_factory
+from speech.sphinx_engine import (
+    SphinxEngine,
+    SphinxSettings,
+    Upsampler,
+    sphinx_engine_factory,
+    telephone_variants,
+)
 from tests.speech.speech_audio import Clip, SpeechAudio
 
 MENU = ("sales", "billing", "technical support", "agent", "yes", "no")
-# The Klatt voices are the espeak-ng voices this model hears best (all six words); the benchmark
-# measures the others too.
-VOICES = ("en-us+klatt", "en-us+klatt2", "en-us+klatt3", "en-us+klatt4")
+# The Klatt voices are the espeak-ng voices this model hears best; en-us and en-gb lost "sales"
+# (heard as "billing" or "no") until grammar words got their telephone-band pronunciations.
+VOICES = ("en-us+klatt", "en-us+klatt2", "en-us+klatt3", "en-us+klatt4", "en-us", "en-gb")
+# Speech that is none of the menu's phrases: other words, sentences, numbers, a hesitation.
+OUT_OF_GRAMMAR = (
+    "good morning",
+    "where is my parcel",
+    "twenty two",
+    "i lost my password",
+    "can you repeat that",
+    "change my address",
+    "what are your opening hours",
+    "three four five",
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +72,72 @@ def test_the_upsampler_keeps_a_tone_and_doubles_the_rate() -> None:
 
 def test_menu_words_in_several_voices(engine: SphinxEngine, speech_audio: SpeechAudio) -> None:
     matcher = PhraseMatcher.from_phrases(MENU)
-    session = engine.open_session(call_id="c-1")
     heard = {}
-    for voice in VOICES:
+    for voice in VOICES:  # one caller per call, calls one after the other on one engine
+        session = engine.open_session(call_id=f"c-1-{voice}")
         for word in MENU:
             session.start(matcher.grammar)
             for _, frame in spoken(speech_audio, word, voice).frames():
                 session.accept(frame)
             heard[voice, word] = matcher.match(session.finish()).choice
-    session.close()
+        session.close()
     wrong = {key: choice for key, choice in heard.items() if choice != key[1]}
     assert not wrong, f"misrecognised (voice, word) -> heard: {wrong}"
+
+
+def test_out_of_grammar_speech_is_rejected_and_menu_words_are_not(
+    engine: SphinxEngine, speech_audio: SpeechAudio
+) -> None:
+    matcher = PhraseMatcher.from_phrases(MENU)  # the IVR's default threshold, 0.5
+    session = engine.open_session(call_id="c-oog")
+    outcomes = {}
+    for voice in ("en-us", "en-gb"):
+        for text in (*OUT_OF_GRAMMAR, *MENU):
+            session.start(matcher.grammar)
+            for _, frame in spoken(speech_audio, text, voice).frames():
+                session.accept(frame)
+            result = session.finish()
+            outcomes[voice, text] = (matcher.match(result).choice, round(result.confidence, 2))
+    session.close()
+    accepted = {k: v for k, v in outcomes.items() if k[1] in OUT_OF_GRAMMAR and v[0] is not None}
+    # Measured: 11 of these 16 are rejected; the rejection is partial (docs/speech.md gives the
+    # rates), before it none was.
+    assert len(accepted) <= 6, f"out-of-grammar speech taken for a menu choice: {accepted}"
+    wrong = {k: v for k, v in outcomes.items() if k[1] in MENU and v[0] != k[1]}
+    assert not wrong, f"menu words rejected or misrecognised: {wrong}"
+
+
+def test_without_the_out_of_grammar_check_any_speech_is_confidently_a_phrase(
+    speech_audio: SpeechAudio,
+) -> None:
+    plain = SphinxEngine.load(SphinxSettings(reject_out_of_grammar=False))
+    session = plain.open_session(call_id="c-plain")
+    confidences = []
+    for text in OUT_OF_GRAMMAR[:3]:
+        session.start(MENU)
+        for _, frame in spoken(speech_audio, text, "en-us").frames():
+            session.accept(frame)
+        confidences.append(session.finish().confidence)
+    session.close()
+    assert min(confidences) > 0.9  # the lattice posterior alone cannot tell
+
+
+def test_telephone_variants_drop_an_edge_sibilant() -> None:
+    assert telephone_variants("S EY L Z") == ("S EY L Z", "EY L Z", "S EY L")
+    assert telephone_variants("Y EH S") == ("Y EH S", "Y EH")
+    assert telephone_variants("N OW") == ("N OW",)
+    assert telephone_variants("S IY") == ("S IY",)  # never down to one phone
+
+
+def test_a_variant_that_sounds_like_another_menu_word_is_left_out(engine: SphinxEngine) -> None:
+    from speech.sphinx_engine import _grammar_pronunciations
+
+    prons = _grammar_pronunciations(
+        {"sales": engine.pronunciations("sales"), "sale": engine.pronunciations("sale")}
+    )
+    # "sales" without its final Z is "sale": neither word gets that reading as a variant.
+    assert "S EY L" not in prons["sales"]
+    assert prons["sale"][0] == "S EY L"
 
 
 def test_free_speech_is_refused_with_a_reason(engine: SphinxEngine) -> None:
