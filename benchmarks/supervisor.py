@@ -1,12 +1,15 @@
 """Event stream latency with many supervisor WebSocket clients.
 
     python benchmarks/supervisor.py [--clients 500] [--rate 50] [--seconds 10]
+                                    [--client-processes 1]
 
-The API runs in this process on 127.0.0.1 with its event bus; the clients run in a second
-process so that their work does not share the server's core. Events are published at ``rate``
-per second while every client is subscribed; each event's latency is the time from its
-publication on the bus to its arrival at a client (both read from the same wall clock). Prints
-the machine, the percentiles over every (event, client) pair, and any event lost.
+The API runs in this process on 127.0.0.1 with its event bus; the clients run in other
+processes (``--client-processes``, sharing the clients out) so that their work does not share
+the server's core. Events are published at ``rate`` per second while every client is
+subscribed; each event's latency is the time from its publication on the bus to its arrival at
+a client (both read from the same wall clock). Prints the machine and load average, the
+percentiles over every (event, client) pair, any event lost, and the CPU time of the server and
+of the client processes (a client side that needs a whole core is itself adding latency).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -106,8 +110,10 @@ async def _clients(url: str, clients: int, events: int, pipe: Connection) -> Non
         for _ in range(clients):
             await ready.get()
         pipe.send("connected")
+        cpu_before = time.process_time()
         results = await asyncio.gather(*tasks)
-    pipe.send(([r for r, _ in results], [reason for _, reason in results if reason]))
+        cpu = time.process_time() - cpu_before
+    pipe.send(([r for r, _ in results], [reason for _, reason in results if reason], cpu))
 
 
 def client_process(url: str, clients: int, events: int, pipe: Connection) -> None:
@@ -126,7 +132,7 @@ def _runner() -> Any:
 # Server process -------------------------------------------------------------------------------
 
 
-async def run(clients: int, rate: float, seconds: float) -> None:
+async def run(clients: int, rate: float, seconds: float, processes: int) -> None:
     bus = EventBus(clock=time.time, replay_size=10_000)
     settings = ApiAccessSettings(
         tokens=(ApiToken(name="bench", role=Role.SUPERVISOR, token=TOKEN),),
@@ -139,18 +145,30 @@ async def run(clients: int, rate: float, seconds: float) -> None:
     await site.start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/events"
     events = int(rate * seconds)
-    ours, theirs = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=client_process, args=(url, clients, events, theirs)
-    )
-    process.start()
+    pipes = []
+    children = []
+    for index in range(processes):
+        ours, theirs = multiprocessing.Pipe()
+        share = clients // processes + (1 if index < clients % processes else 0)
+        process = multiprocessing.get_context("spawn").Process(
+            target=client_process, args=(url, share, events, theirs)
+        )
+        process.start()
+        pipes.append(ours)
+        children.append(process)
     loop = asyncio.get_running_loop()
-    assert await loop.run_in_executor(None, ours.recv) == "connected"
+    for ours in pipes:
+        assert await loop.run_in_executor(None, ours.recv) == "connected"
+    hub = app[STATE].hub
     print(
-        f"{len(app[STATE].hub.sockets)} clients subscribed; publishing {events} events "
-        f"at {rate:g}/s"
+        f"{len(hub.sockets)} clients in {processes} process(es), {len(hub.fanout.groups)} "
+        f"filter group(s); publishing {events} events at {rate:g}/s; "
+        f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     published_at = np.zeros(events + 1)
+    # CPU of this process only (the clients run in their own): unlike latency, it does not
+    # depend much on what else the machine is running.
+    cpu_before = time.process_time()
     start = loop.time()
     for n in range(events):
         await asyncio.sleep(max(0.0, start + n / rate - loop.time()))
@@ -160,8 +178,18 @@ async def run(clients: int, rate: float, seconds: float) -> None:
             )
         )
         published_at[published.seq] = published.time
-    received, failures = await loop.run_in_executor(None, ours.recv)
-    process.join()
+    received: list[np.ndarray] = []
+    failures: list[str] = []
+    client_cpu = []
+    for ours in pipes:
+        some, failed, used = await loop.run_in_executor(None, ours.recv)
+        received += some
+        failures += failed
+        client_cpu.append(used)
+    cpu = time.process_time() - cpu_before
+    wall = loop.time() - start
+    for process in children:
+        process.join()
     await runner.cleanup()
 
     latencies = np.concatenate([r[1:] - published_at[1:] for r in received])
@@ -171,6 +199,15 @@ async def run(clients: int, rate: float, seconds: float) -> None:
     print(
         f"latency publish → client over {ms.size:,} deliveries: p50 {p50:.1f} ms, "
         f"p90 {p90:.1f} ms, p99 {p99:.1f} ms, p99.9 {p999:.1f} ms, max {ms.max():.1f} ms"
+    )
+    print(
+        f"server CPU {cpu:.2f} s for {events * clients:,} deliveries: "
+        f"{cpu / (events * clients) * 1e6:.1f} µs each, "
+        f"{cpu / wall:.0%} of a core over {wall:.1f} s"
+    )
+    print(
+        "client CPU "
+        + ", ".join(f"{used:.2f} s ({used / wall:.0%} of a core)" for used in client_cpu)
     )
     print(f"lost deliveries: {lost}; clients disconnected early: {len(failures)}")
     for reason in failures[:5]:
@@ -183,12 +220,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--client-processes", type=int, default=1)
     args = parser.parse_args()
     print(
         f"machine: {platform.platform()}, {cpu_model()}, {multiprocessing.cpu_count()} CPUs, "
         f"Python {platform.python_version()}"
     )
-    _runner()(run(args.clients, args.rate, args.seconds))
+    _runner()(run(args.clients, args.rate, args.seconds, args.client_processes))
 
 
 if __name__ == "__main__":

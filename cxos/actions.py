@@ -4,8 +4,10 @@ Agent actions go to the ACD service (its state machine decides what is allowed: 
 logged-out agent is refused as ``wrong_state``); call actions go to telephony's call API for the
 calls of this node. Each refusal names what was wrong, so the API answers 404/409/503 with it.
 
-Supervisor listen, whisper and barge are refused as ``unavailable``: they need a third party
-mixed into a call's audio, and the media engine bridges exactly two legs (relay, no mixing).
+Supervisor listen, whisper and barge ring the supervisor's own phone (the SIP account of the
+agent entry named in the request) through telephony's call API and return once it rings; the
+phone joins the call when answered, reported as ``call.monitor_started`` (or
+``call.monitor_failed``). Asking again for the same supervisor changes the mode at once.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from acd.service import AcdService
 from config.source import ConfigProblem
 from supervisor_api.actions import (
     ActionRefusedError,
-    MonitorMode,
     RefusalKind,
     ReloadProblem,
 )
-from telephony.calls import Call
+from supervisor_api.actions import MonitorMode as ApiMonitorMode
+from telephony.calls import Call, MonitorError, MonitorMode
 
 __all__ = ["ActionTarget", "ApplicationAdministration", "CallCenterActions", "Reloadable"]
 
@@ -146,17 +148,38 @@ class CallCenterActions:
             )
         logger.info("call %s: recording stopped by %s", call_id, by)
 
-    async def monitor(self, call_id: str, mode: MonitorMode, agent_id: str, *, by: str) -> None:
-        self._call(call_id)
-        if agent_id not in self._center.acd.engine.agents:
+    async def monitor(self, call_id: str, mode: ApiMonitorMode, agent_id: str, *, by: str) -> None:
+        call = self._call(call_id)
+        agent = self._center.acd.engine.agents.get(agent_id)
+        if agent is None:
             raise ActionRefusedError(
                 RefusalKind.UNKNOWN_AGENT, f"no agent {agent_id!r}", field="body.agent_id"
             )
-        raise ActionRefusedError(
-            RefusalKind.UNAVAILABLE,
-            f"supervisor {mode.value} is not supported yet: the media engine connects two "
-            "call legs and cannot mix in a third",
-            field="body.mode",
+        sip_user = agent.profile.sip_user
+        if sip_user is None:
+            raise ActionRefusedError(
+                RefusalKind.UNAVAILABLE,
+                f"agent {agent_id!r} has no SIP account whose phone could be rung",
+                field="body.agent_id",
+            )
+        wanted = MonitorMode(mode.value)
+        try:
+            current = call.monitor_leg
+            if current is not None and current.sip_user == sip_user:
+                call.set_monitor_mode(wanted)
+                logger.info("call %s: %s now in %s mode, by %s", call_id, agent_id, wanted, by)
+                return
+            call.monitor(sip_user, wanted)
+        except MonitorError as exc:
+            if exc.reason == "unregistered":
+                raise ActionRefusedError(
+                    RefusalKind.UNAVAILABLE,
+                    f"agent {agent_id!r}'s phone ({sip_user}) is not registered",
+                    field="body.agent_id",
+                ) from None
+            raise ActionRefusedError(RefusalKind.WRONG_STATE, str(exc)) from None
+        logger.info(
+            "call %s: ringing %s (%s) to %s, by %s", call_id, agent_id, sip_user, wanted, by
         )
 
     def _call(self, call_id: str) -> Call:

@@ -7,13 +7,14 @@ happens is reported as domain events on the bus (and so on the event stream).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from supervisor_api.actions import ActionRefusedError, MonitorMode
+from supervisor_api.actions import ActionRefusedError, MonitorMode, SupervisorActions
 from supervisor_api.auth import PRINCIPAL, Access, access
-from supervisor_api.errors import ApiError, bad_input, json_body
+from supervisor_api.errors import ApiError, Handler, bad_input, json_body
 from supervisor_api.state import STATE
 
 #: Waiting-caller priorities an API client may set (higher is served first).
@@ -54,107 +55,111 @@ def _integer(body: dict[str, Any], name: str, low: int, high: int) -> int:
     return value
 
 
-async def _act(request: web.Request, action: str, **details: Any) -> web.Response:
-    state = request.app[STATE]
-    actions = state.deps.actions
-    by = request[PRINCIPAL].name
-    agent_id = request.match_info.get("agent_id")
-    call_id = request.match_info.get("call_id")
-    try:
-        if action == "login":
-            await actions.agent_login(str(agent_id), by=by)
-        elif action == "logout":
-            await actions.agent_logout(str(agent_id), by=by)
-        elif action == "pause":
-            await actions.agent_pause(str(agent_id), details["reason"], by=by)
-        elif action == "unpause":
-            await actions.agent_unpause(str(agent_id), by=by)
-        elif action == "set_priority":
-            await actions.set_priority(str(call_id), details["priority"], by=by)
-        elif action == "move":
-            await actions.move_call(str(call_id), details["queue_id"], by=by)
-        elif action == "hangup":
-            await actions.hangup(str(call_id), by=by)
-        elif action == "start_recording":
-            await actions.start_recording(str(call_id), by=by)
-        elif action == "stop_recording":
-            await actions.stop_recording(str(call_id), by=by)
-        elif action == "monitor":
-            await actions.monitor(str(call_id), details["mode"], details["agent_id"], by=by)
-        else:  # pragma: no cover - the route table only names the actions above
-            raise AssertionError(action)
-    except ActionRefusedError as exc:
-        field = exc.field or ("path.agent_id" if agent_id is not None else "path.call_id")
-        raise ApiError(exc.kind.status, exc.message, field=field, code=exc.kind.value) from None
-    target = {"agent_id": agent_id} if agent_id is not None else {"call_id": call_id}
-    plain = {k: (v.value if isinstance(v, MonitorMode) else v) for k, v in details.items()}
-    return web.json_response({"accepted": True, "action": action, **target, **plain}, status=202)
+Details = dict[str, Any]
+#: Calls the action on the server: (actions, the path's agent or call id, details, by whom).
+Perform = Callable[[SupervisorActions, str, Details, str], Awaitable[None]]
+#: Reads and checks the body's fields into the action's details.
+Read = Callable[[dict[str, Any]], Details]
 
 
-@access(Access.AGENT_SELF)
-async def agent_login(request: web.Request) -> web.Response:
-    await _body(request)
-    return await _act(request, "login")
+def _no_fields(body: dict[str, Any]) -> Details:
+    return {}
 
 
-@access(Access.AGENT_SELF)
-async def agent_logout(request: web.Request) -> web.Response:
-    await _body(request)
-    return await _act(request, "logout")
+def _action(
+    name: str, rule: Access, perform: Perform, read: Read = _no_fields, *fields: str
+) -> Handler:
+    """The handler of one action: check the body, perform, answer 202 with what was asked."""
+
+    @access(rule)
+    async def handler(request: web.Request) -> web.Response:
+        details = read(await _body(request, *fields))
+        agent_id = request.match_info.get("agent_id")
+        call_id = request.match_info.get("call_id")
+        target = {"agent_id": agent_id} if agent_id is not None else {"call_id": call_id}
+        try:
+            await perform(
+                request.app[STATE].deps.actions,
+                str(agent_id if agent_id is not None else call_id),
+                details,
+                request[PRINCIPAL].name,
+            )
+        except ActionRefusedError as exc:
+            field = exc.field or next(f"path.{key}" for key in target)
+            raise ApiError(exc.kind.status, exc.message, field=field, code=exc.kind.value) from None
+        plain = {k: (v.value if isinstance(v, MonitorMode) else v) for k, v in details.items()}
+        return web.json_response({"accepted": True, "action": name, **target, **plain}, status=202)
+
+    return handler
 
 
-@access(Access.AGENT_SELF)
-async def agent_pause(request: web.Request) -> web.Response:
-    body = await _body(request, "reason")
-    return await _act(request, "pause", reason=_text(body, "reason", MAX_REASON))
+def _pause_reason(body: dict[str, Any]) -> Details:
+    return {"reason": _text(body, "reason", MAX_REASON)}
 
 
-@access(Access.AGENT_SELF)
-async def agent_unpause(request: web.Request) -> web.Response:
-    await _body(request)
-    return await _act(request, "unpause")
+def _priority(body: dict[str, Any]) -> Details:
+    return {"priority": _integer(body, "priority", *PRIORITY_RANGE)}
 
 
-@access(Access.SUPERVISOR)
-async def call_priority(request: web.Request) -> web.Response:
-    body = await _body(request, "priority")
-    return await _act(request, "set_priority", priority=_integer(body, "priority", *PRIORITY_RANGE))
+def _queue(body: dict[str, Any]) -> Details:
+    return {"queue_id": _text(body, "queue_id", MAX_ID)}
 
 
-@access(Access.SUPERVISOR)
-async def call_move(request: web.Request) -> web.Response:
-    body = await _body(request, "queue_id")
-    return await _act(request, "move", queue_id=_text(body, "queue_id", MAX_ID))
-
-
-@access(Access.SUPERVISOR)
-async def call_hangup(request: web.Request) -> web.Response:
-    await _body(request)
-    return await _act(request, "hangup")
-
-
-@access(Access.SUPERVISOR)
-async def recording_start(request: web.Request) -> web.Response:
-    await _body(request)
-    return await _act(request, "start_recording")
-
-
-@access(Access.SUPERVISOR)
-async def recording_stop(request: web.Request) -> web.Response:
-    await _body(request)
-    return await _act(request, "stop_recording")
-
-
-@access(Access.SUPERVISOR)
-async def call_monitor(request: web.Request) -> web.Response:
-    body = await _body(request, "mode", "agent_id")
+def _monitor(body: dict[str, Any]) -> Details:
     raw_mode = _text(body, "mode", 16)
     try:
         mode = MonitorMode(raw_mode)
     except ValueError:
         choices = ", ".join(m.value for m in MonitorMode)
         raise bad_input("body.mode", f"must be one of {choices}") from None
-    return await _act(request, "monitor", mode=mode, agent_id=_text(body, "agent_id", MAX_ID))
+    return {"mode": mode, "agent_id": _text(body, "agent_id", MAX_ID)}
+
+
+agent_login = _action(
+    "login", Access.AGENT_SELF, lambda a, agent, d, by: a.agent_login(agent, by=by)
+)
+agent_logout = _action(
+    "logout", Access.AGENT_SELF, lambda a, agent, d, by: a.agent_logout(agent, by=by)
+)
+agent_pause = _action(
+    "pause",
+    Access.AGENT_SELF,
+    lambda a, agent, d, by: a.agent_pause(agent, d["reason"], by=by),
+    _pause_reason,
+    "reason",
+)
+agent_unpause = _action(
+    "unpause", Access.AGENT_SELF, lambda a, agent, d, by: a.agent_unpause(agent, by=by)
+)
+call_priority = _action(
+    "set_priority",
+    Access.SUPERVISOR,
+    lambda a, call, d, by: a.set_priority(call, d["priority"], by=by),
+    _priority,
+    "priority",
+)
+call_move = _action(
+    "move",
+    Access.SUPERVISOR,
+    lambda a, call, d, by: a.move_call(call, d["queue_id"], by=by),
+    _queue,
+    "queue_id",
+)
+call_hangup = _action("hangup", Access.SUPERVISOR, lambda a, call, d, by: a.hangup(call, by=by))
+recording_start = _action(
+    "start_recording", Access.SUPERVISOR, lambda a, call, d, by: a.start_recording(call, by=by)
+)
+recording_stop = _action(
+    "stop_recording", Access.SUPERVISOR, lambda a, call, d, by: a.stop_recording(call, by=by)
+)
+call_monitor = _action(
+    "monitor",
+    Access.SUPERVISOR,
+    lambda a, call, d, by: a.monitor(call, d["mode"], d["agent_id"], by=by),
+    _monitor,
+    "mode",
+    "agent_id",
+)
 
 
 @access(Access.ADMIN)

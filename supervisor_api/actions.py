@@ -79,7 +79,10 @@ class SupervisorActions(Protocol):
     async def stop_recording(self, call_id: str, *, by: str) -> None: ...
 
     async def monitor(self, call_id: str, mode: MonitorMode, agent_id: str, *, by: str) -> None:
-        """Ring ``agent_id``'s phone (the supervisor's) and join it to the call in ``mode``."""
+        """Ring ``agent_id``'s phone (the supervisor's) and join it to the call in ``mode`` once
+        answered; when that supervisor is already on the call, switch it to ``mode``. Refused
+        when the call has no agent yet (wrong state) or the phone is not registered
+        (unavailable)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from supervisor_api import action_routes as actions
+from supervisor_api import history_routes as history
 from supervisor_api import rest
 from supervisor_api.auth import Access, access, auth_middleware
 from supervisor_api.errors import Handler, error_middleware
@@ -120,6 +121,9 @@ def create_app(dependencies: ApiDependencies) -> web.Application:
     router.add_post("/api/calls/{call_id}/monitor", actions.call_monitor)
     router.add_get("/api/kpis/queues", rest.queue_kpis)
     router.add_get("/api/kpis/agents", rest.agent_kpis)
+    router.add_get("/api/history/queues", history.queue_history)
+    router.add_get("/api/history/agents", history.agent_history)
+    router.add_get("/api/history/calls", history.call_history)
     router.add_get("/api/wallboard", rest.wallboard)
     router.add_get("/api/events", _events)
     router.add_post("/api/admin/reload", actions.reload_configuration)

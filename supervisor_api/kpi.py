@@ -24,9 +24,33 @@ from config.api import QueueTargets
 
 #: Agent states (as ``agent.state_changed`` names them) grouped by what they mean for the KPIs.
 HANDLING_STATES = frozenset({"on_call", "wrap_up"})
+#: The reason an agent leaves ``on_call`` after a call of their own (an internal call or a call
+#: out from their softphone): time on the phone, but no contact-center call handled.
+DIRECT_CALL_ENDED = "direct_call_ended"
+
+
+def ends_handled_call(previous_state: object, reason: object) -> bool:
+    """Whether an agent's state change ends the talk of a handled (queue or transfer) call."""
+    return previous_state == "on_call" and reason != DIRECT_CALL_ENDED
 READY_STATES = frozenset({"available", "reserved", "ringing"})
 #: Queue exits that mean the caller went to another queue: offered there, not here.
 TRANSFERRED_OUT = frozenset({"moved", "escalated"})
+#: Every event type `compute_kpis` reads; it skips the others, so a reader of the event log
+#: (supervisor_api/history.py) needs to fetch only these.
+KPI_EVENT_TYPES = frozenset(
+    {
+        "agent.state_changed",
+        "agent.answered",
+        "agent.offered",
+        "agent.no_answer",
+        "agent.rejected",
+        "queue.left",
+        "call.transferred",
+        "callback.requested",
+        "callback.completed",
+        "callback.failed",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,8 +267,10 @@ def compute_kpis(
         return tally
 
     for record in records:
-        data = record.data
         kind = record.type
+        if kind not in KPI_EVENT_TYPES:
+            continue
+        data = record.data
         at = record.time
         inside = start <= at < end
         if kind == "agent.state_changed":
@@ -262,7 +288,7 @@ def compute_kpis(
                         queue(wrap.queue_id).handling.wrap_up_seconds += seconds
                 if previous == "on_call":
                     pending_wrap.pop(agent_id, None)
-                    if inside:
+                    if inside and ends_handled_call(previous, data.get("reason")):
                         call_id = data.get("call_id")
                         queue_id = call_queue.get(call_id) if isinstance(call_id, str) else None
                         tally.handling.handled += 1

@@ -7,6 +7,7 @@ stale. Each API instance has its own registry: nothing is registered globally.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -74,6 +75,15 @@ class _LiveCollector(Collector):
         )
         malformed.add_metric([], projection.malformed)
         yield malformed
+        # Scrapes run on the event loop (the API's handler); a task count that keeps growing
+        # under steady load is a leak (benchmarks/soak.py watches it).
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # collected off the loop: nothing to count
+            return
+        gauge = GaugeMetricFamily("cxos_asyncio_tasks", "Tasks on the server's event loop")
+        gauge.add_metric([], tasks)
+        yield gauge
 
 
 class ApiMetrics:

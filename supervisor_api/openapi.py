@@ -33,6 +33,8 @@ _SECONDS = {"type": "number", "minimum": 0}
 _PERCENT = {"type": ["number", "null"], "minimum": 0, "maximum": 100}
 _COUNT = {"type": "integer", "minimum": 0}
 _TEXT = {"type": "string"}
+_OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
+_OPTIONAL_SECONDS = {"type": ["number", "null"], "minimum": 0}
 _THRESHOLDS = _object({"warn": {"type": "number"}, "alarm": {"type": "number"}})
 
 SCHEMAS: dict[str, Schema] = {
@@ -165,6 +167,56 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "Accepted": _object({"accepted": {"const": True}, "action": _TEXT}, closed=False),
+    "CdrSegment": _object(
+        {
+            "index": _COUNT,
+            "kind": _TEXT,
+            "started_at": _TIME,
+            "ended_at": _OPTIONAL_TIME,
+            "outcome": _nullable("string"),
+            "ivr_tree_id": _nullable("string"),
+            "queue_id": _nullable("string"),
+            "agent_id": _nullable("string"),
+            "destination": _nullable("string"),
+            **{
+                k: _OPTIONAL_SECONDS
+                for k in (
+                    "wait_seconds",
+                    "ring_seconds",
+                    "talk_seconds",
+                    "hold_seconds",
+                    "wrap_up_seconds",
+                )
+            },
+            "offers": _COUNT,
+        }
+    ),
+    "Cdr": _object(
+        {
+            **{
+                k: _TEXT for k in ("call_id", "node", "trunk_id", "did", "caller_id", "caller_name")
+            },
+            "started_at": _TIME,
+            "answered_at": _OPTIONAL_TIME,
+            "ended_at": _OPTIONAL_TIME,
+            "end_reason": _nullable("string"),
+            "hangup_by": _nullable("string"),
+            "disposition": _TEXT,
+            **{
+                k: _OPTIONAL_SECONDS
+                for k in (
+                    "duration_seconds",
+                    "ivr_seconds",
+                    "wait_seconds",
+                    "talk_seconds",
+                    "hold_seconds",
+                    "wrap_up_seconds",
+                )
+            },
+            "agents": {"type": "array", "items": _TEXT},
+            "segments": {"type": "array", "items": _ref("CdrSegment")},
+        }
+    ),
 }
 
 _ERRORS = {
@@ -373,6 +425,49 @@ def openapi_document() -> Schema:
                 "responses": _responses("KPIs", _kpi_report("agents", "AgentKpis"), "400", "404"),
             }
         },
+        "/api/history/queues": _history(
+            "Queue KPIs per hour or day from the event log (docs/metrics.md)",
+            "queue_id",
+            "Only this queue",
+            "queues",
+            "QueueKpis",
+        ),
+        "/api/history/agents": _history(
+            "Agent KPIs per hour or day from the event log (docs/metrics.md)",
+            "agent_id",
+            "Only this agent",
+            "agents",
+            "AgentKpis",
+        ),
+        "/api/history/calls": {
+            "get": {
+                "summary": "Call detail records of calls started in the interval, oldest first",
+                "parameters": [
+                    *_INTERVAL,
+                    _query(
+                        "limit",
+                        "Records per page (default 100)",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                    ),
+                    _query("cursor", "`next_cursor` of the previous page"),
+                    _query("agent_id", "Only calls this agent took part in"),
+                    _query("queue_id", "Only calls that waited in this queue"),
+                ],
+                "responses": _responses(
+                    "A page of CDRs",
+                    _object(
+                        {
+                            "from": _TIME,
+                            "to": _TIME,
+                            "calls": {"type": "array", "items": _ref("Cdr")},
+                            "next_cursor": _nullable("string"),
+                        }
+                    ),
+                    "400",
+                    "404",
+                ),
+            }
+        },
         "/api/wallboard": {
             "get": {
                 "summary": "Everything the wallboard shows, with its colour thresholds",
@@ -454,6 +549,37 @@ def _kpi_report(key: str, item: str) -> Schema:
             key: {"type": "array", "items": _ref(item)},
         }
     )
+
+
+def _history(summary: str, id_name: str, id_text: str, key: str, item: str) -> Schema:
+    bucket = _object({"from": _TIME, "to": _TIME, key: {"type": "array", "items": _ref(item)}})
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [
+                *_INTERVAL,
+                _query(
+                    "interval",
+                    "One bucket per hour or per day of api.yaml's time zone (default: none)",
+                    {"enum": ["none", "hour", "day"]},
+                ),
+                _query(id_name, id_text),
+            ],
+            "responses": _responses(
+                "KPIs per bucket",
+                _object(
+                    {
+                        "from": _TIME,
+                        "to": _TIME,
+                        "interval": {"enum": ["none", "hour", "day"]},
+                        "buckets": {"type": "array", "items": bucket},
+                    }
+                ),
+                "400",
+                "404",
+            ),
+        }
+    }
 
 
 def _wallboard() -> Schema:

@@ -20,7 +20,7 @@ from typing import Any
 from config.api import QueueTargets
 from cxos.bus import Published
 from cxos.envelope import event_data
-from supervisor_api.kpi import EventRecord, QueueTally
+from supervisor_api.kpi import EventRecord, QueueTally, ends_handled_call
 
 #: Agent states that make an agent "busy" on a wallboard tile.
 BUSY_STATES = frozenset({"reserved", "ringing", "on_call"})
@@ -385,7 +385,7 @@ class LiveProjection:
         state = _text(data, "state")
         previous = _optional_text(data, "previous_state")
         seconds = _number(data, "seconds_in_previous", 0.0)
-        if previous == "on_call":
+        if ends_handled_call(previous, data.get("reason")):
             agent.calls_handled += 1
             agent.talk_seconds += seconds
         elif previous == "wrap_up":

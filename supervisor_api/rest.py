@@ -8,18 +8,21 @@ durations are seconds; percentages are 0–100, or null when there is nothing to
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
 from cxos.envelope import format_time
 from supervisor_api.auth import PRINCIPAL, Access, access
-from supervisor_api.errors import ApiError, bad_input
-from supervisor_api.kpi import AgentTally, QueueReport, compute_kpis
-from supervisor_api.projection import AgentView, CallView, QueueView
+from supervisor_api.errors import ApiError, Handler, bad_input
+from supervisor_api.kpi import AgentTally, KpiReport, QueueReport, compute_kpis
+from supervisor_api.projection import AgentView, CallView, LiveProjection, QueueView
 from supervisor_api.state import STATE, ApiState
 
 Json = dict[str, Any]
+V = TypeVar("V")
 
 #: 9999-12-31T23:59:59Z: RFC 3339 §5.6 has four-digit years; earlier than 1970 is no event time.
 LATEST_INSTANT = 253_402_300_799.0
@@ -111,79 +114,91 @@ def call_json(call: CallView, now: float) -> Json:
     }
 
 
-def _state(request: web.Request) -> ApiState:
+def snapshot_state(request: web.Request) -> ApiState:
     state = request.app[STATE]
     state.catch_up()
     return state
 
 
-def _only(request: web.Request, *allowed: str) -> None:
+def only(request: web.Request, *allowed: str) -> None:
     for name in request.query:
         if name not in allowed:
             raise bad_input(f"query.{name}", "unknown parameter")
 
 
-@access(Access.SUPERVISOR)
-async def list_queues(request: web.Request) -> web.Response:
-    _only(request)
-    state = _state(request)
-    now = state.now()
-    queues = sorted(state.projection.queues.values(), key=lambda q: q.queue_id)
-    return web.json_response({"queues": [queue_json(state, q, now) for q in queues]})
+@dataclass(frozen=True, slots=True)
+class _View(Generic[V]):
+    """One kind of live object: where the projection keeps it and how it is shown."""
+
+    plural: str
+    id_name: str
+    table: Callable[[LiveProjection], Mapping[str, V]]
+    order: Callable[[V], Any]
+    render: Callable[[ApiState, V, float], Json]
+    missing: str
 
 
-@access(Access.SUPERVISOR)
-async def get_queue(request: web.Request) -> web.Response:
-    _only(request)
-    state = _state(request)
-    queue = state.projection.queues.get(request.match_info["queue_id"])
-    if queue is None:
-        raise ApiError(404, "no such queue", field="path.queue_id")
-    return web.json_response(queue_json(state, queue, state.now()))
+def _list(view: _View[V]) -> Handler:
+    @access(Access.SUPERVISOR)
+    async def handler(request: web.Request) -> web.Response:
+        only(request)
+        state = snapshot_state(request)
+        now = state.now()
+        items = sorted(view.table(state.projection).values(), key=view.order)
+        return web.json_response({view.plural: [view.render(state, i, now) for i in items]})
+
+    return handler
 
 
-@access(Access.SUPERVISOR)
-async def list_agents(request: web.Request) -> web.Response:
-    _only(request)
-    state = _state(request)
-    now = state.now()
-    agents = sorted(state.projection.agents.values(), key=lambda a: a.agent_id)
-    return web.json_response({"agents": [agent_json(a, now) for a in agents]})
+def _get(view: _View[V], rule: Access) -> Handler:
+    @access(rule)
+    async def handler(request: web.Request) -> web.Response:
+        only(request)
+        state = snapshot_state(request)
+        item = view.table(state.projection).get(request.match_info[view.id_name])
+        if item is None:
+            raise ApiError(404, view.missing, field=f"path.{view.id_name}")
+        return web.json_response(view.render(state, item, state.now()))
+
+    return handler
 
 
-@access(Access.AGENT_SELF)
-async def get_agent(request: web.Request) -> web.Response:
-    _only(request)
-    state = _state(request)
-    agent = state.projection.agents.get(request.match_info["agent_id"])
-    if agent is None:
-        raise ApiError(404, "no such agent", field="path.agent_id")
-    return web.json_response(agent_json(agent, state.now()))
-
-
-@access(Access.SUPERVISOR)
-async def list_calls(request: web.Request) -> web.Response:
-    _only(request)
-    state = _state(request)
-    now = state.now()
-    calls = sorted(state.projection.calls.values(), key=lambda c: (c.started_at, c.call_id))
-    return web.json_response({"calls": [call_json(c, now) for c in calls]})
-
-
-@access(Access.SUPERVISOR)
-async def get_call(request: web.Request) -> web.Response:
-    _only(request)
-    state = _state(request)
-    call = state.projection.calls.get(request.match_info["call_id"])
-    if call is None:
-        raise ApiError(404, "no such call in progress", field="path.call_id")
-    return web.json_response(call_json(call, state.now()))
+_QUEUES: _View[QueueView] = _View(
+    "queues",
+    "queue_id",
+    lambda p: p.queues,
+    lambda q: q.queue_id,
+    queue_json,
+    "no such queue",
+)
+_AGENTS: _View[AgentView] = _View(
+    "agents",
+    "agent_id",
+    lambda p: p.agents,
+    lambda a: a.agent_id,
+    lambda state, a, now: agent_json(a, now),
+    "no such agent",
+)
+_CALLS: _View[CallView] = _View(
+    "calls",
+    "call_id",
+    lambda p: p.calls,
+    lambda c: (c.started_at, c.call_id),
+    lambda state, c, now: call_json(c, now),
+    "no such call in progress",
+)
+list_queues = _list(_QUEUES)
+get_queue = _get(_QUEUES, Access.SUPERVISOR)
+list_agents = _list(_AGENTS)
+get_agent = _get(_AGENTS, Access.AGENT_SELF)
+list_calls = _list(_CALLS)
+get_call = _get(_CALLS, Access.SUPERVISOR)
 
 
 @access(Access.SUPERVISOR)
 async def wallboard(request: web.Request) -> web.Response:
-    _only(request)
-    state = _state(request)
+    only(request)
+    state = snapshot_state(request)
     now = state.now()
     board = state.settings.wallboard
     queues = sorted(state.projection.queues.values(), key=lambda q: q.queue_id)
@@ -205,7 +220,7 @@ async def wallboard(request: web.Request) -> web.Response:
     )
 
 
-def _instant(request: web.Request, name: str, default: float) -> float:
+def instant(request: web.Request, name: str, default: float) -> float:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -224,11 +239,13 @@ def _instant(request: web.Request, name: str, default: float) -> float:
     return instant
 
 
-def _interval(request: web.Request, state: ApiState, filter_name: str) -> tuple[float, float]:
-    _only(request, "from", "to", filter_name)
+def interval(request: web.Request, state: ApiState, *names: str) -> tuple[float, float]:
+    """``from``/``to`` of the query (default: today so far); ``names``: the other parameters
+    the route takes."""
+    only(request, "from", "to", *names)
     now = state.now()
-    end = _instant(request, "to", now)
-    start = _instant(request, "from", state.day_start(min(now, end)))
+    end = instant(request, "to", now)
+    start = instant(request, "from", state.day_start(min(now, end)))
     if start > end:
         raise bad_input("query.from", "must not be after 'to'")
     return start, end
@@ -294,7 +311,7 @@ def agent_kpi_json(agent_id: str, tally: AgentTally) -> Json:
     }
 
 
-def _report(state: ApiState, start: float, end: float) -> Any:
+def _report(state: ApiState, start: float, end: float) -> KpiReport:
     return compute_kpis(
         state.projection.journal,
         start,
@@ -305,46 +322,64 @@ def _report(state: ApiState, start: float, end: float) -> Any:
     )
 
 
-@access(Access.SUPERVISOR)
-async def queue_kpis(request: web.Request) -> web.Response:
-    state = _state(request)
-    start, end = _interval(request, state, "queue_id")
-    wanted = request.query.get("queue_id")
-    report = _report(state, start, end)
-    if wanted is not None and wanted not in report.queues:
-        raise ApiError(404, "no such queue", field="query.queue_id")
-    rows = [
+def queue_rows(report: KpiReport, wanted: str | None) -> list[Json]:
+    return [
         queue_kpi_json(q, r)
         for q, r in sorted(report.queues.items())
         if wanted is None or q == wanted
     ]
-    return web.json_response(
-        {
-            "from": format_time(start),
-            "to": format_time(end),
-            **_coverage(state, start),
-            "queues": rows,
-        }
-    )
 
 
-@access(Access.SUPERVISOR)
-async def agent_kpis(request: web.Request) -> web.Response:
-    state = _state(request)
-    start, end = _interval(request, state, "agent_id")
-    wanted = request.query.get("agent_id")
-    report = _report(state, start, end)
-    if wanted is not None and wanted not in report.agents and wanted not in state.projection.agents:
-        raise ApiError(404, "no such agent", field="query.agent_id")
-    rows = [agent_kpi_json(a, t) for a, t in sorted(report.agents.items()) if wanted in {None, a}]
-    return web.json_response(
-        {
-            "from": format_time(start),
-            "to": format_time(end),
-            **_coverage(state, start),
-            "agents": rows,
-        }
-    )
+def agent_rows(report: KpiReport, wanted: str | None) -> list[Json]:
+    return [agent_kpi_json(a, t) for a, t in sorted(report.agents.items()) if wanted in {None, a}]
+
+
+@dataclass(frozen=True, slots=True)
+class KpiKind:
+    """Queue or agent KPIs: the filter parameter, the rows and how to tell an unknown id."""
+
+    plural: str
+    id_name: str
+    rows: Callable[[KpiReport, str | None], list[Json]]
+    known: Callable[[ApiState, KpiReport, str], bool]
+    missing: str
+
+
+QUEUE_KPIS = KpiKind(
+    "queues", "queue_id", queue_rows, lambda state, report, q: q in report.queues, "no such queue"
+)
+AGENT_KPIS = KpiKind(
+    "agents",
+    "agent_id",
+    agent_rows,
+    lambda state, report, a: a in report.agents or a in state.projection.agents,
+    "no such agent",
+)
+
+
+def _kpis(kind: KpiKind) -> Handler:
+    @access(Access.SUPERVISOR)
+    async def handler(request: web.Request) -> web.Response:
+        state = snapshot_state(request)
+        start, end = interval(request, state, kind.id_name)
+        wanted = request.query.get(kind.id_name)
+        report = _report(state, start, end)
+        if wanted is not None and not kind.known(state, report, wanted):
+            raise ApiError(404, kind.missing, field=f"query.{kind.id_name}")
+        return web.json_response(
+            {
+                "from": format_time(start),
+                "to": format_time(end),
+                **_coverage(state, start),
+                kind.plural: kind.rows(report, wanted),
+            }
+        )
+
+    return handler
+
+
+queue_kpis = _kpis(QUEUE_KPIS)
+agent_kpis = _kpis(AGENT_KPIS)
 
 
 async def whoami(request: web.Request) -> web.Response:

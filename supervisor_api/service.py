@@ -20,6 +20,7 @@ from config.api import ApiAccessSettings, load_api_settings
 from config.loader import Configuration
 from config.source import ConfigError
 from cxos.bus import EventBus
+from cxos.storage.database import Pool
 from supervisor_api.actions import Administration, SupervisorActions
 from supervisor_api.app import create_app
 from supervisor_api.state import STATE, ApiDependencies
@@ -39,6 +40,8 @@ class SupervisorService:
     api_settings: ApiAccessSettings | None = None
     clock: Callable[[], float] = time.time
     extra_collectors: Sequence[Collector] = ()
+    #: The database with the event log and CDRs, for the history endpoints.
+    history: Pool | None = None
     name: str = "supervisor-api"
     app: web.Application | None = field(default=None, init=False)
     _runner: web.AppRunner | None = field(default=None, init=False)
@@ -59,6 +62,7 @@ class SupervisorService:
                 agents=[agent.id for agent in self.configuration.agents],
                 clock=self.clock,
                 extra_collectors=self.extra_collectors,
+                history=self.history,
             )
         )
         listen = self.configuration.server.api

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 from config.api import ApiAccessSettings
 from cxos.bus import EventBus, OverflowPolicy, Published, ReplayUnavailableError, Subscription
 from cxos.envelope import EnvelopeError
+from cxos.storage.database import Pool
 from supervisor_api.actions import Administration, SupervisorActions
 from supervisor_api.auth import TokenTable
 from supervisor_api.metrics import ApiMetrics
@@ -44,6 +45,8 @@ class ApiDependencies:
     clock: Callable[[], float] = time.time
     #: More Prometheus collectors to expose (e.g. SIP and RTP counters of telephony).
     extra_collectors: Sequence[Collector] = ()
+    #: The database holding the event log and CDRs, for ``/api/history/*``; None: no history.
+    history: Pool | None = None
 
 
 @dataclass(slots=True)

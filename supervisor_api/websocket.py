@@ -1,11 +1,12 @@
 """``GET /api/events``: the live event stream over a WebSocket (RFC 6455).
 
-Each client gets its own bus subscription with a bounded queue and the ``disconnect`` overflow
-policy: publishing never waits for a client, and a client that cannot keep up is closed with
-code 1008 and a reason saying where to resume. Frames are JSON text: event frames are the event
-envelopes (docs/events.md); control frames have a ``control`` key (``hello``, ``heartbeat``,
-``error``). A reconnecting client passes ``resume_from`` (its last ``seq`` + 1) and receives the
-missed events, then the live stream, with nothing lost or repeated in between.
+Clients asking for the same events share one bus subscription with a bounded queue and the
+``disconnect`` overflow policy, and one writer (``supervisor_api.fanout``): publishing never
+waits for a client, and a client that cannot keep up is closed with code 1008 and a reason
+saying where to resume. Frames are JSON text: event frames are the event envelopes
+(docs/events.md); control frames have a ``control`` key (``hello``, ``heartbeat``, ``error``).
+A reconnecting client passes ``resume_from`` (its last ``seq`` + 1) and receives the missed
+events, then the live stream, with nothing lost or repeated in between.
 """
 
 from __future__ import annotations
@@ -16,53 +17,46 @@ import itertools
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 from config.api import Role, StreamSettings
-from cxos.bus import (
-    EventBus,
-    EventFilter,
-    OverflowPolicy,
-    Published,
-    ReplayUnavailableError,
-    SubscriberDisconnectedError,
-    Subscription,
-)
+from cxos.bus import EventBus, EventFilter, Published, ReplayUnavailableError
 from cxos.envelope import format_time, to_json
 from supervisor_api.auth import PRINCIPAL
 from supervisor_api.errors import ApiError, bad_input
+from supervisor_api.fanout import CLOSE_TOO_SLOW, FanOut, StreamClient, text_frame
 
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "cxos.events.v1"
 #: Calls a queue/agent filter remembers so that the calls' other events follow (bounded).
 TRACKED_CALLS = 10_000
-#: RFC 6455 §7.4.1: 1008 is a policy violation (here: the client did not keep up).
-CLOSE_TOO_SLOW = WSCloseCode.POLICY_VIOLATION
+__all__ = ["CLOSE_TOO_SLOW", "EnvelopeCache", "StreamFilter", "StreamHub", "events_handler"]
 
 
 class EnvelopeCache:
-    """JSON text of recent envelopes, so N clients cost one encoding per event, not N."""
+    """WebSocket frames of recent envelopes, so N clients and any number of filters cost one
+    serialisation and one frame per event, not N."""
 
-    __slots__ = ("_node", "_size", "_texts")
+    __slots__ = ("_frames", "_node", "_size")
 
     def __init__(self, node: str, size: int = 4096) -> None:
         self._node = node
         self._size = size
-        self._texts: OrderedDict[int, str] = OrderedDict()
+        self._frames: OrderedDict[int, bytes] = OrderedDict()
 
-    def text(self, published: Published) -> str:
-        text = self._texts.get(published.seq)
-        if text is None:
-            text = to_json(published, self._node).decode()
-            self._texts[published.seq] = text
-            if len(self._texts) > self._size:
-                self._texts.popitem(last=False)
-        return text
+    def frame(self, published: Published) -> bytes:
+        frame = self._frames.get(published.seq)
+        if frame is None:
+            frame = text_frame(to_json(published, self._node))
+            self._frames[published.seq] = frame
+            if len(self._frames) > self._size:
+                self._frames.popitem(last=False)
+        return frame
 
 
 class StreamFilter:
@@ -74,6 +68,13 @@ class StreamFilter:
     """
 
     __slots__ = ("_calls", "agent_id", "call_id", "queue_id", "types")
+
+    @staticmethod
+    def key(
+        types: EventFilter | None, queue_id: str | None, agent_id: str | None, call_id: str | None
+    ) -> tuple[frozenset[str], str | None, str | None, str | None]:
+        """Clients whose filters have equal keys get the same events and share a subscription."""
+        return (types.types if types is not None else frozenset(), queue_id, agent_id, call_id)
 
     def __init__(
         self,
@@ -123,12 +124,19 @@ class StreamHub:
     clock: Callable[[], float]
     on_disconnect: Callable[[str], None] = lambda reason: None
     cache: EnvelopeCache = field(init=False)
+    fanout: FanOut = field(init=False)
     #: Open sockets → loop time of the last frame sent (for heartbeats).
     sockets: dict[web.WebSocketResponse, float] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
         self.cache = EnvelopeCache(self.node)
+        self.fanout = FanOut(
+            bus=self.bus,
+            frame=self.cache.frame,
+            on_disconnect=self.on_disconnect,
+            last_sent=self.sockets,
+        )
 
     async def close_all(self) -> None:
         for ws in tuple(self.sockets):
@@ -159,7 +167,24 @@ class StreamHub:
                     await ws.send_str(frame)
 
 
-def _parse_query(request: web.Request) -> tuple[StreamFilter, int | None]:
+@dataclass(frozen=True, slots=True)
+class _Query:
+    types: EventFilter | None
+    queue_id: str | None
+    agent_id: str | None
+    call_id: str | None
+    resume_from: int | None
+
+    def key(self) -> Hashable:
+        return StreamFilter.key(self.types, self.queue_id, self.agent_id, self.call_id)
+
+    def make_filter(self) -> StreamFilter:
+        return StreamFilter(
+            types=self.types, queue_id=self.queue_id, agent_id=self.agent_id, call_id=self.call_id
+        )
+
+
+def _parse_query(request: web.Request) -> _Query:
     query = request.query
     for name in query:
         if name not in {"types", "queue_id", "agent_id", "call_id", "resume_from"}:
@@ -189,10 +214,13 @@ def _parse_query(request: web.Request) -> tuple[StreamFilter, int | None]:
         if ids["agent_id"] not in {None, principal.agent_id}:
             raise ApiError(403, "an agent token can only follow its own agent")
         ids["agent_id"] = principal.agent_id
-    stream_filter = StreamFilter(
-        types=types, queue_id=ids["queue_id"], agent_id=ids["agent_id"], call_id=ids["call_id"]
+    return _Query(
+        types=types,
+        queue_id=ids["queue_id"],
+        agent_id=ids["agent_id"],
+        call_id=ids["call_id"],
+        resume_from=resume_from,
     )
-    return stream_filter, resume_from
 
 
 def _control(kind: str, **fields: Any) -> str:
@@ -200,12 +228,12 @@ def _control(kind: str, **fields: Any) -> str:
 
 
 async def events_handler(request: web.Request, hub: StreamHub) -> web.StreamResponse:
-    stream_filter, resume_from = _parse_query(request)
+    query = _parse_query(request)
     settings = hub.settings()
     if len(hub.sockets) >= settings.max_clients:
         raise ApiError(503, "too many event stream clients", headers={"Retry-After": "5"})
     # No permessage-deflate (RFC 7692): compressing every frame once per client costs more
-    # CPU than the bandwidth is worth on a LAN, and the same event goes to many clients.
+    # CPU than the bandwidth is worth on a LAN, and the same frame goes to many clients.
     ws = web.WebSocketResponse(
         protocols=(SUBPROTOCOL,),
         heartbeat=settings.heartbeat_seconds,
@@ -219,22 +247,24 @@ async def events_handler(request: web.Request, hub: StreamHub) -> web.StreamResp
             code="upgrade_required",
             headers={"Upgrade": "websocket", "Connection": "Upgrade"},
         )
-    name = f"websocket-{next(hub._ids)}-{request[PRINCIPAL].name}"
+    client = StreamClient(
+        ws, f"websocket-{next(hub._ids)}-{request[PRINCIPAL].name}", settings.client_buffer
+    )
     replay_error: ReplayUnavailableError | None = None
     try:
-        # Subscribing before the handshake: events published meanwhile are queued, not lost.
-        subscription = hub.bus.subscribe(
-            name,
-            maxsize=settings.client_buffer,
-            filter=stream_filter,
-            overflow_policy=OverflowPolicy.DISCONNECT,
-            resume_from=resume_from,
+        # Joining before the handshake: events published meanwhile are held, not lost.
+        hub.fanout.join(
+            client,
+            query.key(),
+            query.make_filter,
+            group_buffer=settings.client_buffer,
+            resume_from=query.resume_from,
         )
     except ReplayUnavailableError as exc:
         replay_error = exc
-    await ws.prepare(request)
-    hub.sockets[ws] = asyncio.get_running_loop().time()
     try:
+        await ws.prepare(request)
+        hub.sockets[ws] = asyncio.get_running_loop().time()
         if replay_error is not None:
             await ws.send_str(
                 _control(
@@ -249,43 +279,21 @@ async def events_handler(request: web.Request, hub: StreamHub) -> web.StreamResp
             hub.on_disconnect("replay_unavailable")
             return ws
         await ws.send_str(
-            _control("hello", node=hub.node, next_seq=hub.bus.next_seq, resume_from=resume_from)
+            _control(
+                "hello", node=hub.node, next_seq=hub.bus.next_seq, resume_from=query.resume_from
+            )
         )
-        sender = asyncio.create_task(_send_events(ws, subscription, hub))
-        try:
-            async for _message in ws:
-                pass  # clients send nothing meaningful; reading handles pings and the close
-        finally:
-            if not sender.done():
-                sender.cancel()
-                hub.on_disconnect("client_closed")
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-            subscription.close("client closed")
+        transport = request.transport
+        if transport is None or not hub.fanout.go_live(client, transport):
+            if client.close is not None:
+                code, message = client.close
+                await ws.close(code=code, message=message)
+            return ws
+        async for _message in ws:
+            pass  # clients send nothing meaningful; reading handles pings and the close
+        if client.close is None:
+            hub.on_disconnect("client_closed")
     finally:
+        hub.fanout.leave(client)
         hub.sockets.pop(ws, None)
     return ws
-
-
-async def _send_events(
-    ws: web.WebSocketResponse, subscription: Subscription, hub: StreamHub
-) -> None:
-    last_seq = 0
-    sockets = hub.sockets
-    loop = asyncio.get_running_loop()
-    try:
-        async for published in subscription:
-            await ws.send_str(hub.cache.text(published))
-            sockets[ws] = loop.time()
-            last_seq = published.seq
-    except SubscriberDisconnectedError:
-        logger.info("event stream client %s too slow; disconnected", subscription.name)
-        message = f"queue full: resume_from={last_seq + 1}" if last_seq else "queue full"
-        hub.on_disconnect("too_slow")
-        await ws.close(code=CLOSE_TOO_SLOW, message=message.encode())
-        return
-    except (ConnectionError, RuntimeError):
-        hub.on_disconnect("connection_lost")
-        return
-    hub.on_disconnect("bus_closed")
-    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

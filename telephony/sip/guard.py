@@ -22,6 +22,11 @@ few addresses, at rates no single phone or scanner has a reason to reach. Their 
 counted per trunk instead (`TrunkLimit`, from the trunk's configured calls per second), so that
 a busy trunk is not throttled like a flood while an INVITE flood with a trunk's address forged
 as its source still meets a ceiling.
+
+Dropping silently must not mean dropping unseen: each source whose requests are dropped gives a
+`FloodNotice` (taken with `take_notices`) at most once per `notice_interval`, carrying how many
+were dropped since its last one, so that the I/O layer can log a flood as it happens without a
+line per request.
 """
 
 from __future__ import annotations
@@ -34,9 +39,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from telephony.sip.registrar_events import SourceBlocked, SourceUnblocked
+from telephony.sip.registrar_events import AuthenticationFailed, SourceBlocked, SourceUnblocked
 
-__all__ = ["GuardCounters", "GuardSettings", "GuardVerdict", "SourceGuard", "TrunkLimit"]
+__all__ = [
+    "FloodNotice",
+    "GuardCounters",
+    "GuardSettings",
+    "GuardVerdict",
+    "SourceGuard",
+    "TrunkLimit",
+    "auth_failure_events",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +75,21 @@ class GuardSettings:
     """Sources each table remembers; the least recently seen is forgotten first."""
     ipv6_prefix: int = 64
     """IPv6 sources are grouped by this prefix length."""
+    notice_interval: float = 60.0
+    """Shortest time between two `FloodNotice`s about one source, seconds."""
 
     def __post_init__(self) -> None:
         if self.max_failures < 1 or self.burst < 1 or self.max_sources < 1:
             raise ValueError("max_failures, burst and max_sources must be at least 1")
-        if self.failure_window <= 0 or self.block_seconds <= 0 or self.rate <= 0:
-            raise ValueError("failure_window, block_seconds and rate must be positive")
+        if (
+            self.failure_window <= 0
+            or self.block_seconds <= 0
+            or self.rate <= 0
+            or self.notice_interval <= 0
+        ):
+            raise ValueError(
+                "failure_window, block_seconds, rate and notice_interval must be positive"
+            )
         if not 1 <= self.ipv6_prefix <= 128:
             raise ValueError("ipv6_prefix must be between 1 and 128")
 
@@ -94,6 +116,29 @@ class GuardVerdict(StrEnum):
     ALLOW = "allow"
     BLOCKED = "blocked"  # drop silently
     RATE_LIMITED = "rate_limited"  # drop silently
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FloodNotice:
+    """Requests from `source` are being dropped unanswered (at most one notice per source per
+    `GuardSettings.notice_interval`)."""
+
+    source: str
+    """The source as counted: an IPv4 address or an IPv6 prefix."""
+    verdict: GuardVerdict
+    """`BLOCKED` or `RATE_LIMITED`."""
+    method: str
+    """The method of the request that prompted this notice."""
+    dropped: int
+    """Requests of this source dropped since its previous notice, this one included."""
+    trunk_id: str | None = None
+    """The trunk whose INVITE rate was exceeded, when the source is a trunk's."""
+
+
+@dataclass(slots=True)
+class _Noticed:
+    at: float
+    dropped: int = 0
 
 
 @dataclass(slots=True)
@@ -133,6 +178,9 @@ class SourceGuard:
         # Source address as received → its key: every request asks, and parsing the address
         # costs more than the rest of the check. Bounded like the other tables (oldest first).
         self._keys: dict[str, str] = {}
+        self._noticed: OrderedDict[str, _Noticed] = OrderedDict()
+        self.notices: list[FloodNotice] = []
+        """Notices not taken yet (`take_notices`)."""
 
     def source_key(self, address: str) -> str:
         """The unit we count: the IPv4 address, or the IPv6 /64 (an IPv4-mapped IPv6 address
@@ -175,15 +223,53 @@ class SourceGuard:
             if now < block.until:
                 block.dropped += 1
                 self.counters.dropped_blocked += 1
+                self._note_drop(key, GuardVerdict.BLOCKED, method, now, None)
                 return GuardVerdict.BLOCKED
             self._unblock(key, block)
         if method not in _RATE_LIMITED_METHODS:
             return GuardVerdict.ALLOW
         if trunk is not None and method == "INVITE":
-            return self._take_token(
+            verdict = self._take_token(
                 self._trunk_buckets, trunk.trunk_id, trunk.calls_per_second, trunk.burst, now
             )
-        return self._take_token(self._buckets, key, self.settings.rate, self.settings.burst, now)
+        else:
+            verdict = self._take_token(
+                self._buckets, key, self.settings.rate, self.settings.burst, now
+            )
+        if verdict is GuardVerdict.RATE_LIMITED:
+            self._note_drop(key, verdict, method, now, trunk.trunk_id if trunk else None)
+        return verdict
+
+    def take_notices(self) -> list[FloodNotice]:
+        """The flood notices since the last call (handed over)."""
+        notices = self.notices
+        self.notices = []
+        return notices
+
+    def blocked_count(self, now: float) -> int:
+        """Sources blocked at `now` (read for metrics)."""
+        return sum(1 for block in self._blocked.values() if now < block.until)
+
+    def _note_drop(
+        self, key: str, verdict: GuardVerdict, method: str, now: float, trunk_id: str | None
+    ) -> None:
+        noticed = self._noticed.get(key)
+        if noticed is None:
+            self._noticed[key] = _Noticed(at=now)
+            self._trim(self._noticed)
+            dropped = 1
+        else:
+            noticed.dropped += 1
+            if now - noticed.at < self.settings.notice_interval:
+                return
+            dropped = noticed.dropped
+            noticed.at = now
+            noticed.dropped = 0
+        self.notices.append(
+            FloodNotice(
+                source=key, verdict=verdict, method=method, dropped=dropped, trunk_id=trunk_id
+            )
+        )
 
     def is_blocked(self, address: str, now: float) -> bool:
         block = self._blocked.get(self.source_key(address))
@@ -271,3 +357,17 @@ class SourceGuard:
         # again with a full bucket, a forgotten block ends early (the oldest ends soonest anyway).
         while len(table) > self.settings.max_sources:
             table.popitem(last=False)
+
+
+def auth_failure_events(
+    guard: SourceGuard | None, source: str, username: str, method: str, now: float
+) -> list[AuthenticationFailed | SourceBlocked]:
+    """A wrong answer to one of our challenges (REGISTER or INVITE, agent or trunk): the
+    security event, and the block it brings about when it is the source's last allowed failure.
+    The user name is cut to 64 characters: it is the peer's text, not ours."""
+    events: list[AuthenticationFailed | SourceBlocked] = [
+        AuthenticationFailed(source_address=source, username=username[:64], method=method)
+    ]
+    if guard is not None and (blocked := guard.record_failure(source, now)):
+        events.append(blocked)
+    return events

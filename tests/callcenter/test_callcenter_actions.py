@@ -16,6 +16,8 @@ from config.loader import default_config_dir, load_configuration
 from config.source import ConfigProblem
 from cxos.actions import ApplicationAdministration, CallCenterActions
 from supervisor_api.actions import ActionRefusedError, MonitorMode, RefusalKind
+from telephony.calls import MonitorError
+from telephony.calls import MonitorMode as CallMonitorMode
 
 
 class SilentPort:
@@ -41,9 +43,18 @@ class FakeCall:
     call_id: str
     ended: bool = False
     hung_up: bool = False
+    #: What `monitor` refuses with (telephony's reason), None to accept.
+    monitor_refusal: str | None = None
+    monitored: list[tuple[str, CallMonitorMode]] = field(default_factory=list)
+    monitor_leg: Any = None
 
     def hangup(self) -> None:
         self.hung_up = True
+
+    def monitor(self, sip_user: str, mode: CallMonitorMode) -> None:
+        if self.monitor_refusal is not None:
+            raise MonitorError(self.monitor_refusal, f"refused: {self.monitor_refusal}")
+        self.monitored.append((sip_user, mode))
 
 
 @dataclass
@@ -140,16 +151,34 @@ async def test_hangup_ends_the_call_and_unknown_calls_are_404(
 
 
 @pytest.mark.parametrize("mode", list(MonitorMode))
-async def test_monitoring_is_refused_as_not_supported_yet(
+async def test_monitoring_rings_the_supervisors_own_phone(
     center: Center, tmp_path: Path, mode: MonitorMode
 ) -> None:
-    refused = await refusal(actions(center, tmp_path).monitor("c1", mode, "bob", by="supervisor"))
-    assert refused.kind is RefusalKind.UNAVAILABLE
-    assert "not supported yet" in refused.message
-    unknown_call = await refusal(
-        actions(center, tmp_path).monitor("c9", mode, "bob", by="supervisor")
-    )
+    await actions(center, tmp_path).monitor("c1", mode, "bob", by="supervisor")
+    assert center.calls["c1"].monitored == [("1002", CallMonitorMode(mode.value))]
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("unregistered", RefusalKind.UNAVAILABLE),
+        ("not_bridged", RefusalKind.WRONG_STATE),
+        ("monitored", RefusalKind.WRONG_STATE),
+    ],
+)
+async def test_monitoring_refusals_say_why(
+    center: Center, tmp_path: Path, reason: str, kind: RefusalKind
+) -> None:
+    center.calls["c1"].monitor_refusal = reason
+    api = actions(center, tmp_path)
+    refused = await refusal(api.monitor("c1", MonitorMode.LISTEN, "bob", by="supervisor"))
+    assert refused.kind is kind
+    if reason == "unregistered":
+        assert (refused.field, "1002" in refused.message) == ("body.agent_id", True)
+    unknown_call = await refusal(api.monitor("c9", MonitorMode.LISTEN, "bob", by="supervisor"))
     assert unknown_call.kind is RefusalKind.UNKNOWN_CALL
+    unknown_agent = await refusal(api.monitor("c1", MonitorMode.LISTEN, "eve", by="supervisor"))
+    assert (unknown_agent.kind, unknown_agent.field) == (RefusalKind.UNKNOWN_AGENT, "body.agent_id")
 
 
 class Application:

@@ -13,11 +13,14 @@ import re
 import secrets
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from ruamel.yaml import YAML
 
 from telephony.sip.digest import Challenge, answer_challenge
 from tests.integration.attackers import (
@@ -56,6 +59,35 @@ def target(config_dir: Path, tmp_path: Path) -> Iterator[RunningServer]:
 
 def sip_address(server: RunningServer) -> Address:
     return (server.host, server.port)
+
+
+def metric(server: RunningServer, name: str, **labels: str) -> float:
+    """One sample of the server's /metrics, as an operator's Prometheus would read it."""
+    api = YAML(typ="safe").load(server.config_dir / "server.yaml")["api"]
+    request = urllib.request.Request(
+        f"http://{api['host']}:{api['port']}/metrics",
+        headers={"Authorization": "Bearer change-me-supervisor-token"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"{name}{labels} not in /metrics")
+
+
+def wait_for_metric(
+    server: RunningServer, name: str, at_least: float, timeout: float = 10.0, **labels: str
+) -> float:
+    """The metric once it reaches ``at_least`` (or the timeout passes): datagrams already
+    received may still be waiting in the socket buffer."""
+    deadline = time.monotonic() + timeout
+    value = metric(server, name, **labels)
+    while value < at_least and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = metric(server, name, **labels)
+    return value
 
 
 def carrier_calls(server: RunningServer, workdir: Path, calls: int) -> None:
@@ -340,6 +372,12 @@ def test_request_flood_from_one_address_is_limited_while_calls_complete(
         expected = 403 if method == "INVITE" else 401  # not a trunk / no credentials
         assert set(flood.statuses) == {expected}, flood.statuses
         assert options_round_trip(address, "127.0.0.21") is not None
+        # What an operator sees: the drops on /metrics, and one warning for the flooder.
+        dropped = metric(server, "cxos_sip_requests_dropped_total", reason="rate_limited")
+        assert dropped >= flood.sent / 2, (dropped, flood.sent)
+        received = metric(server, "cxos_sip_requests_received_total", method=method)
+        assert received >= dropped + flood.answered
+        assert server.log().count("security: rate limiting source 127.0.0.5 ") == 1
     finally:
         assert server.stop() == 0
 
@@ -372,7 +410,9 @@ def test_garbage_flood_is_dropped_and_counted_while_calls_complete(
     assert flood.datagrams_back == 0  # nothing in it can be answered
     # Every datagram that reached the server (the kernel's own drops aside) is counted.
     reached = flood.sent - (udp_drops(target.port) - dropped_by_kernel)
-    counted = target.wait_for_log("dropped malformed message from ('127.0.0.6'", reached)
+    counted = wait_for_metric(
+        target, "cxos_sip_malformed_messages_total", reached, outcome="dropped"
+    )
     assert counted == reached, (counted, reached, flood.sent)
     assert "Traceback" not in target.log()
     assert options_round_trip(address, "127.0.0.21") is not None

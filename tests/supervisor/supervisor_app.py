@@ -8,9 +8,11 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.registry import Collector
 
 from config.api import ApiAccessSettings, ApiToken, QueueTargets, Role
 from cxos.bus import EventBus
+from cxos.storage.database import Pool
 from supervisor_api.actions import ActionRefusedError, MonitorMode, RefusalKind, ReloadProblem
 from supervisor_api.app import create_app
 from supervisor_api.state import ApiDependencies
@@ -125,7 +127,14 @@ class Harness:
     app: web.Application
 
 
-def build(bus: EventBus, clock: Callable[[], float], **setting_overrides: Any) -> Harness:
+def build(
+    bus: EventBus,
+    clock: Callable[[], float],
+    *,
+    history: Pool | None = None,
+    collectors: Sequence[Collector] = (),
+    **setting_overrides: Any,
+) -> Harness:
     actions = FakeActions()
     administration = FakeAdministration()
     app = create_app(
@@ -138,6 +147,8 @@ def build(bus: EventBus, clock: Callable[[], float], **setting_overrides: Any) -
             queues=["sales", "support"],
             agents=["a1", "a2", "a3"],
             clock=clock,
+            history=history,
+            extra_collectors=collectors,
         )
     )
     return Harness(bus=bus, actions=actions, administration=administration, app=app)

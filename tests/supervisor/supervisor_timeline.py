@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import cast
 
 from acd import events as acd
@@ -136,3 +137,50 @@ def sales_morning(timeline: Timeline) -> None:
         left("c4", "answered", 45, "a1"),
         state("a1", "available", "on_call", 5, "c4"),
     )
+
+
+def busy_morning(timeline: Timeline, calls: int = 160, seed: int = 7) -> None:
+    """Three agents taking ``calls`` calls to 'sales' over about three hours after ``T0``.
+
+    A fifth of the callers hang up while waiting; the others are answered by the agent free
+    first, talk, wrap up, and the agent becomes available again. Talks and wrap-ups run across
+    hour boundaries, which is what the history's buckets must get right.
+    """
+    rng = random.Random(seed)
+    agents = ("a1", "a2", "a3")
+    free_at = dict.fromkeys(agents, 5.0)
+    changed_at = dict.fromkeys(agents, 0.0)
+    planned: list[tuple[float, int, DomainEvent]] = []
+
+    def plan(at: float, event: DomainEvent) -> None:
+        planned.append((at, len(planned), event))
+
+    for agent in agents:
+        plan(0.0, state(agent, "logged_out", "available", 0))
+    arrival = 10.0
+    for n in range(calls):
+        arrival += rng.randint(20, 120)
+        call = f"h{n}"
+        plan(arrival, started(call))
+        plan(arrival + 1, joined(call))
+        patience = rng.randint(1, 120)
+        agent = min(agents, key=lambda a: free_at[a])
+        answer_at = max(arrival + 3, free_at[agent] + 2)
+        wait = answer_at - (arrival + 1)
+        if wait > patience:
+            plan(arrival + 1 + patience, left(call, "abandoned", patience))
+            plan(arrival + 1 + patience, ended(call))
+            continue
+        talk, wrap = rng.randint(30, 600), rng.randint(5, 120)
+        plan(answer_at - 1, offered(call, agent, wait - 1))
+        plan(answer_at, answered(call, agent, wait))
+        plan(answer_at, left(call, "answered", wait, agent))
+        plan(answer_at, state(agent, "available", "on_call", answer_at - changed_at[agent], call))
+        hangup = answer_at + talk
+        plan(hangup, state(agent, "on_call", "wrap_up", talk, call))
+        plan(hangup, ended(call, talk=talk))
+        plan(hangup + wrap, state(agent, "wrap_up", "available", wrap, call))
+        changed_at[agent] = hangup + wrap
+        free_at[agent] = hangup + wrap
+    for at, _, event in sorted(planned, key=lambda p: (p[0], p[1])):
+        timeline.at(at, event)

@@ -7,7 +7,7 @@ import pytest
 from config.api import QueueTargets
 from supervisor_api.kpi import compute_kpis
 from supervisor_api.projection import LiveProjection
-from tests.supervisor.supervisor_timeline import T0, Timeline, sales_morning
+from tests.supervisor.supervisor_timeline import T0, Timeline, sales_morning, state
 
 TARGETS = QueueTargets(service_level_seconds=20, service_level2_seconds=60, short_abandon_seconds=5)
 
@@ -76,3 +76,22 @@ def test_wallboard_service_level_matches_the_kpi_formula() -> None:
     assert tally.service_level == pytest.approx(100 / 3)
     recent = projection.queues["sales"].tally(T0 + 60, T0 + 200, TARGETS)
     assert recent.offered == 2
+
+
+def test_an_agents_own_calls_are_time_on_the_phone_but_no_handled_call() -> None:
+    # a1 takes a queue call, then calls a colleague from her softphone (a direct call).
+    timeline = Timeline()
+    timeline.at(0, state("a1", "logged_out", "available", 0.0, reason="login"))
+    timeline.at(10, state("a1", "available", "on_call", 10.0, "c1", reason="answered"))
+    timeline.at(70, state("a1", "on_call", "available", 60.0, "c1", reason="call_ended"))
+    timeline.at(80, state("a1", "available", "on_call", 10.0, "d1", reason="direct_call"))
+    timeline.at(200, state("a1", "on_call", "available", 120.0, "d1", reason="direct_call_ended"))
+    kpis = compute_kpis(timeline.records, T0, T0 + 300, T0 + 300, lambda q: TARGETS)
+    a1 = kpis.agents["a1"]
+    assert a1.handling.handled == 1
+    assert a1.handling.talk_seconds == pytest.approx(60)
+    assert a1.seconds_by_state["on_call"] == pytest.approx(180)
+    projection = LiveProjection()
+    for record in timeline.records:
+        projection.apply(record)
+    assert projection.agent("a1").calls_handled == 1

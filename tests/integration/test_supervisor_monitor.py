@@ -1,0 +1,384 @@
+"""A supervisor listens to, whispers into and barges in on a live call through the API, with real
+phones on every side of it.
+
+Each party sends a tone of its own frequency, so that what each phone received tells who it
+heard: the caller 500 Hz, the agent (PyVoIP, alice) 750 Hz, the supervisor (baresip, bob's
+phone) 2,500 Hz. The caller is a second baresip dialling the server as a trunk caller, because
+what a caller hears must be measured at the caller: baresip writes what it decodes to a WAV
+file. A second test has the SIPp caller play the speech of SIPp's ``g711a.pcap`` to a SIPp agent
+phone that echoes whatever it hears: the supervisor hears the call, and hears its own tone come
+back from that echo only once it whispers to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from pyVoIP.VoIP import PhoneStatus
+
+from telephony.rtp.g711 import Law, decode_alaw
+from tests.integration.contact_center import (
+    ContactCenter,
+    phone_done,
+    prepare,
+    settle,
+    start,
+)
+from tests.integration.e2e_peers import (
+    CALLER_HZ,
+    PYVOIP_HZ,
+    SOUND_RMS,
+    PyvoipAgent,
+    pyvoip_agent,
+    tone,
+    wait_until_true,
+    wav_channels,
+    write_wav,
+)
+from tests.integration.peers import start_server
+from tests.integration.rtp_pcap import RtpStream, write_pcap
+from tests.integration.softphones import Baresip, account_line, baresip_phone, wait_for_status
+
+pytestmark = [pytest.mark.peer, pytest.mark.timeout(150)]
+
+#: The supervisor's tone: far above the others, and above most of the energy of speech.
+SUPERVISOR_HZ = 2500.0
+#: Sales for alice alone; bob (the supervisor) is never offered the call.
+QUEUES = """\
+queues:
+  sales:
+    skills: {sales: 3}
+    timeout: 15
+    wrapuptime: 5
+  support:
+    skills: {support: 3}
+  billing:
+    skills: {billing: 3}
+"""
+#: Seconds of a tone a phone must hear before the test moves on.
+HEARD = 1.5
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+#: Seconds of audio a phone may still play out from before a change it was told of.
+IN_FLIGHT = 0.3
+
+
+# --- what a phone heard --------------------------------------------------------------------------
+
+
+def tone_present_seconds(samples: npt.NDArray[np.float64], rate: int, frequency: float) -> float:
+    """Seconds of 20 ms frames that are sound and carry `frequency` at a quarter or more of the
+    amplitude of their strongest component (a tone in a mix of two is found, not just the
+    loudest one)."""
+    size = rate // 50
+    frames = samples[: len(samples) // size * size].reshape(-1, size)
+    frames = frames[np.sqrt(np.mean(frames**2, axis=1)) > SOUND_RMS]
+    if not len(frames):
+        return 0.0
+    spectra = np.abs(np.fft.rfft(frames * np.hanning(size), axis=1))
+    index = int(np.argmin(np.abs(np.fft.rfftfreq(size, 1 / rate) - frequency)))
+    level = spectra[:, index - 1 : index + 2].max(axis=1)  # the window spreads a tone over 3 bins
+    return float(np.count_nonzero(level >= 0.25 * spectra.max(axis=1))) / 50
+
+
+def sound_seconds(samples: npt.NDArray[np.float64], rate: int) -> float:
+    size = rate // 50
+    frames = samples[: len(samples) // size * size].reshape(-1, size)
+    return float(np.count_nonzero(np.sqrt(np.mean(frames**2, axis=1)) > SOUND_RMS)) / 50
+
+
+@dataclass
+class Heard:
+    """What one phone received: all of it so far, or from a mark on."""
+
+    samples: Callable[[], tuple[npt.NDArray[np.float64], int]]
+    """Everything received so far, and its sample rate."""
+
+    def mark(self) -> int:
+        return len(self.samples()[0])
+
+    def since(self, mark: int, frequency: float, settle: float = 0.0) -> float:
+        """Seconds of `frequency` heard after `mark`, leaving out the first `settle` seconds
+        (audio that was on its way, in the network and the phone's jitter buffer, at the mark)."""
+        samples, rate = self.samples()
+        return tone_present_seconds(samples[mark + round(settle * rate) :], rate, frequency)
+
+    def sound_since(self, mark: int) -> float:
+        samples, rate = self.samples()
+        return sound_seconds(samples[mark:], rate)
+
+
+def dump(phone: Baresip) -> tuple[npt.NDArray[np.float64], int]:
+    """What a baresip phone decoded so far (its ``sndfile`` dump of the call)."""
+    found = sorted((phone.log_path.parent / "dumps").glob("dump-*-dec.wav"))
+    channels, rate = wav_channels(found[-1]) if found else ([], 8000)
+    return (channels[0] if channels else np.zeros(0)), rate
+
+
+def heard_by_baresip(phone: Baresip) -> Heard:
+    return Heard(lambda: dump(phone))
+
+
+def heard_by_pyvoip(agent: PyvoipAgent) -> Heard:
+    return Heard(lambda: (agent.heard_audio(), 8000))
+
+
+# --- the phones ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def baresip_with_tone(directory: Path, frequency: float) -> Iterator[Baresip]:
+    """A baresip phone sending `frequency`, keeping what it hears in ``directory/dumps``."""
+    directory.mkdir(parents=True)
+    sound = write_wav(directory.parent / f"{directory.name}.wav", tone(frequency, 150))
+    dumps = directory / "dumps"
+    dumps.mkdir()
+    with baresip_phone(directory, audio_file=sound, dump_dir=dumps) as phone:
+        yield phone
+
+
+async def register_supervisor(center: ContactCenter, phone: Baresip) -> None:
+    """Bob's phone, registered and answering by itself; bob stays logged out of the queues."""
+    line = account_line("1002", "change-me-1002", center.server.port, auto_answer=True)
+    assert phone.command("uanew", line)["ok"]
+    event = await asyncio.to_thread(phone.wait_event, ("REGISTER_OK", "REGISTER_FAIL"))
+    assert event is not None and event["type"] == "REGISTER_OK", phone.log()[-2000:]
+
+
+async def monitor(center: ContactCenter, call_id: str, mode: str) -> None:
+    status, body = await center.post(
+        f"/api/calls/{call_id}/monitor", {"mode": mode, "agent_id": "bob"}
+    )
+    assert (status, body.get("mode")) == (202, mode), body
+
+
+def start_with_direct_line(config_dir: Path, workdir: Path) -> ContactCenter:
+    """The test contact center, with number 200 going straight to the sales queue."""
+    port, api_port, database_url = prepare(config_dir, QUEUES)
+    (config_dir / "dialplan.yaml").write_text(
+        'numbers:\n  "100": {ivr: test_line}\n  "200": {queue: sales}\n  "*": {ivr: main}\n'
+    )
+    server = start_server(config_dir, port, workdir / "server.log")
+    return ContactCenter(
+        server=server,
+        api=f"http://127.0.0.1:{api_port}",
+        database_url=database_url,
+        workdir=workdir,
+    )
+
+
+# --- listen, whisper, barge: who hears whom ------------------------------------------------------
+
+
+async def test_listen_whisper_barge_each_phone_hears_whom_its_mode_says(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    center = await asyncio.to_thread(start_with_direct_line, config_dir, tmp_path)
+    try:
+        with (
+            pyvoip_agent(center.server.port, "1001", "change-me-1001") as alice,
+            baresip_with_tone(tmp_path / "bob", SUPERVISOR_HZ) as bob,
+            baresip_with_tone(tmp_path / "caller", CALLER_HZ) as caller,
+        ):
+            await run_modes(center, alice, bob, caller)
+    finally:
+        code = await asyncio.to_thread(center.stop)
+    assert code == 0, f"server exited with {code}:\n{center.server.log()[-4000:]}"
+
+
+async def run_modes(
+    center: ContactCenter, alice: PyvoipAgent, bob: Baresip, caller: Baresip
+) -> None:
+    port = center.server.port
+    assert alice.phone is not None
+    settled = (PhoneStatus.REGISTERED, PhoneStatus.FAILED)
+    assert await asyncio.to_thread(wait_for_status, alice.phone, settled) is PhoneStatus.REGISTERED
+    await register_supervisor(center, bob)
+    agent, supervisor, customer = (
+        heard_by_pyvoip(alice),
+        heard_by_baresip(bob),
+        heard_by_baresip(caller),
+    )
+
+    async with center.event_stream() as events:
+        # A trunk caller (no registration) dials the sales line and waits: alice is logged out.
+        line = f"<sip:5551234@127.0.0.1:{port};transport=udp>;regint=0"
+        assert caller.command("uanew", line)["ok"]
+        assert caller.command("dial", f"sip:200@127.0.0.1:{port}")["ok"]
+        (queued,) = await settle(events, "queue.joined", queue_id="sales", within=30)
+        call_id = queued["call_id"]
+        status, body = await center.post(
+            f"/api/calls/{call_id}/monitor", {"mode": "listen", "agent_id": "bob"}
+        )
+        assert (status, body["error"]) == (409, "wrong_state"), body  # no agent on it yet
+
+        # Alice logs in, and her phone answers.
+        status, _ = await center.post("/api/agents/alice/login")
+        assert status == 202
+        await settle(events, "agent.answered", agent_id="alice", call_id=call_id, within=30)
+        await wait_until_true(lambda: agent.since(0, CALLER_HZ) >= HEARD, 30, "alice hears caller")
+        status, body = await center.post(
+            f"/api/calls/{call_id}/monitor", {"mode": "listen", "agent_id": "carol"}
+        )
+        assert (status, body["error"]) == (503, "unavailable"), body  # carol: no phone
+
+        # Listen: bob hears the caller and alice; nobody hears bob.
+        await monitor(center, call_id, "listen")
+        (started,) = await settle(events, "call.monitor_started", call_id=call_id)
+        assert (started["data"]["sip_user"], started["data"]["mode"]) == ("1002", "listen")
+        marks = (agent.mark(), customer.mark())
+        await wait_until_true(
+            lambda: (
+                supervisor.since(0, CALLER_HZ) >= HEARD and supervisor.since(0, PYVOIP_HZ) >= HEARD
+            ),
+            30,
+            "bob hears the caller and alice",
+        )
+        assert agent.since(marks[0], SUPERVISOR_HZ) == 0.0
+        assert customer.since(marks[1], SUPERVISOR_HZ) == 0.0
+        assert customer.since(marks[1], PYVOIP_HZ) >= HEARD  # the call goes on as before
+
+        # Whisper: alice hears bob over the caller; the caller still hears alice alone.
+        await monitor(center, call_id, "whisper")
+        await settle(events, "call.monitor_changed", call_id=call_id, mode="whisper")
+        marks = (agent.mark(), customer.mark())
+        await wait_until_true(
+            lambda: (
+                agent.since(marks[0], SUPERVISOR_HZ) >= HEARD
+                and agent.since(marks[0], CALLER_HZ) >= HEARD
+            ),
+            30,
+            "alice hears bob's whisper and the caller",
+        )
+        await wait_until_true(
+            lambda: customer.since(marks[1], PYVOIP_HZ) >= HEARD, 30, "the caller hears alice"
+        )
+        assert customer.since(marks[1], SUPERVISOR_HZ) == 0.0
+
+        # Barge: the caller hears bob too.
+        await monitor(center, call_id, "barge")
+        await settle(events, "call.monitor_changed", call_id=call_id, mode="barge")
+        mark = customer.mark()
+        await wait_until_true(
+            lambda: (
+                customer.since(mark, SUPERVISOR_HZ) >= HEARD
+                and customer.since(mark, PYVOIP_HZ) >= HEARD
+            ),
+            30,
+            "the caller hears bob and alice",
+        )
+
+        # Bob hangs up: caller and alice are a plain call again.
+        assert bob.command("hangup")["ok"]
+        (ended,) = await settle(events, "call.monitor_ended", call_id=call_id)
+        assert (ended["data"]["reason"], ended["data"]["mode"]) == ("supervisor", "barge")
+        mark = customer.mark()
+        await wait_until_true(
+            lambda: customer.since(mark, PYVOIP_HZ) >= HEARD, 30, "the caller hears alice"
+        )
+        assert customer.since(mark, SUPERVISOR_HZ, settle=IN_FLIGHT) == 0.0
+
+        # The caller hangs up; alice's phone gets the server's BYE.
+        assert caller.command("hangup")["ok"]
+        await settle(events, "call.ended", call_id=call_id)
+        assert await asyncio.to_thread(alice.ended.wait, 10), "alice's call did not end"
+    phases = [e["type"] for e in events if e["type"].startswith("call.monitor")]
+    assert phases == [
+        "call.monitor_started",
+        "call.monitor_changed",
+        "call.monitor_changed",
+        "call.monitor_ended",
+    ]
+
+
+# --- the SIPp caller's speech, an echoing agent, and the end of the call ----------------------
+
+
+def g711a_speech() -> npt.NDArray[np.int16]:
+    """The speech of SIPp's ``g711a.pcap`` (A-law RTP in Ethernet/IPv4/UDP), decoded."""
+    data = (SIPP_PCAPS / "g711a.pcap").read_bytes()
+    offset, payload = 24, bytearray()  # the pcap global header
+    while offset + 16 <= len(data):
+        (length,) = struct.unpack_from("<I", data, offset + 8)
+        frame = data[offset + 16 : offset + 16 + length]
+        offset += 16 + length
+        ip = frame[14:]
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        rtp = udp[8:]
+        if len(rtp) > 12 and rtp[1] & 0x7F == Law.ALAW.payload_type:
+            payload += rtp[12:]
+    return decode_alaw(bytes(payload))
+
+
+def write_speech_capture(path: Path, seconds: float) -> Path:
+    """The caller's RTP: a second of silence, key 1 for the IVR menu, half a second of
+    silence, then the speech of g711a.pcap over and over for `seconds`."""
+    speech = g711a_speech()
+    stream = RtpStream(Law.ALAW)
+    packets = stream.silence(1.0)
+    packets += stream.key("1")
+    packets += stream.silence(0.5)
+    packets += stream.audio(np.resize(speech, round(seconds * 8000)))
+    write_pcap(path, packets)
+    return path
+
+
+@pytest.fixture
+def center(config_dir: Path, tmp_path: Path) -> Iterator[ContactCenter]:
+    running = start(config_dir, tmp_path, QUEUES)
+    yield running
+    code = running.stop()
+    assert code == 0, f"server exited with {code}:\n{running.server.log()[-4000:]}"
+
+
+async def test_supervisor_hears_the_callers_speech_and_gets_bye_when_the_call_ends(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    capture = write_speech_capture(tmp_path / "caller.pcap", 45)
+    port = await center.register("1001", "change-me-1001")
+    echo = center.phone("agent_answer.xml", port, "alice")  # echoes what it hears
+    status, _ = await center.post("/api/agents/alice/login")
+    assert status == 202
+    with baresip_with_tone(tmp_path / "bob", SUPERVISOR_HZ) as bob:
+        await register_supervisor(center, bob)
+        supervisor = heard_by_baresip(bob)
+        async with center.event_stream() as events:
+            caller = asyncio.create_task(
+                center.call("uac_key_talk_await_bye.xml", "100", 0, captures=[capture])
+            )
+            (answered,) = await settle(events, "agent.answered", agent_id="alice", within=30)
+            call_id = answered["call_id"]
+            await monitor(center, call_id, "listen")
+            await settle(events, "call.monitor_started", call_id=call_id)
+
+            # Listening, bob hears the caller's speech (and alice's echo of it), never himself.
+            await wait_until_true(
+                lambda: supervisor.sound_since(0) >= 3.0, 30, "bob hears the caller"
+            )
+            assert supervisor.since(0, SUPERVISOR_HZ) <= 0.1
+
+            # Whispering, alice hears bob: her echo brings his own tone back to him.
+            await monitor(center, call_id, "whisper")
+            await settle(events, "call.monitor_changed", call_id=call_id)
+            mark = supervisor.mark()
+            await wait_until_true(
+                lambda: supervisor.since(mark, SUPERVISOR_HZ) >= HEARD, 30, "alice hears bob"
+            )
+
+            # The supervisor's API hangs the call up: caller, alice and bob all get BYE.
+            status, _ = await center.post(f"/api/calls/{call_id}/hangup")
+            assert status == 202
+            await caller
+            await phone_done(echo)
+            closed = await asyncio.to_thread(bob.wait_event, ("CALL_CLOSED",), 10)
+            assert closed is not None, bob.log()[-2000:]
+            (ended,) = await settle(events, "call.monitor_ended", call_id=call_id)
+            assert (ended["data"]["reason"], ended["data"]["mode"]) == ("call_ended", "whisper")
+            assert ended["data"]["monitor_seconds"] > 0
