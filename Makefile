@@ -39,8 +39,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed-test tools
-	$(BIN)/python benchmarks/run_all.py
+## Run every benchmark and rewrite the latest-run figures in docs/benchmarks.md (about an hour;
+## `make bench BENCH_ARGS=--quick` for a 15-minute smoke run, `BENCH_ARGS="--only sip_cps"`).
+bench: $(VENV)/.installed-test tools services
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

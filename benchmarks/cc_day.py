@@ -1,0 +1,687 @@
+"""A contact-center day in minutes: 100 simulated agents at about 80 % occupancy, callers
+arriving at random, the server's own KPIs beside what Erlang C predicts for the same traffic.
+
+    python benchmarks/cc_day.py [--minutes 10] [--agents 100] [--occupancy 0.8] [--aht 20]
+                                [--sl-seconds 20] [--patience 300] [--server-cpu 0]
+                                [--sipp-cpu 1] [--markdown FILE]
+
+`cxos run` starts on the shipped configuration plus one queue, ``day`` (longest idle, no
+wrap-up, one skill every bench agent has), reached by dialling 200, and ``--agents`` agents
+written into a temporary agents.yaml. One SIPp process registers every agent (each its own
+user, digest authentication, all with the same Contact) and a second SIPp, listening on that
+Contact, answers for all of them at once: it answers each INVITE at once, talks for an
+exponentially distributed time (mean ``--aht``) and hangs up. The agents are logged in through
+the REST API.
+
+Callers come from a third SIPp as a Poisson process of rate λ = occupancy × agents / AHT: SIPp
+starts a call every 20 ms, and each goes on to dial with probability λ × 20 ms (a thinned
+lattice; gaps between callers are geometric, i.e. exponential to within 20 ms). The server
+answers each caller and queues it; a caller who is not connected and hung up within
+``--patience`` seconds of being answered gives up (abandons).
+
+After the arrival window the calls in progress are left to end (up to ``--drain-aht`` mean
+handle times). Then it reads ``GET /api/kpis/queues`` and ``/api/kpis/agents`` for the arrival
+window without its first part (``--warm-up``, by default three mean handle times or half the
+run: the centre starts empty, and the number of busy agents approaches its steady state as
+1 − e^(−t/AHT)), and prints service level (answered within ``--sl-seconds``), ASA, abandon rate
+and occupancy beside Erlang C's prediction for the traffic actually offered: the arrival rate
+measured in that window times the mean handle time of every call of the run. Erlang C (M/M/N)
+assumes exponential handle times, callers who never give up and no delay between an agent
+becoming free and taking the next caller; every difference beyond those is the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from machine import this_machine
+from report import load_average, markdown_table, write_markdown
+from ruamel.yaml import YAML
+from sip_cps import cpu_seconds, free_udp_port, start_server, stop_server, write_config
+
+from cxos.demo import SCENARIOS
+
+QUEUE = "day"
+NUMBER = "200"
+#: SIPp starts one (possible) caller per tick; each dials with probability rate × tick.
+TICK_MS = 20
+
+
+# --- Erlang C (pure) -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErlangC:
+    """Erlang C (M/M/N) for ``agents`` agents offered ``traffic`` erlangs (arrival rate × mean
+    handle time) with mean handle time ``aht`` seconds."""
+
+    agents: int
+    traffic: float
+    aht: float
+
+    @property
+    def wait_probability(self) -> float:
+        """P(wait > 0): the Erlang C formula, from Erlang B by the recurrence
+        B(0) = 1, B(k) = A·B(k−1) / (k + A·B(k−1)), then C = N·B / (N − A·(1 − B))."""
+        n, a = self.agents, self.traffic
+        if a >= n:
+            return 1.0  # no steady state: the queue grows without bound
+        b = 1.0
+        for k in range(1, n + 1):
+            b = a * b / (k + a * b)
+        return n * b / (n - a * (1 - b))
+
+    def service_level(self, seconds: float) -> float:
+        """Share of callers answered within ``seconds``: 1 − P_w · e^(−(N − A)·t / AHT)."""
+        n, a = self.agents, self.traffic
+        if a >= n:
+            return 0.0
+        return 1 - self.wait_probability * math.exp(-(n - a) * seconds / self.aht)
+
+    @property
+    def asa(self) -> float:
+        """Average speed of answer, seconds: P_w · AHT / (N − A)."""
+        n, a = self.agents, self.traffic
+        if a >= n:
+            return math.inf
+        return self.wait_probability * self.aht / (n - a)
+
+    @property
+    def occupancy(self) -> float:
+        return min(1.0, self.traffic / self.agents)
+
+
+# --- configuration and SIPp scenarios ------------------------------------------------------------
+
+
+def agent_ids(count: int) -> list[tuple[str, str, str]]:
+    """(agent id, SIP user, password) of each simulated agent."""
+    return [(f"bench{i:03d}", f"7{i:03d}", f"bench-secret-{i:03d}") for i in range(1, count + 1)]
+
+
+def write_day_config(
+    directory: Path,
+    port: int,
+    agents: int,
+    sl_seconds: float,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+) -> int:
+    """The benchmark's configuration in ``directory``; returns the API port. Without
+    ``database_url`` the server starts its embedded PostgreSQL; without ``redis_url`` it keeps
+    queues and agents in process."""
+    write_config(directory, port, database_url)
+    yaml = YAML()
+    server = yaml.load(directory / "server.yaml")
+    if redis_url is not None:
+        server.setdefault("storage", {})["redis_url"] = redis_url
+        with (directory / "server.yaml").open("w") as handle:
+            yaml.dump(server, handle)
+    # Tokens and the dial plan stay as shipped, with the bench's queue added beside them.
+    agents_doc = yaml.load(directory / "agents.yaml")
+    for agent_id, user, password in agent_ids(agents):
+        agents_doc["agents"].append(
+            {"id": agent_id, "sip_user": user, "password": password, "skills": {QUEUE: 1}}
+        )
+    queues_doc = yaml.load(directory / "queues.yaml")
+    queues_doc["queues"][QUEUE] = {
+        "name": "A day in minutes",
+        "skills": {QUEUE: 1},
+        "strategy": "longest_idle",
+        "servicelevel": sl_seconds,
+        "timeout": 15,
+        "wrapuptime": 0,
+    }
+    dialplan_doc = yaml.load(directory / "dialplan.yaml")
+    dialplan_doc["numbers"][NUMBER] = {"queue": QUEUE}
+    api_doc = yaml.load(directory / "api.yaml")
+    api_doc.setdefault("queues", {})[QUEUE] = {
+        "service_level_seconds": sl_seconds,
+        "service_level_percent": 80,
+    }
+    for name, document in (
+        ("agents.yaml", agents_doc),
+        ("queues.yaml", queues_doc),
+        ("dialplan.yaml", dialplan_doc),
+        ("api.yaml", api_doc),
+    ):
+        with (directory / name).open("w") as handle:
+            yaml.dump(document, handle)
+    return int(server["api"]["port"])
+
+
+def supervisor_token(directory: Path) -> str:
+    tokens = YAML().load(directory / "api.yaml")["tokens"]
+    return str(next(t["token"] for t in tokens if t["role"] in ("supervisor", "admin")))
+
+
+AGENT_PHONES = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- Every simulated agent's phone at once: all agents registered this address as their Contact,
+     so each INVITE the server sends to any of them arrives here. Answers at once, talks for an
+     exponentially distributed time (mean $talk_ms ms), hangs up (RFC 3261 §15.1.1). A BYE from
+     the server first is answered by SIPp's default behaviour. -->
+<scenario name="bench agents answer">
+  <recv request="INVITE" rrs="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="caller"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="callee"/>
+    </action>
+  </recv>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]Agent[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:agents@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=agent 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 8 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <pause distribution="exponential" mean="$talk_ms"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$$callee];tag=[pid]Agent[call_number]
+      To: [$$caller]
+      [last_Call-ID:]
+      CSeq: 1 BYE
+      Contact: <sip:agents@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+CALLERS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- Poisson callers by thinning: SIPp starts a call every tick; each dials only with
+     probability $probability, so arrivals are a Bernoulli lattice, geometric gaps. A caller who
+     dials is answered and queued by the server, then waits for the server's BYE (the agent
+     hung up); after $patience_ms ms without it, it hangs up itself. With -trace_logs each step
+     is logged as "step call_number seconds microseconds Call-ID". -->
+<scenario name="bench callers">
+  <nop>
+    <action>
+      <sample assign_to="draw" distribution="uniform" min="0" max="1"/>
+      <test assign_to="idle" variable="draw" compare="greater_than_equal" value="$probability"/>
+    </action>
+  </nop>
+  <nop next="done" test="idle"/>
+  <nop><action>
+    <gettimeofday assign_to="s,us"/>
+    <log message="dial [call_number] [$$s] [$$us] [call_id]"/>
+  </action></nop>
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:555[call_number]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=caller 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true">
+    <action>
+      <gettimeofday assign_to="s,us"/>
+      <log message="answered [call_number] [$$s] [$$us] [call_id]"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="BYE" timeout="$patience_ms" ontimeout="give_up">
+    <action>
+      <gettimeofday assign_to="s,us"/>
+      <log message="ended [call_number] [$$s] [$$us] [call_id]"/>
+    </action>
+  </recv>
+  <send next="done">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <label id="give_up"/>
+  <nop><action>
+    <gettimeofday assign_to="s,us"/>
+    <log message="gave_up [call_number] [$$s] [$$us] [call_id]"/>
+  </action></nop>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <label id="done"/>
+</scenario>
+"""
+
+
+def sipp_command(port: int, cpu: int | None, *args: str) -> list[str]:
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    return [
+        *pin,
+        shutil.which("sipp") or "sipp",
+        f"127.0.0.1:{port}",
+        *("-i", "127.0.0.1", "-nostdin"),
+        *args,
+    ]
+
+
+def register_agents(
+    work: Path, server_port: int, phone_port: int, agents: int, expires: int = 3600
+) -> None:
+    """One SIPp run registering every agent from ``phone_port`` (their shared Contact)."""
+    folder = work / "register"
+    folder.mkdir()
+    scenario = folder / "register.xml"
+    text = Template((SCENARIOS / "agent_register.xml").read_text()).substitute(expires=expires)
+    scenario.write_text(text)
+    users = folder / "users.csv"
+    users.write_text(
+        "SEQUENTIAL\n"
+        + "".join(
+            f"{user};[authentication username={user} password={password}]\n"
+            for _, user, password in agent_ids(agents)
+        )
+    )
+    command = sipp_command(
+        server_port,
+        None,
+        *("-sf", str(scenario), "-inf", str(users), "-m", str(agents), "-r", "20"),
+        *("-p", str(phone_port), "-timeout", "60s", "-timeout_error"),
+    )
+    done = subprocess.run(
+        command, cwd=folder, capture_output=True, text=True, timeout=90, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"registering the agents failed (SIPp {done.returncode}):\n{done.stdout[-2000:]}"
+        )
+
+
+# --- the supervisor API --------------------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, port: int, token: str) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.token = token
+
+    def request(self, method: str, path: str) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=b"{}" if method == "POST" else None,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    def get(self, path: str) -> Any:
+        status, body = self.request("GET", path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {status}")
+        return body
+
+
+def rfc3339(instant: float) -> str:
+    return datetime.datetime.fromtimestamp(instant, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def start_agents(
+    work: Path, port: int, api: Api, agents: int, talk_s: float, cpu: int | None
+) -> subprocess.Popen[bytes]:
+    """Register ``agents`` agents, start the one SIPp that answers for all of them (mean talk
+    ``talk_s`` seconds) and log them in through the API; returns that SIPp process."""
+    phone_port = free_udp_port()
+    register_agents(work, port, phone_port, agents)
+    phones = work / "phones"
+    phones.mkdir()
+    (phones / "agents.xml").write_text(
+        Template(AGENT_PHONES).substitute(talk_ms=int(talk_s * 1000))
+    )
+    process = subprocess.Popen(
+        sipp_command(
+            port,
+            cpu,
+            *("-sf", "agents.xml", "-p", str(phone_port), "-mp", str(free_udp_port())),
+            *("-l", "100000"),
+        ),
+        cwd=phones,
+        stdout=subprocess.DEVNULL,
+        stderr=(phones / "stderr.log").open("wb"),
+    )
+    for agent_id, _, _ in agent_ids(agents):
+        status, _ = api.request("POST", f"/api/agents/{agent_id}/login")
+        if status not in (202, 409):  # 409: already logged in
+            process.terminate()
+            raise RuntimeError(f"login of {agent_id}: HTTP {status}")
+    return process
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DayResult:
+    agents: int
+    minutes: float
+    window_s: float
+    offered: int
+    answered: int
+    abandoned: int
+    service_level: float | None
+    asa: float | None
+    abandon_rate: float | None
+    aht: float | None
+    occupancy: float | None
+    sl_seconds: float
+    predicted: ErlangC | None
+    """Erlang C for the arrival rate measured in the window and the AHT of every call."""
+    server_cpu_pct: float
+
+
+def run_day(args: argparse.Namespace, work: Path) -> DayResult:
+    write = sys.stdout.write
+    rate = args.occupancy * args.agents / args.aht
+    probability = rate * TICK_MS / 1000
+    if probability >= 1:
+        raise SystemExit(f"{rate:.1f} calls/s is more than one per {TICK_MS} ms tick")
+    port = free_udp_port()
+    config = work / "conf"
+    api_port = write_day_config(config, port, args.agents, args.sl_seconds)
+    api = Api(api_port, supervisor_token(config))
+    server = start_server(config, port, args.server_cpu, work / "server.log")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(start_agents(work, port, api, args.agents, args.aht, args.sipp_cpu))
+        time.sleep(1.0)
+        available = sum(1 for a in api.get("/api/agents")["agents"] if a["state"] == "available")
+        write(
+            f"{args.agents} agents registered and logged in ({available} available); "
+            f"callers at {rate:.2f}/s (Poisson), mean handle time {args.aht:g} s, "
+            f"offered {rate * args.aht:.1f} erlangs\n"
+        )
+        duration = args.minutes * 60
+        ticks = int(duration * 1000 / TICK_MS)
+        callers = work / "callers"
+        callers.mkdir()
+        (callers / "callers.xml").write_text(
+            Template(CALLERS).substitute(
+                probability=f"{probability:.6f}", patience_ms=int(args.patience * 1000)
+            )
+        )
+        cpu_before = cpu_seconds(server.pid)
+        started = time.time()
+        caller_process = subprocess.Popen(
+            sipp_command(
+                port,
+                args.sipp_cpu,
+                *("-sf", "callers.xml", "-s", NUMBER, "-p", str(free_udp_port())),
+                *("-mp", str(free_udp_port()), "-r", str(1000 // TICK_MS), "-m", str(ticks)),
+                *("-l", "100000", "-trace_err"),
+            ),
+            cwd=callers,
+            stdout=subprocess.DEVNULL,
+            stderr=(callers / "stderr.log").open("wb"),
+        )
+        processes.append(caller_process)
+        warm_up = args.warm_up if args.warm_up is not None else min(3 * args.aht, duration / 2)
+        next_status = started + 10
+        while time.time() < started + duration:
+            time.sleep(1.0)
+            if time.time() >= next_status:
+                next_status += 10
+                _status(api, started)
+        ended = time.time()
+        cpu_used = cpu_seconds(server.pid) - cpu_before
+        # Calls still in progress end by themselves: every call's handle time is then known
+        # (a mean over the calls that ended in the window alone would favour short ones).
+        try:
+            caller_process.wait(args.drain_aht * args.aht)
+        except subprocess.TimeoutExpired:
+            write(f"calls still in progress after {args.drain_aht:g} AHT; AHT leaves them out\n")
+        drained = time.time()
+        window = f"from={rfc3339(started + warm_up)}&to={rfc3339(ended)}"
+        queue = _queue_kpis(api, window)
+        whole = _queue_kpis(api, f"from={rfc3339(started)}&to={rfc3339(drained)}")
+        bench = {a for a, _, _ in agent_ids(args.agents)}
+        agent_rows = [
+            a for a in api.get(f"/api/kpis/agents?{window}")["agents"] if a["agent_id"] in bench
+        ]
+        occupancies = [a["occupancy"] for a in agent_rows if a["occupancy"] is not None]
+        window_s = ended - started - warm_up
+        offered, aht = int(queue["offered"]), whole["aht_seconds"]
+        return DayResult(
+            agents=args.agents,
+            minutes=args.minutes,
+            window_s=window_s,
+            offered=offered,
+            answered=int(queue["answered"]),
+            abandoned=int(queue["abandoned"]),
+            service_level=queue["service_level"],
+            asa=queue["asa_seconds"],
+            abandon_rate=queue["abandon_rate"],
+            aht=aht,
+            occupancy=sum(occupancies) / len(occupancies) if occupancies else None,
+            sl_seconds=args.sl_seconds,
+            predicted=(
+                ErlangC(agents=args.agents, traffic=offered / window_s * aht, aht=aht)
+                if offered and aht
+                else None
+            ),
+            server_cpu_pct=cpu_used / (ended - started) * 100,
+        )
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        stop_server(server)
+
+
+def _queue_kpis(api: Api, window: str) -> dict[str, Any]:
+    rows = api.get(f"/api/kpis/queues?{window}")["queues"]
+    return dict(next(q for q in rows if q["queue_id"] == QUEUE))
+
+
+def _status(api: Api, started: float) -> None:
+    try:
+        queue = next(q for q in api.get("/api/queues")["queues"] if q["queue_id"] == QUEUE)
+        states: dict[str, int] = {}
+        for agent in api.get("/api/agents")["agents"]:
+            if agent["agent_id"].startswith("bench"):
+                states[agent["state"]] = states.get(agent["state"], 0) + 1
+    except (RuntimeError, OSError, StopIteration) as exc:
+        sys.stdout.write(f"{time.time() - started:5.0f} s  API: {exc}\n")
+        return
+    sys.stdout.write(
+        f"{time.time() - started:5.0f} s  waiting {queue['waiting']:3d}  agents "
+        + " ".join(f"{k} {v}" for k, v in sorted(states.items()))
+        + "\n"
+    )
+    sys.stdout.flush()
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f} %"
+
+
+def _s(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f} s"
+
+
+def rows(result: DayResult) -> list[tuple[str, str, str]]:
+    p = result.predicted
+    inputs = "(input)" if p else "-"
+    return [
+        (
+            "callers offered / answered / abandoned",
+            f"{result.offered} / {result.answered} / {result.abandoned}",
+            "-",
+        ),
+        ("arrival rate", f"{result.offered / result.window_s * 60:.1f} calls/min", inputs),
+        ("mean handle time (every call)", _s(result.aht), inputs),
+        ("traffic (arrival rate × AHT)", f"{p.traffic:.1f} erlangs" if p else "-", inputs),
+        ("agent occupancy", _pct(result.occupancy), _pct(p.occupancy * 100) if p else "-"),
+        (
+            f"service level ({result.sl_seconds:g} s)",
+            _pct(result.service_level),
+            _pct(p.service_level(result.sl_seconds) * 100, 2) if p else "-",
+        ),
+        ("callers who wait at all", "-", _pct(p.wait_probability * 100, 2) if p else "-"),
+        ("ASA", _s(result.asa, 2), _s(p.asa, 2) if p else "-"),
+        ("abandon rate", _pct(result.abandon_rate), "0 % (callers never give up)"),
+    ]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="arrival window")
+    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--occupancy", type=float, default=0.8, help="offered load per agent")
+    parser.add_argument("--aht", type=float, default=20.0, help="mean handle time, seconds")
+    parser.add_argument("--sl-seconds", type=float, default=20.0, help="service level threshold")
+    parser.add_argument(
+        "--patience", type=float, default=300.0, help="seconds a caller waits before hanging up"
+    )
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=None,
+        help="seconds left out of the figures at the start (default: 3 AHT, at most half the run)",
+    )
+    parser.add_argument(
+        "--drain-aht",
+        type=float,
+        default=5.0,
+        help="after the arrivals, wait up to this many AHT for the calls in progress to end",
+    )
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--sipp-cpu", type=int, default=1)
+    parser.add_argument("--markdown", type=Path, default=None, help="write a Markdown table here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for tool in ("sipp", "taskset"):
+        if shutil.which(tool) is None:
+            sys.stderr.write(f"{tool} not found (Debian packages sip-tester, util-linux)\n")
+            return 2
+    write = sys.stdout.write
+    load_before = load_average()
+    write(f"{this_machine()}\nload average {load_before}\n")
+    with tempfile.TemporaryDirectory(prefix="cxos-day-") as scratch:
+        work = Path(scratch)
+        work.chmod(0o755)  # the embedded PostgreSQL runs as its own account
+        result = run_day(args, work)
+    table = rows(result)
+    write(f"\n{'':32s} {'measured':>18s}  Erlang C\n")
+    for name, measured, predicted in table:
+        write(f"{name:32s} {measured:>18s}  {predicted}\n")
+    load_after = load_average()
+    write(
+        f"window {result.window_s:.0f} s of {result.minutes * 60:.0f} s; "
+        f"server CPU {result.server_cpu_pct:.0f} % of a core; "
+        f"load average {load_after}\n"
+    )
+    write_markdown(
+        args.markdown,
+        f"{result.agents} agents, {result.minutes:g} min of Poisson arrivals, figures over the "
+        f"last {result.window_s:.0f} s; server CPU {result.server_cpu_pct:.0f} % of a core."
+        "\n\n" + markdown_table(("figure", "measured", "Erlang C"), table),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
