@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationInfo, field_validator
 
 from config.api import API_FILE, ApiAccessSettings
 from config.crm import CrmSettings, load_crm_settings
@@ -36,6 +36,21 @@ T = TypeVar("T", bound=BaseModel)
 
 class TrunkList(Strict):
     trunks: tuple[Trunk, ...] = ()
+    #: The trunk calls out go through when none is named (IVR transfers, callbacks); none: the
+    #: first trunk with an ``outbound`` section.
+    default_outbound: str | None = None
+
+    @field_validator("default_outbound")
+    @classmethod
+    def _default_outbound(cls, value: str | None, info: ValidationInfo) -> str | None:
+        trunks: tuple[Trunk, ...] = info.data.get("trunks", ())
+        if value is not None:
+            trunk = next((t for t in trunks if t.id == value), None)
+            if trunk is None:
+                raise ValueError(f"no trunk with id {value!r}")
+            if trunk.outbound is None:
+                raise ValueError(f"trunk {value!r} has no 'outbound' section")
+        return value
 
 
 class AgentList(Strict):
@@ -62,6 +77,8 @@ class Configuration:
     api: ApiAccessSettings = field(default_factory=ApiAccessSettings)
     #: Webhooks, CRM look-up and the Redis event stream from ``crm.yaml``.
     crm: CrmSettings = field(default_factory=CrmSettings)
+    #: The id of the trunk calls out use when none is named (``trunks.yaml``), or None.
+    default_outbound: str | None = None
 
     def agent_by_sip_user(self, user: str) -> Agent | None:
         for agent in self.agents:
@@ -165,6 +182,7 @@ def load_configuration(directory: Path) -> Configuration:
         queue_file=queue_file,
         api=api,
         crm=crm,
+        default_outbound=trunks.default_outbound,
     )
 
 

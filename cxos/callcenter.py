@@ -9,16 +9,24 @@ and bridges reach the waiting caller's flow through it.
 
 Telephony events it needs are handed to :meth:`CallCenter.observe` as they are published:
 ``call.started`` carries the dialled number and the caller's number of a call not yet answered,
-``call.ringing`` tells the ACD that an agent's phone rings.
+``call.ringing`` tells the ACD that an agent's phone rings, ``call.transferred`` that an agent's
+phone moved its caller to another agent (the ACD then puts that agent on the call).
+
+Callbacks: a caller who asks to be called back (the IVR's ``callback`` node, or ``1`` when a
+queue offers it) keeps their place in the queue; the ACD rings an agent when that place comes
+up, then the customer is called out through the trunk (`TelephonyService.call_out`) and
+connected to the agent (see :mod:`cxos.telephony_port`).
 
 Agents start logged out, as in app_queue (dynamic members) and mod_callcenter: a registered phone
-is not an agent at work. Agents log in, pause and log out through the API
-(``POST /api/agents/{id}/login``...). Feature codes (``*45``...) need telephony to accept calls
-from registered phones, which it does not yet (it accepts INVITEs from trunks only).
+is not an agent at work, unless the agent has ``login_on_register`` (then the registrar's
+``registration.*`` events log them in, and out with ``logout_on_unregister``: acd.presence).
+Agents log in, pause and log out through the API (``POST /api/agents/{id}/login``...).
+Agents' softphones also place calls (``call.agent_started``): feature codes (``*45``...),
+other agents' extensions and numbers out through a trunk, run by :mod:`cxos.agent_calls`.
 
 Reload: new calls take the new dial plan, IVR trees, prompts and queue announcements at once;
-the ACD keeps the queues and agents it started with until a restart (its engine is built once),
-which is logged when ``queues.yaml`` or the agents changed.
+the ACD adopts added, changed and removed queues and agents without dropping a waiting caller
+(:mod:`acd.reconfigure` says what changes when).
 """
 
 from __future__ import annotations
@@ -26,26 +34,49 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
 from acd.actions import RouteReason
-from acd.config_adapter import build_engine, feature_code_map, service_settings
+from acd.config_adapter import (
+    agent_profiles,
+    build_engine,
+    engine_settings,
+    feature_code_map,
+    queue_configs,
+    service_settings,
+)
+from acd.events import CallbackCompleted, CallbackFailed
 from acd.service import AcdService
 from acd.store import AcdStore, InProcessAcdStore
 from config.loader import Configuration
-from cxos.call_flow import CallFlow, FlowServices
+from cxos.agent_calls import AgentCallFlow
+from cxos.call_flow import CallFlow, CrmRouting, FlowServices
 from cxos.telephony_port import CallTelephonyPort
 from ivr.ports import CustomerLookup, PromptRenderer, SpeechRecognizer
 from ivr.prompts import SpokenPrompts
 from ivr.runner import RunnerSettings
 from speech.tts import PromptRenderer as TextToSpeech
 from speech.tts import TtsError
-from telephony.calls import AgentLeg, Call
-from telephony.events import CallEnded, CallRinging, CallStarted
+from telephony.calls import AgentLeg, Call, CallOutFailure, RingFailure
+from telephony.events import (
+    AgentCallStarted,
+    AgentLegAnswered,
+    AgentLegEnded,
+    CallEnded,
+    CallRinging,
+    CallStarted,
+    CallTransferred,
+)
 from telephony.media.calls import MediaCall
 from telephony.service import TelephonyService
+from telephony.sip.registrar_events import (
+    RegistrationAdded,
+    RegistrationExpired,
+    RegistrationRefreshed,
+    RegistrationRemoved,
+)
 
 __all__ = ["CallCenter", "build_call_center"]
 
@@ -92,6 +123,7 @@ class CallCenter:
         renderer: PromptRenderer,
         speech: SpeechRecognizer | None = None,
         crm: CustomerLookup | None = None,
+        crm_routing: CrmRouting | None = None,
         wall_clock: Callable[[], datetime] | None = None,
         close_store: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -111,18 +143,25 @@ class CallCenter:
         )
         self.port.acd = self.acd
         self.services = FlowServices(
+            register_callback=self.register_callback,
             acd=self.acd,
             renderer=renderer,
             publish=publish,
             ivr_settings=RunnerSettings(voicemail_dir=data_dir / "voicemail"),
             speech=speech,
             crm=crm,
+            crm_routing=crm_routing,
             wall_clock=wall_clock,
         )
         self._close_store = close_store
-        self._starting: OrderedDict[str, CallStarted] = OrderedDict()
+        self._starting: OrderedDict[str, CallStarted | AgentCallStarted] = OrderedDict()
+        #: Calls placed from agents' softphones in progress.
+        self._agent_calls: dict[str, AgentCallFlow] = {}
         self._flows: dict[str, CallFlow] = {}
+        #: Ring seconds of the agent legs in progress, for the agent a transfer reaches.
+        self._ring_seconds: dict[str, float] = {}
         self._idle = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ Component
 
@@ -135,14 +174,17 @@ class CallCenter:
         ``grace`` seconds to end, so the ACD hears of each before it stops."""
         if self.telephony.call_handler == self.handle_call:
             self.telephony.call_handler = None
-        for flow in list(self._flows.values()):
-            flow.call.hangup()
-        if self._flows:
+        calls = [f.call for f in self._flows.values()]
+        for call in calls + [f.call for f in self._agent_calls.values()]:
+            call.hangup()
+        if self._flows or self._agent_calls:
             self._idle.clear()
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except TimeoutError:
                 logger.warning("%d call(s) still in progress at shutdown", len(self._flows))
+        for task in list(self._tasks):
+            task.cancel()
         self.port.close()
         await self.acd.stop()
         if self._close_store is not None:
@@ -150,16 +192,19 @@ class CallCenter:
 
     def reconfigure(self, configuration: Configuration) -> None:
         previous, self.configuration = self.configuration, configuration
-        agents_changed = configuration.agents != previous.agents
-        if agents_changed or configuration.queue_file.queues != previous.queue_file.queues:
-            logger.warning(
-                "queues or agents changed: new calls follow the new dial plan and IVR trees at "
-                "once, the ACD keeps its queues and agents until the server restarts"
+        queue_file = configuration.queue_file
+        if (
+            configuration.agents != previous.agents
+            or queue_file.queues != previous.queue_file.queues
+            or queue_file.acd != previous.queue_file.acd
+        ):
+            # Applied by the ACD's worker after the inputs already queued (acd.reconfigure).
+            self.acd.reconfigure(
+                queue_configs(queue_file),
+                agent_profiles(configuration.agents),
+                engine_settings(queue_file),
             )
-        if not agents_changed:
-            self.acd.feature_codes = feature_code_map(
-                configuration.queue_file, configuration.agents
-            )
+        self.acd.feature_codes = feature_code_map(queue_file, configuration.agents)
 
     # ------------------------------------------------------------------ telephony
 
@@ -171,6 +216,9 @@ class CallCenter:
             media.hangup()
             return
         started = self._starting.pop(call.call_id, None)
+        if isinstance(started, AgentCallStarted):
+            await self._agent_call(call, started)
+            return
         flow = CallFlow(
             call,
             configuration=self.configuration,
@@ -183,12 +231,28 @@ class CallCenter:
             await flow.run()
         finally:
             self._flows.pop(call.call_id, None)
-            if not self._flows:
+            if not self._flows and not self._agent_calls:
+                self._idle.set()
+
+    async def _agent_call(self, call: Call, started: AgentCallStarted) -> None:
+        flow = AgentCallFlow(
+            call,
+            configuration=self.configuration,
+            services=self.services,
+            sip_user=started.sip_user,
+            dialled=started.dialled,
+        )
+        self._agent_calls[call.call_id] = flow
+        try:
+            await flow.run()
+        finally:
+            self._agent_calls.pop(call.call_id, None)
+            if not self._flows and not self._agent_calls:
                 self._idle.set()
 
     def observe(self, event: object) -> None:
         """Every event published on the node, as it is published."""
-        if isinstance(event, CallStarted):
+        if isinstance(event, CallStarted | AgentCallStarted):
             self._starting[event.call_id] = event
             while len(self._starting) > MAX_STARTING_CALLS:
                 self._starting.popitem(last=False)
@@ -196,6 +260,42 @@ class CallCenter:
             self._starting.pop(event.call_id, None)
         elif isinstance(event, CallRinging):
             self.port.on_ringing(event.call_id, event.sip_user)
+        elif isinstance(event, RegistrationAdded):  # agents with login_on_register follow it
+            self.acd.contact_added(event.aor, event.contact)
+        elif isinstance(event, RegistrationRefreshed):
+            self.acd.contact_refreshed(event.aor, event.contact)
+        elif isinstance(event, RegistrationRemoved | RegistrationExpired):
+            self.acd.contact_gone(event.aor, event.contact)
+        elif isinstance(event, CallbackCompleted) or (
+            isinstance(event, CallbackFailed) and event.final
+        ):
+            self.port.forget_callback(event.call_id)
+        elif isinstance(event, AgentLegAnswered):
+            self._ring_seconds[event.leg_id] = event.ring_seconds
+        elif isinstance(event, AgentLegEnded):
+            self._ring_seconds.pop(event.leg_id, None)
+        elif isinstance(event, CallTransferred) and event.succeeded:
+            self._transferred(event)
+
+    def _transferred(self, event: CallTransferred) -> None:
+        """The caller is now bridged to the phone the transfer named: when it is an agent's,
+        the ACD puts them on the call in the queue the caller came from."""
+        agent = next(
+            (a for a in self.configuration.agents if event.target in (a.sip_user, a.id)), None
+        )
+        call = self.telephony.call(event.call_id)
+        leg = call.agent if call is not None else None
+        flow = self._flows.get(event.call_id)
+        queue = flow.queue if flow is not None else None
+        if agent is None or leg is None or leg.leg_id != event.to_leg_id or queue is None:
+            logger.info(
+                "call %s: transferred to %s, not an agent's call from a queue",
+                event.call_id,
+                event.target,
+            )
+            return
+        ring_seconds = self._ring_seconds.get(leg.leg_id, 0.0)
+        self.port.transferred(event.call_id, agent.id, leg, queue.queue_id, ring_seconds)
 
     # ------------------------------------------------------------------ queries
 
@@ -243,12 +343,52 @@ class CallCenter:
         flow.route(queue_id, destination, reason)
 
     def offer_callback(self, call_id: str, queue_id: str) -> None:
-        logger.info(
-            "call %s: callback not offered in queue %s: calling customers back needs calls out "
-            "through a trunk, which the call API cannot place yet",
-            call_id,
-            queue_id,
-        )
+        flow = self._flows.get(call_id)
+        if flow is None:
+            return
+        task = asyncio.get_running_loop().create_task(flow.offer_callback(queue_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def ring_for_callback(
+        self, call_id: str, sip_user: str, ring_timeout: float
+    ) -> AgentLeg | RingFailure:
+        return await self.telephony.originate(sip_user, ring_timeout=ring_timeout, call_id=call_id)
+
+    async def call_customer(self, call_id: str, destination: str) -> Call | CallOutFailure:
+        return await self.telephony.call_out(destination)
+
+    # ------------------------------------------------------------------ callbacks
+
+    async def register_callback(
+        self,
+        call_id: str,
+        queue_id: str,
+        number: str,
+        attributes: Mapping[str, str],
+        queued: bool,
+    ) -> bool:
+        """Make ``call_id`` a callback to ``number`` in ``queue_id`` (queued there first unless
+        ``queued``); False when the ACD did not take it (unknown queue, full, no number...)."""
+        if not number or number == "anonymous":
+            logger.info("call %s: no number to call back", call_id)
+            return False
+        self.port.expect_callback(call_id)
+        try:
+            if not queued:
+                await self.acd.enqueue(call_id, queue_id, attributes=attributes)
+            await self.acd.request_callback(call_id, number)
+        except (LookupError, ValueError, RuntimeError) as exc:
+            self.port.forget_callback(call_id)
+            logger.warning("call %s: callback in %s not registered: %s", call_id, queue_id, exc)
+            return False
+        logger.info("call %s: callback to %s registered in %s", call_id, number, queue_id)
+        return True
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("call center task failed", exc_info=task.exception())
 
 
 def build_call_center(
@@ -259,6 +399,7 @@ def build_call_center(
     data_dir: Path,
     speech: SpeechRecognizer | None = None,
     crm: CustomerLookup | None = None,
+    crm_routing: CrmRouting | None = None,
 ) -> CallCenter:
     """The call center of a configuration: the ACD's state in process, or in Redis when
     ``storage.redis_url`` is set (several nodes share queues and agents)."""
@@ -281,5 +422,6 @@ def build_call_center(
         renderer=prompt_renderer(data_dir / "tts"),
         speech=speech,
         crm=crm,
+        crm_routing=crm_routing,
         close_store=close_store,
     )

@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import acd.events
+import cxos.agent_calls
 import ivr.events
 import speech.events
 import telephony.events
@@ -30,6 +31,7 @@ def event_modules() -> tuple[types.ModuleType, ...]:
         ivr.events,
         acd.events,
         speech.events,
+        cxos.agent_calls,
     )
 
 

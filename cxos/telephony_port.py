@@ -13,25 +13,33 @@ at a time and would wait for its own port):
 - ``bridge`` hands the answered leg to the caller's flow, which stops the music and bridges; from
   then on the end of the agent's leg, whoever hangs up, is reported once as ``agent_hung_up``
   (wrap-up follows).
+- ``transferred``: an agent's phone moved the caller to another agent's phone (a blind transfer
+  by REFER, which telephony carries out on its own); the ACD hears that the new agent answered
+  and, once, that their leg ended, so each agent is charged with their own part of the call.
 - ``announce``, ``route_call`` and ``offer_callback`` concern the waiting caller and go to the
   component that owns the caller's flow (`CallerSide`).
 
-Callbacks: ``dial_callback`` needs a call placed to the customer's number through a trunk, which
-the call API cannot place yet (it rings registered softphones only). The agent's leg is released
-and the attempt reported as not connected.
+Callbacks: a call registered as a callback (`expect_callback`, when the caller asks for one) has
+no caller on the line, so its agent is rung on their own (`CallerSide.ring_for_callback`). Once
+the agent answers, ``dial_callback`` calls the customer out through the trunk
+(`CallerSide.call_customer`) while the agent waits on the line, bridges the two when the customer
+answers and reports ``callback_result``; a customer who does not answer (or an agent who hangs up
+first) ends the agent's leg and is reported as not connected, and the ACD retries as configured.
+The callbacks this port knows are the ones registered on this node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from acd.actions import CancelReason, RouteReason
 from acd.model import OfferFailure
-from telephony.calls import AgentLeg, Call, RingFailure
+from telephony.calls import AgentLeg, Call, CallOutFailure, RingFailure
 
 __all__ = ["AcdReports", "CallTelephonyPort", "CallerSide"]
 
@@ -50,6 +58,12 @@ class AcdReports(Protocol):
     def agent_hung_up(self, agent_id: str) -> None: ...
 
     def caller_hung_up(self, call_id: str) -> None: ...
+
+    def transfer_answered(
+        self, call_id: str, agent_id: str, queue_id: str, ring_seconds: float
+    ) -> None: ...
+
+    def transfer_ended(self, call_id: str, agent_id: str) -> None: ...
 
     def callback_result(self, call_id: str, connected: bool) -> None: ...
 
@@ -76,6 +90,16 @@ class CallerSide(Protocol):
 
     def offer_callback(self, call_id: str, queue_id: str) -> None: ...
 
+    async def ring_for_callback(
+        self, call_id: str, sip_user: str, ring_timeout: float
+    ) -> AgentLeg | RingFailure:
+        """Ring an agent for a callback (no caller on the line)."""
+        ...
+
+    async def call_customer(self, call_id: str, destination: str) -> Call | CallOutFailure:
+        """Call a callback's customer out through the trunk; their answered call, or why not."""
+        ...
+
 
 @dataclass(slots=True, eq=False)
 class _Ring:
@@ -101,6 +125,8 @@ class CallTelephonyPort:
         self._by_phone: dict[tuple[str, str], _Ring] = {}  # by (call, SIP user)
         #: Agent legs bridged to callers, by leg id: their end is reported once.
         self._connected: dict[str, str] = {}
+        #: Calls registered as callbacks on this node, until connected or given up.
+        self._callbacks: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _reports(self) -> AcdReports:
@@ -123,7 +149,8 @@ class CallTelephonyPort:
             logger.warning("call %s: %s is already being rung", call_id, agent_id)
             return
         call = self.callers.waiting_call(call_id)
-        if call is None or call.ended:
+        callback = call_id in self._callbacks
+        if not callback and (call is None or call.ended):
             # The caller left while the ACD decided; the hang-up report withdraws the offer.
             self._reports().caller_hung_up(call_id)
             return
@@ -132,7 +159,13 @@ class CallTelephonyPort:
         ring = _Ring(call_id=call_id, agent_id=agent_id, sip_user=sip_user)
         self._rings[key] = ring
         self._by_phone[(call_id, sip_user)] = ring
-        ring.task = self._spawn(self._ring(ring, call, ring_timeout))
+        dial: Callable[[], Awaitable[AgentLeg | RingFailure]]
+        if callback:
+            dial = partial(self.callers.ring_for_callback, call_id, sip_user, ring_timeout)
+        else:
+            assert call is not None
+            dial = partial(call.originate_agent, sip_user, ring_timeout)
+        ring.task = self._spawn(self._ring(ring, dial))
 
     async def cancel_ring(self, call_id: str, agent_id: str, reason: CancelReason) -> None:
         ring = self._take(call_id, agent_id)
@@ -177,17 +210,51 @@ class CallTelephonyPort:
     async def dial_callback(
         self, call_id: str, agent_id: str, destination: str, attempt: int
     ) -> None:
-        logger.warning(
-            "callback %s to %s (attempt %d) not dialled: calls out through a trunk are not "
-            "supported by the call API yet",
-            call_id,
-            destination,
-            attempt,
-        )
         ring = self._take(call_id, agent_id)
-        if ring is not None and ring.leg is not None:
-            ring.leg.hangup()
-        self._reports().callback_result(call_id, False)
+        leg = ring.leg if ring is not None else None
+        if leg is None or leg.ended:
+            logger.info("callback %s: the agent's leg is gone before dialling", call_id)
+            self._reports().callback_result(call_id, False)
+            return
+        logger.info("callback %s: calling %s (attempt %d)", call_id, destination, attempt)
+        self._spawn(self._dial_customer(call_id, agent_id, leg, destination))
+
+    # ------------------------------------------------------------------ callbacks
+
+    def expect_callback(self, call_id: str) -> None:
+        """``call_id`` becomes a callback: its offers ring the agent with no caller behind."""
+        self._callbacks.add(call_id)
+
+    def forget_callback(self, call_id: str) -> None:
+        """The callback was connected or given up for good."""
+        self._callbacks.discard(call_id)
+
+    async def _dial_customer(
+        self, call_id: str, agent_id: str, leg: AgentLeg, destination: str
+    ) -> None:
+        reports = self._reports()
+        dial = asyncio.ensure_future(self.callers.call_customer(call_id, destination))
+        agent_gone = asyncio.ensure_future(leg.wait_ended())
+        try:
+            await asyncio.wait({dial, agent_gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            agent_gone.cancel()
+            if not dial.done():
+                dial.cancel()  # the agent hung up while the customer's phone rang: CANCEL
+        customer = dial.result() if dial.done() and not dial.cancelled() else None
+        if not isinstance(customer, Call) or leg.ended or customer.ended:
+            if isinstance(customer, Call):
+                customer.hangup()
+            logger.info("callback %s: %s not connected (%s)", call_id, destination, customer)
+            leg.hangup()
+            reports.callback_result(call_id, False)
+            return
+        # From here the call is the agent's as any answered call: its end means wrap-up.
+        self._connected[leg.leg_id] = agent_id
+        self._spawn(self._watch_agent(leg, agent_id))
+        customer.bridge(leg)
+        self.forget_callback(call_id)
+        reports.callback_result(call_id, True)
 
     # ------------------------------------------------------------------ telephony events
 
@@ -197,6 +264,14 @@ class CallTelephonyPort:
         if ring is not None and not ring.ringing_reported and ring.leg is None:
             ring.ringing_reported = True
             self._reports().ringing(call_id, ring.agent_id)
+
+    def transferred(
+        self, call_id: str, agent_id: str, leg: AgentLeg, queue_id: str, ring_seconds: float
+    ) -> None:
+        """The caller of ``call_id`` (from ``queue_id``) was transferred to ``agent_id``, whose
+        phone answered as ``leg``."""
+        self._reports().transfer_answered(call_id, agent_id, queue_id, ring_seconds)
+        self._spawn(self._watch_transfer(leg, call_id, agent_id))
 
     @property
     def rings_in_progress(self) -> int:
@@ -212,13 +287,16 @@ class CallTelephonyPort:
         self._rings.clear()
         self._by_phone.clear()
         self._connected.clear()
+        self._callbacks.clear()
 
     # ------------------------------------------------------------------ tasks
 
-    async def _ring(self, ring: _Ring, call: Call, ring_timeout: float) -> None:
+    async def _ring(
+        self, ring: _Ring, dial: Callable[[], Awaitable[AgentLeg | RingFailure]]
+    ) -> None:
         key = (ring.call_id, ring.agent_id)
         try:
-            outcome = await call.originate_agent(ring.sip_user, ring_timeout)
+            outcome = await dial()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -248,6 +326,10 @@ class CallTelephonyPort:
         await leg.wait_ended()
         if self._connected.pop(leg.leg_id, None) is not None:
             self._reports().agent_hung_up(agent_id)
+
+    async def _watch_transfer(self, leg: AgentLeg, call_id: str, agent_id: str) -> None:
+        await leg.wait_ended()
+        self._reports().transfer_ended(call_id, agent_id)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)

@@ -1,10 +1,14 @@
-"""The asyncio side of the call API: agent legs' media, re-offers, hold and transfers.
+"""The asyncio side of the call API: agent and trunk legs' media, re-offers, hold and transfers.
 
 `TelephonyService` owns one `CallControl` and hands it the core's call events. Placing a call to
-an agent takes an RTP port and an SDP offer (`make_offer`) before the INVITE; the agent's answer
-(`process_answer`) decides the codec of the media leg opened then. New offers the core answered
-move a leg's media (`MediaLeg.renegotiate`) and follow the peer's hold (RFC 3264 §8.4): when the
-agent's phone holds, the caller bridged to it is held (no audio across, music if configured).
+an agent, or out through a trunk (`originate_external`: the trunk chosen and the number written
+as its carrier wants, the carrier's host resolved here, the SIP in the core), takes an RTP port
+and an SDP offer (`make_offer`) before the INVITE; the answer (`process_answer`) decides the
+codec of the media leg opened then. A call out with no caller behind it (`call_out`, for
+callbacks) becomes a `Call` of its own, with media like an inbound call's. New offers the core
+answered move a leg's media (`MediaLeg.renegotiate`) and follow the peer's hold (RFC 3264
+§8.4): when the agent's phone holds, the caller bridged to it is held (no audio across, music if
+configured).
 A REFER from the agent's phone becomes a transfer of the caller (`Call.transfer_to`), reported
 back with NOTIFY (RFC 3515 §2.4.5).
 """
@@ -14,19 +18,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from telephony.calls import AgentLeg, Call
+from config.settings import Trunk
+from telephony.calls import AgentLeg, Call, ExternalLeg
 from telephony.events import (
     AgentLegAnswered,
     AgentLegEnded,
     AgentLegFailed,
     CallEnded,
     CallHeld,
+    CallOutFailure,
     CallResumed,
     RingFailure,
+    TrunkLegAnswered,
+    TrunkLegEnded,
+    TrunkLegFailed,
 )
 from telephony.media.calls import MediaCall
 from telephony.media.engine import MediaStateError, UnknownLegError
@@ -44,20 +54,35 @@ from telephony.sdp import (
 )
 from telephony.sip.core import SipCore
 from telephony.sip.core_types import ReofferFailed, ReofferReceived, TransferRequested
+from telephony.sip.outbound import TrunkRoute
+from telephony.trunks import dial_string
+
+#: What ringing ends with: the answered leg, or why it was not answered.
+Outcome = AgentLeg | RingFailure | CallOutFailure
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class _Ringing:
-    """An agent leg between INVITE and the opening of its media."""
+    """An agent or trunk leg between INVITE and the opening of its media."""
 
-    sip_user: str
+    sip_user: str  # the agent's SIP user, or the number called out
     call_id: str
     host: str
     port: int
     offer: SessionDescription
-    outcome: asyncio.Future[AgentLeg | RingFailure]
+    outcome: asyncio.Future[Outcome]
+    #: The trunk of a call out; None for an agent leg.
+    trunk_id: str | None = None
+
+    @property
+    def no_answer(self) -> RingFailure | CallOutFailure:
+        return RingFailure.NO_ANSWER if self.trunk_id is None else CallOutFailure.NO_ANSWER
+
+    @property
+    def refused(self) -> RingFailure | CallOutFailure:
+        return RingFailure.REJECTED if self.trunk_id is None else CallOutFailure.REJECTED
 
 
 class CallControl:
@@ -75,6 +100,7 @@ class CallControl:
         flush: Callable[[], None],
         hangup_call: Callable[[str], None],
         ring_timeout: float = 30.0,
+        trunk_for: Callable[[str | None], Trunk | None] = lambda name: None,
     ) -> None:
         self.core = core
         self.media = media
@@ -86,6 +112,8 @@ class CallControl:
         self._hangup_call = hangup_call
         #: Seconds a transfer target rings (the server's configured ring timeout).
         self.ring_timeout = ring_timeout
+        #: The trunk a call out goes through, by id (None: the default one); None if none can.
+        self.trunk_for = trunk_for
         self._rng = random.Random()
         self._ringing: dict[str, _Ringing] = {}
         self._agents: dict[str, AgentLeg] = {}
@@ -105,6 +133,10 @@ class CallControl:
     def agent_leg(self, leg_id: str) -> AgentLeg | None:
         return self._agents.get(leg_id)
 
+    def reachable(self, sip_user: str) -> bool:
+        """Whether `sip_user` has a live registration to ring now (ringing checks it again)."""
+        return self.core.outbound.local_host(sip_user, self.clock()) is not None
+
     async def originate(
         self,
         sip_user: str,
@@ -119,14 +151,10 @@ class CallControl:
         host = self.core.outbound.local_host(sip_user, now)
         if host is None:
             return RingFailure.UNREGISTERED
-        try:
-            port = self.ports.allocate()
-        except RuntimeError:
-            logger.warning("call %s: no RTP port left to ring %s", call_id, sip_user)
+        port = self._allocate(call_id, sip_user)
+        if port is None:
             return RingFailure.UNREGISTERED
-        session = SdpSession(session_id=self._rng.getrandbits(31), address=host)
-        offer = make_offer(host, port, session=session)
-        outcome: asyncio.Future[AgentLeg | RingFailure] = asyncio.get_running_loop().create_future()
+        offer = self._offer(host, port)
         leg_id = self.core.outbound.originate(
             sip_user,
             call_id=call_id,
@@ -136,11 +164,111 @@ class CallControl:
             caller_id=caller_id,
             caller_name=caller_name,
         )
-        self._ports[leg_id] = port
-        self._ringing[leg_id] = _Ringing(sip_user, call_id, host, port, offer, outcome)
-        self._flush()  # may settle the outcome at once (no binding)
+        outcome = await self._ring(
+            leg_id, _Ringing(sip_user, call_id, host, port, offer, self._future())
+        )
+        assert not isinstance(outcome, CallOutFailure)
+        return outcome
+
+    async def originate_external(
+        self,
+        number: str,
+        *,
+        call_id: str | None,
+        ring_timeout: float,
+        trunk: str | None = None,
+        caller_id: str = "",
+        caller_name: str = "",
+    ) -> ExternalLeg | CallOutFailure:
+        """Call `number` out through `trunk` (None: the default outbound trunk); the answered
+        leg with its media open, or why it did not connect. The trunk's ``caller_id``, when
+        set, is presented instead of `caller_id`. `call_id` None: the leg serves itself."""
+        chosen = self.trunk_for(trunk)
+        if chosen is None or chosen.outbound is None:
+            logger.warning("no trunk to call %s out through (asked for %r)", number, trunk)
+            return CallOutFailure.NO_CAPACITY
         try:
-            return await outcome
+            dialled = dial_string(chosen, number)
+        except ValueError as exc:
+            logger.info("call out refused: %s", exc)
+            return CallOutFailure.REJECTED
+        outbound = chosen.outbound
+        try:
+            destination = await _resolve(outbound.host, outbound.port, outbound.transport)
+        except OSError as exc:
+            logger.warning("trunk %s: %s cannot be resolved: %s", chosen.id, outbound.host, exc)
+            return CallOutFailure.UNREACHABLE
+        auth = outbound.auth
+        route = TrunkRoute(
+            trunk_id=chosen.id,
+            host=outbound.host,
+            port=outbound.port,
+            destination=destination,
+            transport=outbound.transport,
+            username=auth.username if auth is not None else None,
+            password=auth.password if auth is not None else None,
+            realm=auth.realm if auth is not None else None,
+            max_calls=outbound.max_calls,
+        )
+        host = self.core.outbound.trunk_local_host(route)
+        port = self._allocate(call_id or "call out", dialled)
+        if port is None:
+            return CallOutFailure.NO_CAPACITY
+        offer = self._offer(host, port)
+        leg_id = self.core.outbound.originate_trunk(
+            dialled,
+            route,
+            call_id=call_id,
+            offer=offer.to_bytes(),
+            ring_timeout=ring_timeout,
+            now=self.clock(),
+            caller_id=outbound.caller_id or caller_id,
+            caller_name=caller_name,
+        )
+        ringing = _Ringing(
+            dialled, call_id or leg_id, host, port, offer, self._future(), trunk_id=chosen.id
+        )
+        outcome = await self._ring(leg_id, ringing)
+        assert isinstance(outcome, ExternalLeg | CallOutFailure)
+        return outcome
+
+    async def call_out(
+        self, number: str, *, ring_timeout: float, trunk: str | None = None, caller_id: str = ""
+    ) -> Call | CallOutFailure:
+        """Call `number` with no caller behind it (a callback): once answered it is a `Call` of
+        its own (play, collect, bridge...), whose id is the leg's."""
+        leg = await self.originate_external(
+            number, call_id=None, ring_timeout=ring_timeout, trunk=trunk, caller_id=caller_id
+        )
+        if isinstance(leg, CallOutFailure):
+            return leg
+        call = Call(self, call_id=leg.leg_id, media=leg.media, caller_id=leg.number)
+        self._calls[call.call_id] = call
+        if leg.ended:
+            self._calls.pop(call.call_id, None)
+            call.mark_ended()
+        return call
+
+    def _allocate(self, call_id: str, target: str) -> int | None:
+        try:
+            return self.ports.allocate(self.clock())
+        except RuntimeError:
+            logger.warning("call %s: no RTP port left to call %s", call_id, target)
+            return None
+
+    def _offer(self, host: str, port: int) -> SessionDescription:
+        session = SdpSession(session_id=self._rng.getrandbits(31), address=host)
+        return make_offer(host, port, session=session)
+
+    def _future(self) -> asyncio.Future[Outcome]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _ring(self, leg_id: str, ringing: _Ringing) -> Outcome:
+        self._ports[leg_id] = ringing.port
+        self._ringing[leg_id] = ringing
+        self._flush()  # may settle the outcome at once (no binding, no capacity)
+        try:
+            return await ringing.outcome
         except asyncio.CancelledError:
             self.hangup(leg_id)  # the caller went away, or the ACD withdrew the offer
             raise
@@ -167,11 +295,11 @@ class CallControl:
 
     def on_event(self, event: object) -> bool:
         """Act on one event of the core; False for internal ones that must not be published."""
-        if isinstance(event, AgentLegAnswered):
+        if isinstance(event, AgentLegAnswered | TrunkLegAnswered):
             self._spawn(self._open_media(event.leg_id))
-        elif isinstance(event, AgentLegFailed):
+        elif isinstance(event, AgentLegFailed | TrunkLegFailed):
             self._settle(event.leg_id, event.reason)
-        elif isinstance(event, AgentLegEnded):
+        elif isinstance(event, AgentLegEnded | TrunkLegEnded):
             self._agent_ended(event.leg_id)
         elif isinstance(event, CallEnded):
             call = self._calls.pop(event.call_id, None)
@@ -203,26 +331,38 @@ class CallControl:
                 payload_type=negotiated.codec.payload_type,
                 event_payload_type=negotiated.telephone_event,
                 remote=(negotiated.remote_address, negotiated.remote_port),
+                ptime=negotiated.ptime,
             )
         except (SdpError, OSError) as exc:
             logger.warning("leg %s: answered but its media cannot start: %s", leg_id, exc)
-            self._settle(leg_id, RingFailure.REJECTED)
+            self._settle(leg_id, ringing.refused)
             self.hangup(leg_id)
             return
         media = MediaCall(
             self.media, leg_id, law=law, prompts=self.prompts, hangup=lambda: self.hangup(leg_id)
         )
-        agent = AgentLeg(
-            self, leg_id=leg_id, sip_user=ringing.sip_user, call_id=ringing.call_id, media=media
-        )
+        agent: AgentLeg
+        if ringing.trunk_id is None:
+            agent = AgentLeg(
+                self, leg_id=leg_id, sip_user=ringing.sip_user, call_id=ringing.call_id, media=media
+            )
+        else:
+            agent = ExternalLeg(
+                self,
+                leg_id=leg_id,
+                number=ringing.sip_user,
+                trunk_id=ringing.trunk_id,
+                call_id=ringing.call_id,
+                media=media,
+            )
         self._agents[leg_id] = agent
         if leg.ended_at is not None:
             self._agent_ended(leg_id)  # the agent hung up while the media opened
         self._settle(leg_id, agent)
 
-    def _settle(self, leg_id: str, outcome: AgentLeg | RingFailure) -> None:
+    def _settle(self, leg_id: str, outcome: Outcome) -> None:
         ringing = self._ringing.pop(leg_id, None)
-        if isinstance(outcome, RingFailure):
+        if not isinstance(outcome, AgentLeg):
             self._release(leg_id)
         if ringing is not None and not ringing.outcome.done():
             ringing.outcome.set_result(outcome)
@@ -231,13 +371,17 @@ class CallControl:
         self._held_by_peer.discard(leg_id)
         agent = self._agents.pop(leg_id, None)
         if agent is None:
-            if leg_id in self._ringing and self.core.outbound.legs.get(leg_id) is not None:
+            ringing = self._ringing.get(leg_id)
+            if ringing is not None and self.core.outbound.legs.get(leg_id) is not None:
                 leg = self.core.outbound.legs[leg_id]
                 if leg.answered_at is None:  # stopped ringing: the ACD or a caller withdrew
-                    self._settle(leg_id, RingFailure.NO_ANSWER)
+                    self._settle(leg_id, ringing.no_answer)
             return
         agent.mark_ended()
         self._release(leg_id)
+        standalone = self._calls.pop(leg_id, None)
+        if standalone is not None:
+            standalone.mark_ended()  # a call out with no caller behind it (`call_out`)
         call = agent.call
         if call is not None and call.agent is agent:
             call.unbridge()
@@ -322,3 +466,20 @@ class CallControl:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("call control task failed", exc_info=task.exception())
+
+
+async def _resolve(host: str, port: int, transport: str) -> tuple[str, int]:
+    """The carrier's address: an IP literal as it is, a name through the resolver (A/AAAA; the
+    NAPTR/SRV steps of RFC 3263 are left to a name that points straight at the carrier)."""
+    literal = host.strip("[]")
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in literal else socket.AF_INET, literal)
+        return literal, port
+    except OSError:
+        pass
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=kind)
+    if not infos:
+        raise OSError(f"no address for {host}")
+    address = infos[0][4]
+    return str(address[0]), int(address[1])

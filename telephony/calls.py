@@ -1,4 +1,5 @@
-"""The call API the upper layers (IVR, ACD) use: a caller's `Call` and the `AgentLeg`s it rings.
+"""The call API the upper layers (IVR, ACD) use: a caller's `Call`, the `AgentLeg`s it rings and
+the `ExternalLeg`s it calls out through a trunk.
 
 A `Call` wraps the caller's signalling leg and its `MediaCall`: prompts, digits, the speech tap
 and recording are the media's; ringing an agent (`originate_agent`), connecting the two
@@ -7,8 +8,18 @@ one; `TelephonyService.call(call_id)` returns it. An `AgentLeg` is a call the se
 agent's softphone and that the agent answered: its own media leg, which `bridge` connects to the
 caller's (media flows through the server, B2BUA with media relay).
 
+An `ExternalLeg` (`originate_external`) is a number called out through a trunk and answered; it
+is bridged like an agent leg (`transfer_out` does both for an IVR's external transfer). A call out
+with no caller behind it (`TelephonyService.call_out`, for callbacks) is a `Call` of its own.
+
 Hangups: when the caller hangs up, a bridged agent leg is hung up; when the agent hangs up, the
 caller is hung up too unless `Call.on_agent_hangup` is set (then it decides: wrap up, survey...).
+
+Supervisors (`Call.monitor`): a supervisor's phone is rung like an agent's, and once answered
+its leg joins the caller and the agent in a mode (listen, whisper, barge; see
+`telephony.media.mix`) that `set_monitor_mode` changes. Monitoring ends when the supervisor
+hangs up, when the caller's call ends or the agent leaves it (the supervisor's phone gets BYE),
+or with `end_monitor`; ``call.monitor_*`` events report each step.
 """
 
 from __future__ import annotations
@@ -19,17 +30,40 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from telephony.events import CallHeld, CallResumed, CallTransferred, RingFailure, TransferKind
-from telephony.media.calls import MediaCall, PromptSource
+from telephony.events import (
+    CallHeld,
+    CallOutFailure,
+    CallResumed,
+    CallTransferred,
+    MonitorEnd,
+    MonitorEnded,
+    MonitorFailed,
+    MonitorFailure,
+    MonitorModeChanged,
+    MonitorStarted,
+    RingFailure,
+    TransferKind,
+)
+from telephony.media.calls import CallEndedError, MediaCall, PromptSource
 from telephony.media.collect import CollectResult
+from telephony.media.engine import MediaStateError, UnknownLegError
 from telephony.media.events import PlaybackFinished
+from telephony.media.mix import MonitorMode
 from telephony.media.tap import Pcm
 from telephony.rtp.audio import RecordingLayout
 
 if TYPE_CHECKING:
     from telephony.call_control import CallControl
 
-__all__ = ["AgentLeg", "Call", "RingFailure"]
+__all__ = [
+    "AgentLeg",
+    "Call",
+    "CallOutFailure",
+    "ExternalLeg",
+    "MonitorError",
+    "MonitorMode",
+    "RingFailure",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +83,8 @@ class AgentLeg:
         self.media = media
         #: The caller's call this leg is bridged to, if any.
         self.call: Call | None = None
+        #: Called once when the leg ends (a supervisor's leg tells the call it monitors).
+        self.on_ended: Callable[[], None] | None = None
         self._control = control
         self._ended = asyncio.Event()
 
@@ -71,9 +107,44 @@ class AgentLeg:
 
     def mark_ended(self) -> None:
         self._ended.set()
+        on_ended, self.on_ended = self.on_ended, None
+        if on_ended is not None:
+            on_ended()
 
     def __repr__(self) -> str:
         return f"AgentLeg({self.leg_id!r}, sip_user={self.sip_user!r})"
+
+
+class ExternalLeg(AgentLeg):
+    """An answered call out through a trunk to `number` (`sip_user` holds the same number)."""
+
+    def __init__(
+        self,
+        control: CallControl,
+        *,
+        leg_id: str,
+        number: str,
+        trunk_id: str,
+        call_id: str,
+        media: MediaCall,
+    ) -> None:
+        super().__init__(control, leg_id=leg_id, sip_user=number, call_id=call_id, media=media)
+        self.number = number
+        self.trunk_id = trunk_id
+
+    def __repr__(self) -> str:
+        return f"ExternalLeg({self.leg_id!r}, number={self.number!r}, trunk={self.trunk_id!r})"
+
+
+class MonitorError(RuntimeError):
+    """A supervisor cannot join the call, or change mode, now. `reason`: ``not_bridged`` (no
+    agent on the call), ``monitored`` (a supervisor is on it or being rung), ``own_agent`` (the
+    phone to ring is the agent's own), ``unregistered`` (that phone has no live registration),
+    ``not_monitored`` (no supervisor whose mode could change)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Call:
@@ -99,6 +170,11 @@ class Call:
         #: Called once when the caller's side ends (they hung up, or we did).
         self.on_hangup: Callable[[], None] | None = None
         self.held = False
+        #: The supervisor's leg joined to the call (`monitor`) and its mode, if any.
+        self.monitor_leg: AgentLeg | None = None
+        self.monitor_mode: MonitorMode | None = None
+        self._monitor_task: asyncio.Task[AgentLeg | None] | None = None
+        self._monitor_since = 0.0
         self._control = control
         self._ended = asyncio.Event()
 
@@ -130,8 +206,12 @@ class Call:
         if agent is not None:
             agent.call = None
             agent.hangup()
-        if self.on_hangup is not None:
-            self.on_hangup()
+        self._end_monitor("call_ended")
+        # Dropped once called: the callbacks are usually bound methods of whoever holds this
+        # call, and keeping them would leave that pair in a reference cycle after the call.
+        on_hangup, self.on_hangup, self.on_agent_hangup = self.on_hangup, None, None
+        if on_hangup is not None:
+            on_hangup()
 
     # ------------------------------------------------------------------ media (MediaCall)
 
@@ -181,6 +261,52 @@ class Call:
             caller_name=self.caller_name,
         )
 
+    async def originate_external(
+        self,
+        number: str,
+        trunk: str | None = None,
+        *,
+        caller_id: str | None = None,
+        ring_timeout: float = DEFAULT_RING_TIMEOUT,
+    ) -> ExternalLeg | CallOutFailure:
+        """Call `number` out through `trunk` (None: the default outbound trunk) for this call,
+        presenting `caller_id` (None: the caller's number; a trunk's own ``caller_id`` setting
+        wins over both). Returns the answered leg (not bridged: see `bridge`) or why it did not
+        connect. Cancelling the await stops the call (CANCEL)."""
+        return await self._control.originate_external(
+            number,
+            call_id=self.call_id,
+            ring_timeout=ring_timeout,
+            trunk=trunk,
+            caller_id=self.caller_id if caller_id is None else caller_id,
+            caller_name=self.caller_name if caller_id is None else "",
+        )
+
+    async def transfer_out(
+        self,
+        number: str,
+        trunk: str | None = None,
+        *,
+        ring_timeout: float = DEFAULT_RING_TIMEOUT,
+    ) -> ExternalLeg | CallOutFailure:
+        """Move the caller to an external number: call it out through the trunk, bridge on
+        answer (an agent the caller was with is hung up), report ``call.transferred``. On
+        failure the caller stays where they were."""
+        previous = self.agent
+        outcome = await self.originate_external(number, trunk, ring_timeout=ring_timeout)
+        if isinstance(outcome, ExternalLeg) and self.ended:
+            outcome.hangup()  # the caller left while the number answered
+            outcome = CallOutFailure.NO_ANSWER
+        if isinstance(outcome, CallOutFailure):
+            self._transferred("server", number, previous, None, outcome.value)
+            return outcome
+        old = self.unbridge()
+        if old is not None:
+            old.hangup()
+        self.bridge(outcome)
+        self._transferred("server", number, previous, outcome, "")
+        return outcome
+
     def bridge(self, agent: AgentLeg) -> None:
         """Connect the caller and the agent: audio both ways through the server."""
         if self.agent is not None:
@@ -194,6 +320,7 @@ class Call:
         """Disconnect the agent (left up); returns it."""
         agent, self.agent = self.agent, None
         if agent is not None:
+            self._end_monitor("agent_left")
             agent.call = None
             self.media.unbridge()
         return agent
@@ -275,11 +402,150 @@ class Call:
             )
         )
 
+    # ------------------------------------------------------------------ supervisors
+
+    def monitor(
+        self, sip_user: str, mode: MonitorMode, ring_timeout: float = DEFAULT_RING_TIMEOUT
+    ) -> asyncio.Task[AgentLeg | None]:
+        """Ring the supervisor's phone registered as `sip_user`; once it answers, join it to the
+        caller and the agent in `mode`. Raises `MonitorError` when that cannot start now.
+
+        The returned task ends with the supervisor's leg once joined (``call.monitor_started``),
+        or None when the phone did not answer or the call ended or lost its agent meanwhile
+        (``call.monitor_failed`` says which)."""
+        agent = self.agent
+        if self.ended or agent is None:
+            raise MonitorError("not_bridged", f"call {self.call_id} is not connected to an agent")
+        if self.monitor_leg is not None or self._monitor_task is not None:
+            raise MonitorError("monitored", f"call {self.call_id} already has a supervisor")
+        if sip_user == agent.sip_user:
+            raise MonitorError("own_agent", f"{sip_user} is the phone of the call's agent")
+        if not self._control.reachable(sip_user):
+            raise MonitorError("unregistered", f"no phone is registered as {sip_user}")
+        mode = MonitorMode(mode)
+        task = asyncio.get_running_loop().create_task(
+            self._join_supervisor(sip_user, mode, ring_timeout)
+        )
+        self._monitor_task = task
+        task.add_done_callback(_log_monitor_failure)
+        return task
+
+    def set_monitor_mode(self, mode: MonitorMode) -> None:
+        """Move the supervisor on the call to another mode (listen, whisper, barge)."""
+        leg, previous = self.monitor_leg, self.monitor_mode
+        if leg is None or previous is None:
+            raise MonitorError("not_monitored", f"call {self.call_id} has no supervisor on it")
+        mode = MonitorMode(mode)
+        if mode == previous:
+            return
+        leg.media.set_monitor_mode(mode)
+        self.monitor_mode = mode
+        self._control.publish(
+            MonitorModeChanged(
+                call_id=self.call_id, leg_id=leg.leg_id, mode=mode, previous_mode=previous
+            )
+        )
+
+    def end_monitor(self) -> None:
+        """Take the supervisor off the call (their phone gets BYE); stop ringing it if it rings."""
+        task = self._monitor_task
+        if task is not None:
+            task.cancel()
+        self._end_monitor("server")
+
+    async def _join_supervisor(
+        self, sip_user: str, mode: MonitorMode, ring_timeout: float
+    ) -> AgentLeg | None:
+        try:
+            outcome = await self._ring_supervisor(sip_user, ring_timeout)
+            failure: MonitorFailure | None = None
+            if isinstance(outcome, RingFailure):
+                failure = outcome.value
+            elif outcome is None or self.ended:
+                failure = "call_ended"
+            elif self.agent is None:
+                failure = "agent_left"
+            else:
+                try:
+                    outcome.media.monitor(self.agent.media, mode)
+                except (CallEndedError, MediaStateError, UnknownLegError) as exc:
+                    # The supervisor's phone hung up as it answered, or the agent's leg ended.
+                    logger.info("call %s: supervisor not joined: %s", self.call_id, exc)
+                    failure = "agent_left" if self.agent.ended else "no_answer"
+            if failure is not None:
+                if isinstance(outcome, AgentLeg):
+                    outcome.hangup()
+                self._control.publish(
+                    MonitorFailed(
+                        call_id=self.call_id, sip_user=sip_user, mode=mode, reason=failure
+                    )
+                )
+                return None
+            assert isinstance(outcome, AgentLeg)
+            self.monitor_leg, self.monitor_mode = outcome, mode
+            self._monitor_since = self._control.clock()
+            outcome.on_ended = self._supervisor_left
+            self._control.publish(
+                MonitorStarted(
+                    call_id=self.call_id, leg_id=outcome.leg_id, sip_user=sip_user, mode=mode
+                )
+            )
+            if outcome.ended:
+                self._end_monitor("supervisor")
+            return outcome
+        finally:
+            self._monitor_task = None
+
+    async def _ring_supervisor(
+        self, sip_user: str, ring_timeout: float
+    ) -> AgentLeg | RingFailure | None:
+        """The supervisor's answered leg or why it failed; None when the call ended first (the
+        ringing is then cancelled: CANCEL)."""
+        ring = asyncio.ensure_future(self.originate_agent(sip_user, ring_timeout))
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait((ring, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not ring.done():
+                ring.cancel()
+        if not ring.done():
+            await asyncio.wait((ring,))
+        return None if ring.cancelled() else ring.result()
+
+    def _supervisor_left(self) -> None:
+        self._end_monitor("supervisor")
+
+    def _end_monitor(self, reason: MonitorEnd) -> None:
+        leg, self.monitor_leg = self.monitor_leg, None
+        mode, self.monitor_mode = self.monitor_mode, None
+        if leg is None or mode is None:
+            return
+        leg.on_ended = None
+        leg.media.end_monitor()
+        self._control.publish(
+            MonitorEnded(
+                call_id=self.call_id,
+                leg_id=leg.leg_id,
+                sip_user=leg.sip_user,
+                mode=mode,
+                reason=reason,
+                monitor_seconds=max(0.0, self._control.clock() - self._monitor_since),
+            )
+        )
+        leg.hangup()
+
     def _hold_leg(self) -> str:
         return self.agent.leg_id if self.agent is not None else self.call_id
 
     def __repr__(self) -> str:
         return f"Call({self.call_id!r}, agent={self.agent!r})"
+
+
+def _log_monitor_failure(task: asyncio.Task[AgentLeg | None]) -> None:
+    # Nobody may await the task (the API answered when the phone started ringing).
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("joining a supervisor failed", exc_info=task.exception())
 
 
 #: What runs a call once answered (an IVR, the ACD's queue): returns when done with it.

@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from telephony.media.mix import MonitorMode
+
 #: Who ended a call: the caller/trunk side, the agent side, or the server itself.
 HangupParty = Literal["caller", "callee", "server"]
 
@@ -25,6 +27,21 @@ class CallStarted:
     caller_id: str
     caller_name: str
     sip_call_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentCallStarted:
+    """An agent's softphone placed a call to the server: an INVITE from an address no trunk
+    covers, authenticated with the credentials of `sip_user` (RFC 3261 §22.3). `dialled` is the
+    user part of its Request-URI (a feature code, an extension or a number to call out)."""
+
+    TYPE: ClassVar[str] = "call.agent_started"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    sip_user: str
+    dialled: str
+    sip_call_id: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,3 +231,179 @@ class CallTransferred:
             raise ValueError("call_id and target must not be empty")
         if self.succeeded and self.to_leg_id is None:
             raise ValueError("a completed transfer names the leg that took the call")
+
+
+class CallOutFailure(enum.StrEnum):
+    """Why a call out through a trunk did not connect."""
+
+    NO_ANSWER = "no_answer"  # ring timeout (our CANCEL), 408 or 480 from the far end
+    BUSY = "busy"  # 486 Busy Here, 600 Busy Everywhere
+    REJECTED = "rejected"  # 603 Decline, 404 and other refusals of the number
+    UNREACHABLE = "unreachable"  # no response at all, 503, or the carrier's address failed
+    AUTH_FAILED = "auth_failed"  # the carrier refused our credentials (RFC 3261 §22.2)
+    NO_CAPACITY = "no_capacity"  # no trunk, the trunk's max_calls reached, or no RTP port
+
+
+def _check_trunk_leg(call_id: str, leg_id: str, number: str) -> None:
+    _check_ids(call_id, leg_id)
+    if not number:
+        raise ValueError("number must not be empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkLegRinging:
+    """A call out through a trunk rings at the far end (180/183 received)."""
+
+    TYPE: ClassVar[str] = "call.trunk_ringing"
+    VERSION: ClassVar[int] = 1
+    call_id: str  # the call the leg serves (the caller's call, a callback, or the leg itself)
+    leg_id: str
+    trunk_id: str
+    number: str
+
+    def __post_init__(self) -> None:
+        _check_trunk_leg(self.call_id, self.leg_id, self.number)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkLegAnswered:
+    """The number called out through a trunk answered (200 OK, ACK sent)."""
+
+    TYPE: ClassVar[str] = "call.trunk_answered"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    leg_id: str
+    trunk_id: str
+    number: str
+    codec: str
+    ring_seconds: float
+
+    def __post_init__(self) -> None:
+        _check_trunk_leg(self.call_id, self.leg_id, self.number)
+        if self.ring_seconds < 0:
+            raise ValueError("ring_seconds cannot be negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkLegFailed:
+    """A call out through a trunk ended without an answer; `status` is the final SIP status
+    that decided it (None when no request was sent or nothing answered)."""
+
+    TYPE: ClassVar[str] = "call.trunk_failed"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    leg_id: str
+    trunk_id: str
+    number: str
+    reason: CallOutFailure
+    status: int | None
+    ring_seconds: float
+
+    def __post_init__(self) -> None:
+        _check_trunk_leg(self.call_id, self.leg_id, self.number)
+        if self.status is not None and not 300 <= self.status <= 699:
+            raise ValueError(f"a failed call ends with a final non-2xx status, not {self.status}")
+        if self.ring_seconds < 0:
+            raise ValueError("ring_seconds cannot be negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkLegEnded:
+    """An answered call out through a trunk ended (BYE either way, or the dialog was lost)."""
+
+    TYPE: ClassVar[str] = "call.trunk_ended"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    leg_id: str
+    trunk_id: str
+    number: str
+    #: ``normal`` (BYE), ``cancelled`` (the server stopped ringing), ``error`` (481/408 to a
+    #: request in the dialog).
+    cause: str
+    hangup_by: HangupParty
+    talk_seconds: float
+
+    def __post_init__(self) -> None:
+        _check_trunk_leg(self.call_id, self.leg_id, self.number)
+        if self.talk_seconds < 0:
+            raise ValueError("talk_seconds cannot be negative")
+
+
+#: Why a supervisor left a monitored call: their phone hung up, the caller's call ended, the agent
+#: left the caller (hung up, transferred), or the server ended it through the call API.
+MonitorEnd = Literal["supervisor", "call_ended", "agent_left", "server"]
+#: Why monitoring never started: the supervisor's phone did not answer (a `RingFailure`), or the
+#: call ended or lost its agent while that phone rang.
+MonitorFailure = Literal[
+    "no_answer", "rejected", "busy", "unregistered", "call_ended", "agent_left"
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorStarted:
+    """A supervisor's phone (`sip_user`, on the leg `leg_id` the server placed to it) answered
+    and joined the call in `mode`: ``listen`` (hears both, heard by nobody), ``whisper`` (the
+    agent hears the supervisor, the caller does not) or ``barge`` (everyone hears everyone)."""
+
+    TYPE: ClassVar[str] = "call.monitor_started"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    leg_id: str
+    sip_user: str
+    mode: MonitorMode
+
+    def __post_init__(self) -> None:
+        _check_ids(self.call_id, self.leg_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorModeChanged:
+    """The supervisor on the call moved from `previous_mode` to `mode`."""
+
+    TYPE: ClassVar[str] = "call.monitor_changed"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    leg_id: str
+    mode: MonitorMode
+    previous_mode: MonitorMode
+
+    def __post_init__(self) -> None:
+        _check_ids(self.call_id, self.leg_id)
+        if self.mode == self.previous_mode:
+            raise ValueError("a mode change changes the mode")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorEnded:
+    """The supervisor left the call; their phone's leg is hung up (BYE) unless they did."""
+
+    TYPE: ClassVar[str] = "call.monitor_ended"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    leg_id: str
+    sip_user: str
+    mode: MonitorMode
+    """The mode at the end."""
+    reason: MonitorEnd
+    monitor_seconds: float
+
+    def __post_init__(self) -> None:
+        _check_ids(self.call_id, self.leg_id)
+        if self.monitor_seconds < 0:
+            raise ValueError("monitor_seconds cannot be negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorFailed:
+    """Monitoring asked for did not start: the supervisor's phone rang without joining."""
+
+    TYPE: ClassVar[str] = "call.monitor_failed"
+    VERSION: ClassVar[int] = 1
+    call_id: str
+    sip_user: str
+    mode: MonitorMode
+    reason: MonitorFailure
+
+    def __post_init__(self) -> None:
+        if not self.call_id or not self.sip_user:
+            raise ValueError("call_id and sip_user must not be empty")

@@ -9,7 +9,8 @@ task once the caller's ACK confirms the call (unless the call ended before the t
 and its call API object (`telephony.calls.Call`: ring and bridge agents, hold, transfer) from
 `call(call_id)`; media events are published with the others. A call whose media stops for
 longer than the media timeout is hung up (a dead peer sends no BYE). Calls to agents, re-offers
-and transfers are `CallControl`'s (call_control.py).
+and transfers are `CallControl`'s (call_control.py), as are calls out through trunks
+(`originate_external`, and `call_out` for a call with no caller behind it).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from config.loader import Configuration
+from config.settings import Trunk
 from telephony.call_control import CallControl
-from telephony.calls import AgentLeg, Call, RingFailure
+from telephony.calls import AgentLeg, Call, CallOutFailure, ExternalLeg, RingFailure
 from telephony.events import CallAnswered, CallEnded
 from telephony.media.calls import MediaCall
 from telephony.media.events import MediaTimeout
@@ -41,13 +43,15 @@ from telephony.sdp import (
     answer_offer,
     parse_sdp,
 )
+from telephony.sip.agent_auth import AgentCallAuth
 from telephony.sip.core import CoreSettings, IncomingCall, SipCore
 from telephony.sip.digest import Algorithm, StoredSecret
-from telephony.sip.guard import GuardSettings, SourceGuard
+from telephony.sip.guard import FloodNotice, GuardSettings, GuardVerdict, SourceGuard
 from telephony.sip.registrar import Registrar, RegistrarSettings
 from telephony.sip.transaction import TransactionLayer
 from telephony.sip.transport import Address, SipTransport, TransportName
-from telephony.trunks import TrunkTable
+from telephony.stats import RtpStats, SipStats, SipTally, TelephonyStats
+from telephony.trunks import TrunkTable, outbound_trunk
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +59,6 @@ logger = logging.getLogger(__name__)
 EventSink = Callable[[object], None]
 #: What runs an answered call (the IVR, later): given its media, returns when done with it.
 CallHandler = Callable[[MediaCall], Awaitable[None]]
-#: RTP port pairs tried per call before it is refused with 503.
-_BIND_ATTEMPTS = 64
 
 
 @dataclass(slots=True)
@@ -88,6 +90,7 @@ class TelephonyService:
     _rng: random.Random = field(default_factory=random.Random)
     _secrets: dict[str, StoredSecret] = field(default_factory=dict)
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
+    _sent: SipTally = field(default_factory=SipTally)
 
     def __post_init__(self) -> None:
         server = self.configuration.server
@@ -103,16 +106,17 @@ class TelephonyService:
             )
         )
         registrar_settings = server.registrar
+        digest_settings = RegistrarSettings(
+            realm=registrar_settings.realm,
+            min_expires=registrar_settings.min_expires,
+            max_expires=registrar_settings.max_expires,
+            default_expires=registrar_settings.default_expires,
+            nonce_lifetime=registrar_settings.nonce_lifetime,
+            algorithms=tuple(Algorithm(name) for name in registrar_settings.digest_algorithms),
+            md5_only_user_agents=registrar_settings.md5_only_user_agents,
+        )
         registrar = Registrar(
-            RegistrarSettings(
-                realm=registrar_settings.realm,
-                min_expires=registrar_settings.min_expires,
-                max_expires=registrar_settings.max_expires,
-                default_expires=registrar_settings.default_expires,
-                nonce_lifetime=registrar_settings.nonce_lifetime,
-                algorithms=tuple(Algorithm(name) for name in registrar_settings.digest_algorithms),
-                md5_only_user_agents=registrar_settings.md5_only_user_agents,
-            ),
+            digest_settings,
             credentials=self._secrets.get,
             # Nonces are keyed per process: after a restart phones get a fresh challenge.
             secret=secrets.token_bytes(32),
@@ -129,6 +133,14 @@ class TelephonyService:
             dialplan=self.configuration.dialplan,
             registrar=registrar,
             guard=guard,
+            # Agents' softphones place calls with the same credentials and challenges as they
+            # register with (INVITEs from where a softphone is registered: agent_auth.py).
+            agent_auth=AgentCallAuth(
+                digest_settings,
+                credentials=self._secrets.get,
+                secret=secrets.token_bytes(32),
+                guard=guard,
+            ),
         )
         self.transport = SipTransport(
             self._on_message,
@@ -149,6 +161,7 @@ class TelephonyService:
             flush=self._flush,
             hangup_call=self.hangup,
             ring_timeout=server.sip.ring_timeout,
+            trunk_for=self._trunk_for,
         )
         self._idle.set()
 
@@ -207,6 +220,9 @@ class TelephonyService:
         self, data: bytes, source: Address, transport: TransportName, local: Address
     ) -> None:
         self.core.receive(data, source, transport, local, self.clock())
+        if self.core.guard.notices:
+            for notice in self.core.guard.take_notices():
+                _log_flood(notice)
         self._flush()
 
     def _on_timer(self) -> None:
@@ -223,6 +239,7 @@ class TelephonyService:
             if not transmits and not events:
                 break
             for transmit in transmits:
+                self._sent.sent(transmit.data)
                 self.transport.send(transmit.data, transmit.destination, transmit.transport)  # type: ignore[arg-type]
             for event in events:
                 self._on_core_event(event)
@@ -308,11 +325,11 @@ class TelephonyService:
     async def _open_and_answer(
         self, call_id: str, answer: SessionDescription, negotiated: Negotiated, host: str
     ) -> None:
-        # A port of the range may be taken by another program: hand it back (it goes to the end
-        # of the line) and try the next one, a bounded number of times.
-        for _ in range(_BIND_ATTEMPTS):
+        # A port of the range may be taken by another program: the allocator sets it aside for a
+        # while and hands out the next one; it refuses only when no pair of the range is left.
+        while True:
             try:
-                port = self.ports.allocate()
+                port = self.ports.allocate(self.clock())
             except RuntimeError:
                 logger.warning("call %s: no RTP port left in the configured range", call_id)
                 break
@@ -325,9 +342,10 @@ class TelephonyService:
                     payload_type=negotiated.codec.payload_type,
                     event_payload_type=negotiated.telephone_event,
                     remote=(negotiated.remote_address, negotiated.remote_port),
+                    ptime=negotiated.ptime,
                 )
             except OSError as exc:
-                self.ports.release(port)
+                self.ports.mark_unavailable(port, self.clock())
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("call %s: RTP port %d unavailable: %s", call_id, port, exc)
                 continue
@@ -359,8 +377,6 @@ class TelephonyService:
             )
             self._flush()
             return
-        else:
-            logger.warning("call %s: could not bind an RTP port pair", call_id)
         leg = self.core.leg(call_id)
         if leg is not None and leg.ended_at is None:
             self.core.reject(call_id, 503, self.clock())
@@ -384,6 +400,46 @@ class TelephonyService:
             sip_user, call_id=call_id or secrets.token_hex(8), ring_timeout=timeout
         )
 
+    async def originate_external(
+        self,
+        number: str,
+        trunk: str | None = None,
+        *,
+        caller_id: str = "",
+        ring_timeout: float | None = None,
+        call_id: str | None = None,
+    ) -> ExternalLeg | CallOutFailure:
+        """Call `number` out through `trunk` (None: the default outbound trunk) outside any
+        caller's call; the answered leg, to bridge like an agent leg, or why it failed."""
+        return await self.control.originate_external(
+            number,
+            call_id=call_id,
+            ring_timeout=ring_timeout or self.configuration.server.sip.ring_timeout,
+            trunk=trunk,
+            caller_id=caller_id,
+        )
+
+    async def call_out(
+        self,
+        number: str,
+        trunk: str | None = None,
+        *,
+        caller_id: str = "",
+        ring_timeout: float | None = None,
+    ) -> Call | CallOutFailure:
+        """Call `number` with no caller behind it (a callback): the answered call, with media
+        (play, collect, bridge...) like an inbound call's, or why it failed."""
+        return await self.control.call_out(
+            number,
+            ring_timeout=ring_timeout or self.configuration.server.sip.ring_timeout,
+            trunk=trunk,
+            caller_id=caller_id,
+        )
+
+    def _trunk_for(self, name: str | None) -> Trunk | None:
+        configuration = self.configuration
+        return outbound_trunk(configuration.trunks, configuration.default_outbound, name)
+
     def hangup(self, call_id: str) -> None:
         """End a call from the server side (BYE once answered)."""
         self.core.hangup(call_id, self.clock())
@@ -391,25 +447,72 @@ class TelephonyService:
 
     def _start_handler(self, call_id: str) -> None:
         media = self._media.get(call_id)
-        if self.call_handler is None or media is None:
+        handler = self.call_handler
+        if handler is None or media is None:
             return
-        task = asyncio.get_running_loop().create_task(self._run_handler(media.call))
+        # The handler is taken now: at shutdown it is unset while calls may still arrive.
+        task = asyncio.get_running_loop().create_task(self._run_handler(handler, media.call))
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
-    async def _run_handler(self, call: MediaCall) -> None:
-        assert self.call_handler is not None
+    async def _run_handler(self, handler: CallHandler, call: MediaCall) -> None:
         if call.call_id not in self._media:
             # The caller hung up between the ACK and this task's first turn (a BYE in the same
             # burst of datagrams): there is no call left to hand over.
             return
         try:
-            await self.call_handler(call)
+            await handler(call)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("call %s: call handler failed; hanging up", call.call_id)
             call.hangup()
+
+    def stats(self) -> TelephonyStats:
+        """A snapshot of the SIP and RTP counters (read at each metrics scrape)."""
+        core = self.core
+        transactions = core.transactions
+        guard = core.guard.counters
+        received = core.counters.traffic
+        bindings, users = core.registrar.binding_counts()
+        media, lost = self.media.engine.totals()
+        drops = media.drops.as_dict()
+        drops["foreign_address"] = media.foreign_address
+        drops["flood"] = media.flood
+        capacity = self.ports.capacity
+        return TelephonyStats(
+            sip=SipStats(
+                requests_received=dict(received.requests_received),
+                responses_received=dict(received.responses_received),
+                requests_sent=dict(self._sent.requests_sent),
+                responses_sent=dict(self._sent.responses_sent),
+                malformed_dropped=core.counters.malformed_dropped
+                + transactions.counters.malformed_dropped,
+                malformed_answered=core.counters.malformed_answered,
+                transactions_client=transactions.client_count,
+                transactions_server=transactions.server_count,
+                transaction_timeouts=transactions.counters.timeouts,
+                retransmissions_sent=transactions.counters.retransmissions_sent,
+                overload_rejections=transactions.counters.overload_rejections,
+                registrations=bindings,
+                registered_users=users,
+                auth_failures=guard.auth_failures,
+                sources_blocked=guard.blocks,
+                dropped_blocked=guard.dropped_blocked,
+                dropped_rate_limited=guard.dropped_rate_limited,
+                sources_blocked_now=core.guard.blocked_count(self.clock()),
+            ),
+            rtp=RtpStats(
+                packets_received=media.received,
+                packets_sent=media.sent,
+                packets_dropped=drops,
+                packets_lost=lost,
+                send_errors=self.media.send_dropped,
+                legs=len(self.media.engine),
+                ports_in_use=capacity - self.ports.available,
+                ports_capacity=capacity,
+            ),
+        )
 
     def _on_media_event(self, event: object) -> None:
         if isinstance(event, MediaTimeout):
@@ -444,6 +547,33 @@ def _with_port(answer: SessionDescription, media_index: int, port: int) -> bytes
     media = list(answer.media)
     media[media_index] = replace(media[media_index], port=port)
     return replace(answer, media=tuple(media)).to_bytes()
+
+
+def _log_flood(notice: FloodNotice) -> None:
+    # Throttled by the guard to one line per source per notice interval: the flood shows in
+    # the log as it happens, without a line per dropped request.
+    if notice.verdict is GuardVerdict.BLOCKED:
+        logger.warning(
+            "security: dropping requests from blocked source %s (%d dropped since the last notice)",
+            notice.source,
+            notice.dropped,
+        )
+    elif notice.trunk_id is not None:
+        logger.warning(
+            "security: trunk %s over its INVITE rate from %s; dropping (%d dropped since the "
+            "last notice)",
+            notice.trunk_id,
+            notice.source,
+            notice.dropped,
+        )
+    else:
+        logger.warning(
+            "security: rate limiting source %s (%s over its rate; %d dropped since the last "
+            "notice)",
+            notice.source,
+            notice.method,
+            notice.dropped,
+        )
 
 
 def _format(address: Address) -> str:

@@ -72,3 +72,38 @@ class TrunkTable:
             if address.version == network.version and address in network:
                 return trunk
         return None
+
+
+# --- calls out -----------------------------------------------------------------------------------
+
+#: Characters people write in phone numbers that are no part of what is dialled.
+_VISUAL_SEPARATORS = str.maketrans("", "", " -.()/")
+
+
+def outbound_trunk(
+    trunks: Iterable[Trunk], default: str | None, wanted: str | None
+) -> Trunk | None:
+    """The trunk a call out goes through: `wanted` by id, else the `default` one, else the first
+    trunk with an ``outbound`` section. None when that trunk does not exist or cannot call out."""
+    trunks = tuple(trunks)
+    name = wanted or default
+    if name is not None:
+        trunk = next((t for t in trunks if t.id == name), None)
+        return trunk if trunk is not None and trunk.outbound is not None else None
+    return next((t for t in trunks if t.outbound is not None), None)
+
+
+def dial_string(trunk: Trunk, number: str) -> str:
+    """The user part to send to the carrier for `number`: visual separators removed, a leading
+    ``+`` replaced when ``strip_plus`` says so, then ``prefix`` put in front. Raises ValueError
+    for something that is no phone number (only digits, ``*``, ``#`` and a leading ``+``)."""
+    outbound = trunk.outbound
+    if outbound is None:
+        raise ValueError(f"trunk {trunk.id!r} has no outbound settings")
+    digits = number.strip().translate(_VISUAL_SEPARATORS)
+    body = digits[1:] if digits.startswith("+") else digits
+    if not body or not all(c.isdigit() or c in "*#" for c in body) or not body.isascii():
+        raise ValueError(f"{number!r} is not a number to dial")
+    if digits.startswith("+") and outbound.strip_plus is not None:
+        digits = outbound.strip_plus + body
+    return outbound.prefix + digits

@@ -17,26 +17,25 @@ from dataclasses import dataclass, field
 
 from config.settings import Dialplan
 from telephony.events import CallAnswered, CallRejected, HangupParty
-from telephony.sdp import SdpError
+from telephony.sip.admission import Refusal, admit_invite, within_limits
+from telephony.sip.agent_auth import AgentCallAuth
 from telephony.sip.checks import CAPABILITIES, drop_foreign_credentials, inspect_request
 from telephony.sip.core_types import (
     CoreCounters,
     CoreSettings,
     IncomingCall,
     LocalAddresses,
-    ReofferReceived,
 )
 from telephony.sip.dialog_checks import MergedRequestDetector
 from telephony.sip.errors import SipParseError
-from telephony.sip.guard import GuardVerdict, SourceGuard
+from telephony.sip.guard import SourceGuard
 from telephony.sip.inbound import (
     InboundLeg,
     InboundLegs,
     LegInput,
     LegState,
-    dialled_number,
-    remote_target_of,
 )
+from telephony.sip.inbound_reoffer import answer_inbound_reoffer
 from telephony.sip.malformed import (
     check_stream_framing,
     refusal,
@@ -46,7 +45,6 @@ from telephony.sip.malformed import (
 from telephony.sip.message import SipRequest, build_response, parse_message
 from telephony.sip.originate import Originator, codec_of
 from telephony.sip.registrar import Registrar
-from telephony.sip.reoffer import answer_reoffer
 from telephony.sip.timers import is_reliable
 from telephony.sip.transaction import TransactionLayer
 from telephony.sip.transaction_types import (
@@ -60,6 +58,7 @@ from telephony.sip.transaction_types import (
     Transmit,
     TuEvent,
 )
+from telephony.sip.trunk_auth import TrunkAuthenticator
 from telephony.sip.uri import NameAddr
 from telephony.trunks import TrunkTable
 
@@ -86,13 +85,21 @@ class SipCore:
     #: Our address for requests to a phone whose REGISTER this process has not seen.
     default_local: Address | None = None
     outbound: Originator = field(init=False)
+    #: Digest checks of INVITEs from trunks with ``inbound_auth`` (per-process nonce key).
+    trunk_auth: TrunkAuthenticator = field(
+        default_factory=lambda: TrunkAuthenticator(secret=secrets.token_bytes(32))
+    )
     register_locals: LocalAddresses = field(default_factory=LocalAddresses)
+    #: Digest checks of INVITEs from agents' softphones (None: only trunks may call in).
+    agent_auth: AgentCallAuth | None = None
     #: Inbound legs in progress; an ended one is forgotten at once (see `InboundLegs`).
     _legs: InboundLegs = field(default_factory=InboundLegs)
     _events: list[object] = field(default_factory=list)
     _outbox: list[Transmit] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.trunk_auth.guard is None:
+            self.trunk_auth.guard = self.guard  # wrong trunk passwords count like REGISTER's
         self.outbound = Originator(
             transactions=self.transactions,
             registrar=self.registrar,
@@ -121,9 +128,12 @@ class SipCore:
             self._refuse(exc, data, source, transport, now)
             return
         if isinstance(message, SipRequest):
+            self.counters.traffic.request_received(message.method)
             if not self._admit(message, source, now):
                 return
             stamp_received(message, source)
+        else:
+            self.counters.traffic.response_received(message.status)
         try:
             events = self.transactions.receive(message, source, transport, now)
         except SipParseError as exc:
@@ -136,7 +146,7 @@ class SipCore:
         self._handle(self.transactions.on_timer(now), None, now)
         self.outbound.on_timer(now)
         self.registrar.expire(now)
-        self._events.extend(self.registrar.take_events())
+        self._registrar_events()
         self._events.extend(self.guard.expire(now))
 
     def next_timer(self) -> float | None:
@@ -251,45 +261,42 @@ class SipCore:
             # Requests to this phone go out from the socket it registered to (outbound legs).
             self.register_locals.remember(event.source, event.transport, local)
         self.transactions.send_response(event.transaction, response, now)
-        self._events.extend(self.registrar.take_events())
+        self._registrar_events()
 
     def _on_invite(
         self, event: RequestReceived, local: Address | None, tag: str, now: float
     ) -> None:
-        request = event.request
-        source_ip = event.source[0]
-        if not self.accepting_calls:
-            # §21.5.4: shutting down; another node may take the call.
-            self._reject_new(event, 503, "Service Unavailable", tag, now, [("Retry-After", "30")])
-            return
-        trunk = self.trunks.match(source_ip)
-        if trunk is None:
-            self.counters.forbidden += 1
-            self._reject_new(event, 403, "Forbidden", tag, now)
-            return
-        did = dialled_number(request.uri)
-        entry = self.dialplan.entry_for(did)
-        if entry is None:
-            self._reject_new(event, 404, "Not Found", tag, now)
-            return
-        try:
-            remote_target = remote_target_of(request)
-        except SipParseError:
-            self._reject_new(event, 400, "Bad Contact or From", tag, now)
+        decision = admit_invite(
+            event.request,
+            event.source[0],
+            now,
+            accepting=self.accepting_calls,
+            trunks=self.trunks,
+            dialplan=self.dialplan,
+            trunk_auth=self.trunk_auth,
+            agent_auth=self.agent_auth,
+        )
+        if isinstance(decision, Refusal):
+            self.counters.forbidden += decision.forbidden
+            if decision.rejected:
+                self._reject_new(event, decision, tag, now)
+            else:  # a challenge: the call may come again with credentials
+                self._reply(event, decision.status, now, to_tag=tag, extra=list(decision.headers))
+                self._events.extend(decision.events)
             return
         leg = InboundLeg.from_invite(
             event,
             call_id=self.new_id(),
             local_tag=tag,
-            remote_target=remote_target,
-            trunk_id=trunk.id,
-            did=did,
+            remote_target=decision.remote_target,
+            trunk_id=decision.trunk_id,
+            did=decision.did,
             now=now,
             local=local,
             public_address=self.settings.public_address,
         )
         self._legs.add(leg)
-        self._events.extend(leg.announcements(entry))
+        self._events.extend(decision.announcements(leg))
 
     def _in_dialog(self, event: RequestReceived, to_tag: str, now: float) -> None:
         request = event.request
@@ -319,37 +326,11 @@ class SipCore:
             self._reply(event, 603, now)
 
     def _on_reoffer(self, event: RequestReceived, leg: InboundLeg, now: float) -> None:
-        """re-INVITE/UPDATE (RFC 3311): answered with our session, turned as the offer asks."""
-        if leg.state is not LegState.CONFIRMED:
-            # §14.2: an offer while ours is unanswered, or before the ACK.
-            self._reply(event, 491, now)
-            return
-        request = event.request
-        extra = [("Contact", leg.local_contact)]
-        # RFC 3264 §8 / RFC 3261 §14.2: a re-INVITE without an offer gets our session as the
-        # offer; an UPDATE without one gets no body.
-        body = leg.local_sdp if request.method == "INVITE" else b""
-        if request.body:
-            try:
-                settled = answer_reoffer(leg.local_sdp, request.body)
-            except SdpError as exc:
-                self._reply(event, exc.status, now)  # §14.2: the session stays as it was
-                return
-            leg.local_sdp = body = settled.answer
-            self._events.append(
-                ReofferReceived(
-                    call_id=leg.call_id,
-                    method=request.method,
-                    remote_address=settled.remote_address,
-                    remote_port=settled.remote_port,
-                    remote_hold=settled.remote_hold,
-                )
-            )
-        if body:
-            extra.append(("Content-Type", "application/sdp"))
-        response = build_response(request, 200, headers=[*extra, *self._server_header()])
-        response.body = body
-        self.transactions.send_response(event.transaction, response, now)
+        reoffered = answer_inbound_reoffer(
+            event, leg, self.transactions, now, server=self._server_header()
+        )
+        if reoffered is not None:
+            self._events.append(reoffered)
 
     def _on_ack(self, event: AckReceived, now: float) -> None:
         to_tag = event.request.to.tag
@@ -435,21 +416,13 @@ class SipCore:
         )
         self.transactions.send_response(event.transaction, response, now)
 
-    def _reject_new(
-        self,
-        event: RequestReceived,
-        status: int,
-        reason: str,
-        tag: str,
-        now: float,
-        extra: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self._reply(event, status, now, to_tag=tag, extra=extra)
+    def _reject_new(self, event: RequestReceived, refused: Refusal, tag: str, now: float) -> None:
+        self._reply(event, refused.status, now, to_tag=tag, extra=list(refused.headers))
         self._events.append(
             CallRejected(
                 sip_call_id=event.request.call_id,
-                status=status,
-                reason=reason,
+                status=refused.status,
+                reason=refused.reason,
                 source=event.source[0],
             )
         )
@@ -471,10 +444,7 @@ class SipCore:
         return [("Server", self.settings.user_agent)] if self.settings.user_agent else []
 
     def _admit(self, request: SipRequest, source: Address, now: float) -> bool:
-        method = request.method
-        # A configured trunk's INVITEs count against its own rate, not the per-source one.
-        trunk = self.trunks.limit(source[0]) if method == "INVITE" else None
-        if self.guard.check(source[0], method, now, trunk=trunk) is GuardVerdict.ALLOW:
+        if within_limits(self.guard, self.trunks, request, source[0], now):
             return True
         # Dropped unanswered: a flood or a blocked source gets no reply to reflect or learn
         # from, and a real client's retransmissions get through once the bucket refills.
@@ -506,6 +476,12 @@ class SipCore:
     def _via_host(self, leg: InboundLeg) -> str:
         contact = NameAddr.parse(leg.local_contact).uri
         return contact.host_port
+
+    def _registrar_events(self) -> None:
+        events = self.registrar.take_events()
+        if self.agent_auth is not None:
+            self.agent_auth.observe(events)  # where softphones are registered from
+        self._events.extend(events)
 
     def _emit(self, event: object) -> None:
         self._events.append(event)

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from telephony.sip.transaction_types import Address
+from telephony.stats import SipTally
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,6 +21,9 @@ class IncomingCall:
     entry_ivr: str | None
     entry_queue: str | None
     answer_after: float
+    #: The SIP user of the agent whose softphone placed the call (authenticated), or None for a
+    #: trunk's call; an agent's call has no entry point (the layer above routes what they dial).
+    agent: str | None = None
 
 
 @dataclass(slots=True)
@@ -34,6 +38,8 @@ class CoreCounters:
     """INVITEs from a source no trunk matches (403)."""
     rate_limited: int = 0
     """Requests dropped unanswered because their source is blocked or over its rate."""
+    traffic: SipTally = field(default_factory=SipTally)
+    """Requests (by method) and responses (by status) that parsed, before any refusal."""
 
 
 @dataclass(slots=True)

@@ -1,8 +1,11 @@
-"""Calls the server places to agents' softphones, inside the UA core (sans-IO).
+"""Calls the server places to agents' softphones or out through trunks, inside the UA core
+(sans-IO).
 
 `Originator` is the transaction user for outbound legs: it sends an INVITE to every live binding
 of the agent (to the address the phone registered from, RFC 3581's symmetric path through NAT,
-with the registered Contact as Request-URI), turns the answers into ring outcomes, ends ringing
+with the registered Contact as Request-URI), or one INVITE to a trunk's carrier
+(`originate_trunk`, challenges answered as `outbound_trunk` says), turns the answers into ring
+outcomes, ends ringing
 with CANCEL at the ring timeout (§9.1), keeps the first 2xx and BYEs any other (§13.2.2.4),
 serves requests inside the answered dialog (BYE, re-INVITE/UPDATE, REFER) and sends ours (BYE,
 re-INVITE for hold with the glare retry of §14.1, NOTIFY for a REFER). The core delegates to it;
@@ -17,7 +20,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from telephony.events import AgentLegAnswered, AgentLegFailed, CallRinging, RingFailure
+from telephony.events import AgentLegFailed, CallOutFailure, RingFailure
 from telephony.sip.checks import ALLOW, SUPPORTED_OPTIONS
 from telephony.sip.dialog import Dialog, DialogError
 from telephony.sip.headers import Headers
@@ -27,13 +30,28 @@ from telephony.sip.outbound import (
     OutboundInput,
     OutboundLeg,
     OutboundState,
+    TrunkRoute,
     failure_for,
     worst_case,
 )
 from telephony.sip.outbound_dialog import LINGER, SDP, OutboundDialogs
-from telephony.sip.registrar import Binding, Registrar
+from telephony.sip.outbound_trunk import (
+    answered_event,
+    authenticated_retry,
+    call_out_failure,
+    failed_event,
+    ringing_event,
+    trunk_request_uri,
+)
+from telephony.sip.registrar import Registrar
 from telephony.sip.transaction import TransactionLayer
-from telephony.sip.transaction_types import Address, ClientKey, RequestReceived, ResponseReceived
+from telephony.sip.transaction_types import (
+    Address,
+    ClientKey,
+    RequestReceived,
+    ResponseOrigin,
+    ResponseReceived,
+)
 from telephony.sip.uri import NameAddr, SipUri
 
 logger = logging.getLogger(__name__)
@@ -70,6 +88,8 @@ class Originator:
     #: (deadline, sequence, kind, leg id); stale entries are skipped when they surface.
     _timers: list[tuple[float, int, str, str]] = field(default_factory=list)
     _sequence: int = 0
+    #: Calls out in progress per trunk id, against each trunk's `max_calls`.
+    _trunk_calls: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dialogs = OutboundDialogs(
@@ -130,12 +150,95 @@ class Originator:
         )
         extra = list(headers)
         for binding in bindings:
-            self._send_branch(leg, binding, caller_id, caller_name, extra, now)
-        self.legs[leg_id] = leg
-        self._in_progress.add(leg_id)
-        self._by_dialog[(leg.sip_call_id, leg.local_tag)] = leg
-        self._arm(leg.ring_deadline, "ring", leg_id)
+            transport = binding.transport.lower()
+            self._send_invite(
+                leg,
+                uri=binding.contact,
+                to=None,
+                destination=binding.source,
+                transport=transport,
+                local=self.local_for(binding.source, transport),
+                caller=(caller_id, caller_name),
+                extra=extra,
+                now=now,
+            )
+        self._start(leg)
         return leg_id
+
+    def _start(self, leg: OutboundLeg) -> None:
+        self.legs[leg.leg_id] = leg
+        self._in_progress.add(leg.leg_id)
+        self._by_dialog[(leg.sip_call_id, leg.local_tag)] = leg
+        self._arm(leg.ring_deadline, "ring", leg.leg_id)
+
+    def originate_trunk(
+        self,
+        number: str,
+        route: TrunkRoute,
+        *,
+        call_id: str | None,
+        offer: bytes,
+        ring_timeout: float,
+        now: float,
+        caller_id: str = "",
+        caller_name: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> str:
+        """Call `number` through the trunk `route` with `offer`; returns the new leg's id.
+
+        One INVITE for ``sip:NUMBER@host`` goes to the carrier's address (§8.1.1: the
+        Request-URI names the number at the carrier, there is no registrar to ask). The outcome
+        comes as events: `TrunkLegRinging`, then `TrunkLegAnswered` or `TrunkLegFailed` (at
+        once, ``no_capacity``, when the trunk has its `max_calls` in progress).
+        """
+        if ring_timeout <= 0:
+            raise ValueError("ring_timeout must be positive")
+        if not number:
+            raise ValueError("the number to call is empty")
+        leg_id = self.new_id()
+        local = self.local_for(route.destination, route.transport)
+        host = _host_text(self.public_address or local[0])
+        leg = OutboundLeg(
+            leg_id=leg_id,
+            call_id=call_id or leg_id,
+            aor=number,
+            sip_call_id=f"{self.new_id()}@{host}",
+            local_tag=self.transactions.new_tag(),
+            offer=offer,
+            local_sdp=offer,
+            started_at=now,
+            ring_deadline=now + ring_timeout,
+            trunk=route,
+        )
+        if self._trunk_calls.get(route.trunk_id, 0) >= route.max_calls:
+            logger.info(
+                "trunk %s: %d calls out in progress, %s refused",
+                route.trunk_id,
+                route.max_calls,
+                number,
+            )
+            leg.call_out_failure = CallOutFailure.NO_CAPACITY
+            self.emit(failed_event(leg, None, 0.0))
+            return leg_id
+        self._trunk_calls[route.trunk_id] = self._trunk_calls.get(route.trunk_id, 0) + 1
+        target = trunk_request_uri(number, route)
+        self._send_invite(
+            leg,
+            uri=str(target),
+            to=NameAddr(uri=SipUri(scheme="sip", user=number, host=route.host)),
+            destination=route.destination,
+            transport=route.transport,
+            local=local,
+            caller=(caller_id, caller_name),
+            extra=list(headers),
+            now=now,
+        )
+        self._start(leg)
+        return leg_id
+
+    def trunk_local_host(self, route: TrunkRoute) -> str:
+        """Our address as the carrier reaches it (for the SDP of a call out)."""
+        return self.public_address or self.local_for(route.destination, route.transport)[0]
 
     def local_host(self, aor: str, now: float) -> str | None:
         """Our address as the agent's phone reaches it (for the SDP of a call to it), or None
@@ -217,10 +320,13 @@ class Originator:
         return True
 
     def _arm(self, deadline: float, kind: str, leg_id: str) -> None:
-        if kind == "purge":
+        if kind == "purge" and leg_id in self._in_progress:
             # Every way into ENDED (here and in outbound_dialog.py) arms the purge: from now
             # on the leg is history, kept only for late responses.
             self._in_progress.discard(leg_id)
+            route = self.legs[leg_id].trunk if leg_id in self.legs else None
+            if route is not None:
+                self._trunk_calls[route.trunk_id] -= 1
         self._sequence += 1
         heapq.heappush(self._timers, (deadline, self._sequence, kind, leg_id))
 
@@ -243,6 +349,8 @@ class Originator:
         self, leg: OutboundLeg, branch: OutboundBranch, event: ResponseReceived, now: float
     ) -> None:
         status = event.response.status
+        if event.origin is ResponseOrigin.PEER:
+            leg.heard_back = True
         if event.retransmission or status == 100:
             return
         if status < 200:
@@ -250,14 +358,20 @@ class Originator:
                 leg.apply(OutboundInput.PROVISIONAL)
                 if not leg.ringing_reported:
                     leg.ringing_reported = True
-                    self.emit(CallRinging(call_id=leg.call_id, leg_id=leg.leg_id, sip_user=leg.aor))
+                    self.emit(ringing_event(leg))
             return
+        if status in (401, 407) and leg.trunk is not None and leg.ringing:
+            if self._answer_challenge(leg, branch, event, now):
+                return
+            leg.auth_failed = True
         branch.final = True
         branch.status = status
         if status < 300:
             self._on_answer(leg, branch, event, now)
             return
         branch.failure = failure_for(status, event.origin)
+        if leg.trunk is not None:
+            leg.call_out_failure = call_out_failure(leg, status, event.origin)
         if leg.ringing and status >= 600:
             # A 6xx is the agent's answer for every device: stop the others (§16.7 step 6).
             self._give_up(leg, branch.failure, now, status=status)
@@ -292,15 +406,7 @@ class Originator:
             for other in leg.pending_branches():
                 # The other devices stop ringing (§16.7 step 10 for a forking element).
                 self.transactions.cancel(other.key, now)
-            self.emit(
-                AgentLegAnswered(
-                    call_id=leg.call_id,
-                    leg_id=leg.leg_id,
-                    sip_user=leg.aor,
-                    codec=codec_of(response.body),
-                    ring_seconds=max(0.0, now - leg.started_at),
-                )
-            )
+            self.emit(answered_event(leg, codec_of(response.body), max(0.0, now - leg.started_at)))
             return
         # Another fork answered too, or the answer crossed our CANCEL (§9.1): that dialog is
         # ended at once with BYE (§13.2.2.4, §15).
@@ -326,28 +432,32 @@ class Originator:
         return True
 
     # ------------------------------------------------------------------ helpers
-    def _send_branch(
+    def _send_invite(
         self,
         leg: OutboundLeg,
-        binding: Binding,
-        caller_id: str,
-        caller_name: str,
+        *,
+        uri: str,
+        to: NameAddr | None,
+        destination: Address,
+        transport: str,
+        local: Address,
+        caller: tuple[str, str],
         extra: list[tuple[str, str]],
         now: float,
     ) -> None:
-        transport = binding.transport.lower()
-        local = self.local_for(binding.source, transport)
+        """One INVITE of the leg: to a binding of the agent, or to the trunk's carrier."""
         host = _host_text(self.public_address or local[0])
         params: dict[str, str | None] = {"transport": "tcp"} if transport == "tcp" else {}
         contact = SipUri(scheme="sip", user="cxos", host=host, port=local[1], params=params)
-        caller = NameAddr(
+        caller_id, caller_name = caller
+        from_ = NameAddr(
             uri=SipUri(scheme="sip", user=caller_id or "anonymous", host=host),
             display_name=caller_name or None,
         ).with_tag(leg.local_tag)
         headers = Headers()
         headers.add("Max-Forwards", "70")
-        headers.add("From", str(caller))
-        headers.add("To", str(NameAddr(uri=SipUri(scheme="sip", user=leg.aor, host=host))))
+        headers.add("From", str(from_))
+        headers.add("To", str(to or NameAddr(uri=SipUri(scheme="sip", user=leg.aor, host=host))))
         headers.add("Call-ID", leg.sip_call_id)
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", f"<{contact}>")
@@ -356,19 +466,46 @@ class Originator:
         for name, value in (*self.dialogs.ua(), *extra):
             headers.add(name, value)
         headers.add("Content-Type", SDP)
-        invite = SipRequest(method="INVITE", uri=binding.contact, headers=headers, body=leg.offer)
-        sent_by = f"{host}:{local[1]}"
+        invite = SipRequest(method="INVITE", uri=uri, headers=headers, body=leg.offer)
+        self._send_branch(leg, invite, uri, destination, transport, f"{host}:{local[1]}", now)
+
+    def _send_branch(
+        self,
+        leg: OutboundLeg,
+        invite: SipRequest,
+        contact: str,
+        destination: Address,
+        transport: str,
+        sent_by: str,
+        now: float,
+    ) -> None:
         key = self.transactions.send_request(
-            invite, destination=binding.source, transport=transport, now=now, sent_by=sent_by
+            invite, destination=destination, transport=transport, now=now, sent_by=sent_by
         )
         leg.branches[key] = OutboundBranch(
             key=key,
-            contact=binding.contact,
-            destination=binding.source,
+            contact=contact,
+            destination=destination,
             transport=transport,
             sent_by=sent_by,
         )
         self._by_branch[key] = leg
+
+    def _answer_challenge(
+        self, leg: OutboundLeg, branch: OutboundBranch, event: ResponseReceived, now: float
+    ) -> bool:
+        """Re-send the trunk leg's INVITE with credentials (§22.2); False when it must fail.
+        The challenged transaction is over (the layer ACKed the 401/407, §17.1.1.3): its
+        branch is replaced by the new one."""
+        retry = authenticated_retry(leg, event.request, event.response, cnonce=self.new_id())
+        if retry is None:
+            return False
+        del leg.branches[branch.key]
+        self._by_branch.pop(branch.key, None)
+        self._send_branch(
+            leg, retry, branch.contact, branch.destination, branch.transport, branch.sent_by, now
+        )
+        return True
 
     def _give_up(
         self, leg: OutboundLeg, reason: RingFailure | None, now: float, status: int | None = None
@@ -390,16 +527,7 @@ class Originator:
 
     def _emit_failed(self, leg: OutboundLeg, status: int | None, now: float) -> None:
         assert leg.failure is not None
-        self.emit(
-            AgentLegFailed(
-                call_id=leg.call_id,
-                leg_id=leg.leg_id,
-                sip_user=leg.aor,
-                reason=leg.failure,
-                status=status,
-                ring_seconds=max(0.0, now - leg.started_at),
-            )
-        )
+        self.emit(failed_event(leg, status, max(0.0, now - leg.started_at)))
 
     def _leg(self, leg_id: str) -> OutboundLeg:
         leg = self.legs.get(leg_id)

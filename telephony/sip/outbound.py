@@ -1,5 +1,8 @@
-"""The state of one outbound call leg at the UAC: the server rings an agent's softphone
-(RFC 3261 §13.2) and, once it answers, holds the dialog with it.
+"""The state of one outbound call leg at the UAC: the server rings an agent's softphone, or calls
+a number through a trunk (RFC 3261 §13.2), and once it answers holds the dialog with it.
+
+The leg's target is an agent's address of record (`aor`, every live binding rung) or a
+`TrunkRoute` (one INVITE to the carrier's address, answered challenges re-sent, §22.2).
 
 One INVITE goes to every live binding of the agent's address of record, as a forking proxy would
 (§16.6): same Call-ID and From tag, one client transaction (branch) each. The first 2xx wins the
@@ -20,9 +23,28 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from telephony.events import RingFailure
+from telephony.events import CallOutFailure, RingFailure
 from telephony.sip.dialog import Dialog
 from telephony.sip.transaction_types import Address, ClientKey, ResponseOrigin
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkRoute:
+    """A call out through a trunk, as the core needs it: the carrier's host for the
+    Request-URI (``sip:NUMBER@host:port``), its resolved address, and our credentials."""
+
+    trunk_id: str
+    host: str
+    port: int
+    #: The carrier's address the INVITE is sent to (the host resolved by the I/O layer).
+    destination: Address
+    transport: str = "udp"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: Answer only challenges of this realm; None: any realm the carrier names.
+    realm: str | None = None
+    #: Calls out through this trunk in progress at once.
+    max_calls: int = 30
 
 
 class OutboundState(enum.Enum):
@@ -152,6 +174,19 @@ class OutboundLeg:
     reoffer_retry_at: float | None = None
     #: A REFER was accepted and its implicit subscription awaits its final NOTIFY (RFC 3515).
     refer_pending: bool = False
+    #: Set for a call out through a trunk (`aor` is then the number called).
+    trunk: TrunkRoute | None = None
+    #: Nonces already answered with credentials: a new challenge with one of them and no
+    #: stale=true means the credentials are wrong (RFC 2617 §3.2.1, RFC 3261 §22.2).
+    answered_nonces: set[str] = field(default_factory=set)
+    answered_realms: set[str] = field(default_factory=set)
+    auth_retries: int = 0
+    auth_failed: bool = False
+    #: Any response (even 100 Trying) came back: a leg that times out without one was
+    #: unreachable rather than unanswered.
+    heard_back: bool = False
+    #: A call out's outcome decided before any request went out (no capacity).
+    call_out_failure: CallOutFailure | None = None
 
     def apply(self, event: OutboundInput) -> OutboundState:
         try:

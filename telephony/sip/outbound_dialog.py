@@ -1,4 +1,5 @@
-"""The dialog of an answered outbound leg (a call the server placed to an agent), sans-IO.
+"""The dialog of an answered outbound leg (a call the server placed to an agent or out through a
+trunk), sans-IO.
 
 What happens after the agent answered: requests the phone sends in the call (BYE, re-INVITE or
 UPDATE with a new offer, REFER for a blind transfer, INFO/OPTIONS/NOTIFY), the responses to the
@@ -14,7 +15,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from telephony.events import AgentLegEnded, HangupParty
+from telephony.events import HangupParty
 from telephony.sdp import Direction, SdpError
 from telephony.sip.checks import ALLOW
 from telephony.sip.core_types import (
@@ -26,6 +27,7 @@ from telephony.sip.core_types import (
 from telephony.sip.dialog import DialogError, DialogState
 from telephony.sip.message import build_response
 from telephony.sip.outbound import OutboundInput, OutboundLeg, OutboundState
+from telephony.sip.outbound_trunk import ended_event
 from telephony.sip.refer import SIPFRAG, ReferError, notify_headers, read_refer_to, sipfrag
 from telephony.sip.reoffer import answer_reoffer, with_direction
 from telephony.sip.transaction import TransactionLayer
@@ -220,6 +222,11 @@ class OutboundDialogs:
         self.respond(leg, event, 200, now, body=body, extra=extra)
 
     def _on_refer(self, leg: OutboundLeg, event: RequestReceived, now: float) -> None:
+        if leg.trunk is not None:
+            # A carrier does not get to move our caller (RFC 3515 §2.4.2 lets us decline):
+            # transfers of a call out are placed through the call API.
+            self.respond(leg, event, 603, now)
+            return
         if leg.state is not OutboundState.CONFIRMED or leg.refer_pending:
             # A transfer already running (RFC 3515 §2.4.2 lets us refuse), or a call ending.
             self.respond(leg, event, 491 if leg.refer_pending else 481, now)
@@ -285,16 +292,7 @@ class OutboundDialogs:
             leg.ended_at = now
         if leg.state is OutboundState.ENDED:
             self.arm(now + LINGER, "purge", leg.leg_id)
-        self.emit(
-            AgentLegEnded(
-                call_id=leg.call_id,
-                leg_id=leg.leg_id,
-                sip_user=leg.aor,
-                cause=cause,
-                hangup_by=by,
-                talk_seconds=leg.talk_seconds(now),
-            )
-        )
+        self.emit(ended_event(leg, cause, by, leg.talk_seconds(now)))
 
     def ua(self) -> list[tuple[str, str]]:
         return self._ua()

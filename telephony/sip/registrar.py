@@ -33,8 +33,8 @@ from telephony.sip.digest import (
     StoredSecret,
 )
 from telephony.sip.errors import SipParseError
-from telephony.sip.guard import SourceGuard
-from telephony.sip.headers import find_unquoted
+from telephony.sip.grammar import find_unquoted
+from telephony.sip.guard import SourceGuard, auth_failure_events
 from telephony.sip.message import SipRequest, SipResponse, build_response
 from telephony.sip.registrar_events import (
     AuthenticationFailed,
@@ -190,6 +190,10 @@ class Registrar:
         live = [b for b in self._bindings.get(aor, {}).values() if b.expires_at > now]
         return sorted(live, key=lambda b: -float(b.q or "1"))
 
+    def binding_counts(self) -> tuple[int, int]:
+        """Contacts bound, and addresses of record with at least one (read for metrics)."""
+        return sum(len(b) for b in self._bindings.values()), len(self._bindings)
+
     def next_timer(self) -> float | None:
         while self._deadlines:
             expires_at, aor, key = self._deadlines[0]
@@ -303,13 +307,9 @@ class Registrar:
                 source[0],
                 result.reason,
             )
-            self._events.append(
-                AuthenticationFailed(
-                    source_address=source[0], username=credentials.username[:64], method="REGISTER"
-                )
+            self._events.extend(
+                auth_failure_events(self._guard, source[0], credentials.username, "REGISTER", now)
             )
-            if self._guard is not None and (blocked := self._guard.record_failure(source[0], now)):
-                self._events.append(blocked)
         else:
             logger.info("REGISTER from %s challenged again: %s", source[0], result.reason)
         raise self._challenge(request, source, now, stale=result.outcome is AuthOutcome.STALE)

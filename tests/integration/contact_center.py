@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,17 +171,28 @@ class ContactCenter:
             "-timeout_error",
         ]
         phone = subprocess.Popen(
-            command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
         )
         self.phones.append(phone)
         return phone
 
-    async def call(self, scenario: str, number: str, wait_ms: int) -> SippResult:
-        """A trunk caller dialling ``number``; ``wait_ms`` is the scenario's -d pause."""
+    async def call(
+        self, scenario: str, number: str, wait_ms: int, captures: Sequence[Path] = ()
+    ) -> SippResult:
+        """A trunk caller dialling ``number``; ``wait_ms`` is the scenario's -d pause.
+        ``captures`` are copied beside SIPp's own ones, into the ``pcap`` folder scenarios play
+        from."""
         folder = self.workdir / f"caller-{len(list(self.workdir.glob('caller-*')))}"
         (folder / "pcap").mkdir(parents=True)
         for capture in ("g711a.pcap", "dtmf_2833_1.pcap"):  # what the scenarios play
             shutil.copy(SIPP_PCAPS / capture, folder / "pcap" / capture)
+        for path in captures:
+            shutil.copy(path, folder / "pcap" / path.name)
         args = ["-sf", str(SCENARIOS / scenario), "-s", number, "-m", "1"]
         args += ["-d", str(wait_ms), "-mp", str(free_port())]
         result = await asyncio.to_thread(run_sipp, self.server.address, args, folder, 60.0)
@@ -220,12 +230,9 @@ def prepare(config_dir: Path, queues_yaml: str | None = None) -> tuple[int, int,
         (config_dir / "queues.yaml").write_text(queues_yaml)
     port = free_port()
     api_port = free_port(socket.SOCK_STREAM)
-    base = random.randrange(30000, 60000, 2)  # a private RTP range for this server
-    write_server_config(
-        config_dir,
-        port,
-        {"api": {"port": api_port}, "rtp": {"port_min": base, "port_max": base + 200}},
-    )
+    # write_server_config gives the server a private RTP range below the kernel's ephemeral
+    # ports, where no peer's socket can take a port between the SDP offer and the bind.
+    write_server_config(config_dir, port, {"api": {"port": api_port}})
     settings = YAML(typ="safe").load((config_dir / "server.yaml").read_text())
     return port, api_port, str(settings["storage"]["database_url"])
 

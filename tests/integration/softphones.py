@@ -10,13 +10,13 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyVoIP.VoIP import PhoneStatus, VoIPPhone
+from pyVoIP.VoIP import PhoneStatus, VoIPCall, VoIPPhone
 
 from tests.integration.peers import free_port
 
@@ -25,12 +25,25 @@ from tests.integration.peers import free_port
 
 @contextmanager
 def pyvoip_phone(
-    server_port: int, user: str, password: str, *, answer_timeout: int = 5
+    server_port: int,
+    user: str,
+    password: str,
+    *,
+    answer_timeout: int = 5,
+    on_call: Callable[[VoIPCall], None] | None = None,
 ) -> Iterator[VoIPPhone]:
     """A PyVoIP phone for ``user`` aimed at the server on 127.0.0.1; not started yet.
-    ``answer_timeout`` bounds each wait for a server answer, in seconds (PyVoIP's default: 30)."""
+    ``answer_timeout`` bounds each wait for a server answer, in seconds (PyVoIP's default: 30).
+    ``on_call`` runs in a thread of its own for each incoming call (None: calls are refused
+    busy); the phone has sent 180 Ringing, and the call waits for ``answer()``."""
     phone = VoIPPhone(
-        "127.0.0.1", server_port, user, password, myIP="127.0.0.1", sipPort=free_port()
+        "127.0.0.1",
+        server_port,
+        user,
+        password,
+        myIP="127.0.0.1",
+        callCallback=on_call,
+        sipPort=free_port(),
     )
     phone.sip.register_timeout = answer_timeout
     try:
@@ -57,8 +70,22 @@ def wait_for_status(
 BARESIP_MODULES = "/usr/lib/baresip/modules"
 
 
-def baresip_config(ctrl_port: int, sip_port: int) -> str:
-    """A headless configuration: loopback only, no sound card, G.711, control over TCP."""
+def baresip_config(
+    ctrl_port: int, sip_port: int, *, audio_file: Path | None = None, dump_dir: Path | None = None
+) -> str:
+    """A headless configuration: loopback only, no sound card, G.711, control over TCP.
+
+    The phone sends a 440 Hz sine, or ``audio_file`` (an 8 kHz mono WAV; baresip hangs up when
+    it ends, so make it longer than the call). With ``dump_dir`` each call's audio is written
+    there by the ``sndfile`` filter: ``dump-*-enc.wav`` what the phone sent, ``-dec.wav`` what
+    it received."""
+    if audio_file is None:
+        source = ["audio_source ausine,440", "ausrc_srate 48000", "ausrc_channels 2"]
+        source_module = "module ausine.so"
+    else:
+        source = [f"audio_source aufile,{audio_file}", "ausrc_srate 8000", "ausrc_channels 1"]
+        source_module = "module aufile.so"
+    dump = [] if dump_dir is None else ["module sndfile.so", f"snd_path {dump_dir}"]
     return "\n".join(
         [
             "poll_method epoll",
@@ -67,13 +94,12 @@ def baresip_config(ctrl_port: int, sip_port: int) -> str:
             "net_interface 127.0.0.1",
             "audio_player aubridge,nil",
             "audio_alert aubridge,nil",
-            "audio_source ausine,440",
-            "ausrc_srate 48000",
-            "ausrc_channels 2",
+            *source,
             f"module_path {BARESIP_MODULES}",
             "module g711.so",
             "module aubridge.so",
-            "module ausine.so",
+            source_module,
+            *dump,
             "module_app account.so",
             "module_app menu.so",
             "module_app ctrl_tcp.so",
@@ -150,13 +176,31 @@ class Baresip:
             self._buffer += chunk
 
 
+def _sip_port() -> int:
+    """A port for baresip's ``sip_listen``: free for UDP and TCP, and the next one free for
+    TCP too, where baresip listens for SIP over TLS (it does not start when that bind fails)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tls:
+            try:
+                tls.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port for baresip's SIP and SIP over TLS")
+
+
 @contextmanager
-def baresip_phone(directory: Path) -> Iterator[Baresip]:
+def baresip_phone(
+    directory: Path, *, audio_file: Path | None = None, dump_dir: Path | None = None
+) -> Iterator[Baresip]:
     """Start baresip with no account (add one with ``uanew`` once the control connection is up,
-    so that no registration event is missed); stop it on exit, killing it if it lingers."""
+    so that no registration event is missed); stop it on exit, killing it if it lingers.
+    ``audio_file`` and ``dump_dir``: see :func:`baresip_config`."""
     directory.mkdir(parents=True, exist_ok=True)
     ctrl_port = free_port(socket.SOCK_STREAM)
-    (directory / "config").write_text(baresip_config(ctrl_port, free_port()))
+    config = baresip_config(ctrl_port, _sip_port(), audio_file=audio_file, dump_dir=dump_dir)
+    (directory / "config").write_text(config)
     (directory / "accounts").write_text("")
     log_path = directory / "baresip.log"
     with log_path.open("wb") as log:
@@ -193,8 +237,12 @@ def baresip_phone(directory: Path) -> Iterator[Baresip]:
             process.wait(5)
 
 
-def account_line(user: str, password: str, server_port: int, *, regint: int = 60) -> str:
-    """baresip's account syntax: an address with the password and registration interval."""
-    return (
+def account_line(
+    user: str, password: str, server_port: int, *, regint: int = 60, auto_answer: bool = False
+) -> str:
+    """baresip's account syntax: an address with the password and registration interval;
+    ``auto_answer`` has the phone answer incoming calls by itself (``answermode=auto``)."""
+    line = (
         f"<sip:{user}@127.0.0.1:{server_port};transport=udp>;auth_pass={password};regint={regint}"
     )
+    return line + (";answermode=auto" if auto_answer else "")

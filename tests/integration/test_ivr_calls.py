@@ -10,7 +10,6 @@ Business hours are judged at a Tuesday morning in New York, whatever the time of
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
 import struct
 from collections.abc import AsyncIterator
@@ -122,8 +121,8 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     shutil.copytree(default_config_dir(), config_dir)
     port = free_port()
     # A private RTP range: other programs on this machine may use the default one.
-    base = random.randrange(30000, 60000, 2)
-    write_server_config(config_dir, port, {"rtp": {"port_min": base, "port_max": base + 100}})
+    # write_server_config gives the node a private RTP range below the ephemeral ports.
+    write_server_config(config_dir, port)
     configuration = load_configuration(config_dir)
     events: list[object] = []
     service = TelephonyService(configuration, publish=events.append)

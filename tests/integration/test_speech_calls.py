@@ -13,7 +13,6 @@ Business hours are judged at a Tuesday morning in New York, whatever the time of
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -86,8 +85,8 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     config_dir = tmp_path / "conf"
     shutil.copytree(default_config_dir(), config_dir)
     port = free_port()
-    base = random.randrange(30000, 60000, 2)  # a private RTP range
-    write_server_config(config_dir, port, {"rtp": {"port_min": base, "port_max": base + 100}})
+    # write_server_config gives the node a private RTP range below the ephemeral ports.
+    write_server_config(config_dir, port)
     configuration = load_configuration(config_dir)
     events: list[object] = []
     engine = await asyncio.to_thread(

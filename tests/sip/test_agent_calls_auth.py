@@ -1,0 +1,244 @@
+"""INVITEs from agents' softphones (telephony/sip/agent_auth.py) against the SIP core in memory.
+
+A softphone registers from 203.0.113.5 (no trunk covers it), then places a call: challenged
+with 407 whatever its From says, let in with the right digest (MD5 or SHA-256), challenged
+again (and counted by the source guard) with a wrong password or an unknown user, stale=true
+for an old nonce. Addresses where no softphone is registered keep getting 403.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from config.settings import Dialplan, EntryPoint, Trunk
+from telephony.events import AgentCallStarted, CallStarted
+from telephony.sip.agent_auth import AgentCallAuth
+from telephony.sip.core import CoreSettings, IncomingCall, SipCore
+from telephony.sip.digest import Algorithm, Challenge, StoredSecret, answer_challenge
+from telephony.sip.guard import GuardSettings, SourceGuard
+from telephony.sip.message import SipResponse, parse_message
+from telephony.sip.registrar import Registrar, RegistrarSettings
+from telephony.sip.registrar_events import AuthenticationFailed, SourceBlocked
+from telephony.sip.transaction import TransactionLayer
+from telephony.sip.transaction_types import Address
+from telephony.trunks import TrunkTable
+
+LOCAL: Address = ("192.0.2.1", 5060)
+PHONE: Address = ("203.0.113.5", 5062)
+STRANGER: Address = ("198.51.100.7", 5060)
+PASSWORDS = {"1001": "pw-1001", "1002": "pw-1002"}
+SDP = (
+    b"v=0\r\no=- 1 1 IN IP4 203.0.113.5\r\ns=-\r\nc=IN IP4 203.0.113.5\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+class Node:
+    def __init__(self, *, algorithms: tuple[Algorithm, ...] = (Algorithm.MD5, Algorithm.SHA256)):
+        self.guard = SourceGuard(GuardSettings(max_failures=3))
+        secrets = {user: StoredSecret(password=pw) for user, pw in PASSWORDS.items()}
+        settings = RegistrarSettings(realm="cxos", algorithms=algorithms)
+        ids = itertools.count(1)
+        self.core = SipCore(
+            settings=CoreSettings(),
+            transactions=TransactionLayer(),
+            trunks=TrunkTable.build([Trunk(id="carrier", sources=("192.0.2.0/24",))]),
+            dialplan=Dialplan(numbers={"*": EntryPoint(ivr="main")}),
+            registrar=Registrar(settings, credentials=secrets, secret=b"r" * 32, guard=self.guard),
+            guard=self.guard,
+            new_id=lambda: f"id{next(ids)}",
+            agent_auth=AgentCallAuth(
+                settings, credentials=secrets.get, secret=b"a" * 32, guard=self.guard
+            ),
+        )
+        self.now = 0.0
+        self.events: list[object] = []
+        self._branch = itertools.count(1)
+
+    def send(self, data: str, source: Address = PHONE) -> list[SipResponse]:
+        self.core.receive(data.encode(), source, "udp", LOCAL, self.now)
+        transmits, events = self.core.take_output()
+        self.events.extend(events)
+        out = [parse_message(t.data) for t in transmits]
+        return [m for m in out if isinstance(m, SipResponse)]
+
+    def request(
+        self,
+        method: str,
+        *,
+        user: str = "1001",
+        uri: str = "sip:*45@192.0.2.1",
+        cseq: int = 1,
+        call_id: str = "c1",
+        auth: tuple[str, str] | None = None,
+        from_user: str | None = None,
+    ) -> str:
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP 203.0.113.5:5062;branch=z9hG4bK{next(self._branch)}",
+            "Max-Forwards: 70",
+            f"From: <sip:{from_user or user}@192.0.2.1>;tag=ft{call_id}",
+            f"To: <sip:{user if method == 'REGISTER' else uri[4:].partition('@')[0]}@192.0.2.1>",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} {method}",
+            f"Contact: <sip:{user}@203.0.113.5:5062>",
+        ]
+        if auth is not None:
+            lines.append(f"{auth[0]}: {auth[1]}")
+        body = SDP.decode() if method == "INVITE" else ""
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body)}")
+        return "\r\n".join(lines) + "\r\n\r\n" + body
+
+    def register(self, user: str = "1001") -> None:
+        (challenge,) = self.send(self.request("REGISTER", user=user, uri="sip:192.0.2.1"))[-1:]
+        credentials = answer(challenge, "WWW-Authenticate", user, PASSWORDS[user], "REGISTER")
+        final = self.send(
+            self.request(
+                "REGISTER",
+                user=user,
+                uri="sip:192.0.2.1",
+                cseq=2,
+                auth=("Authorization", credentials),
+            )
+        )
+        assert final[-1].status == 200
+
+    def invite(self, **kwargs: object) -> SipResponse:
+        return self.send(self.request("INVITE", **kwargs))[-1]  # type: ignore[arg-type]
+
+
+def answer(
+    response: SipResponse,
+    header: str,
+    user: str,
+    password: str,
+    method: str,
+    uri: str = "sip:192.0.2.1",
+    algorithm: Algorithm = Algorithm.MD5,
+) -> str:
+    challenges = [Challenge.parse(v) for v in response.headers.get_all(header)]
+    challenge = next(c for c in challenges if c.algorithm is algorithm)
+    return str(
+        answer_challenge(
+            challenge, username=user, password=password, method=method, uri=uri, cnonce="cn"
+        )
+    )
+
+
+def test_invite_from_where_no_phone_is_registered_gets_403() -> None:
+    node = Node()
+    assert node.invite().status == 403
+    node.register()
+    # Registered from PHONE: a stranger elsewhere still gets 403, with any From.
+    assert node.send(node.request("INVITE", call_id="c3"), source=STRANGER)[-1].status == 403
+    assert node.core.counters.forbidden == 2
+
+
+def test_a_registered_phone_is_challenged_407_whatever_its_from() -> None:
+    node = Node()
+    node.register()
+    known = node.invite(call_id="k1")
+    unknown = node.invite(user="9999", from_user="9999", call_id="k2")
+    for response in (known, unknown):
+        assert (response.status, response.reason) == (407, "Proxy Authentication Required")
+        algorithms = [
+            Challenge.parse(v).algorithm for v in response.headers.get_all("Proxy-Authenticate")
+        ]
+        assert algorithms == [Algorithm.MD5, Algorithm.SHA256]
+    assert not any(isinstance(e, IncomingCall) for e in node.events)
+
+
+def test_the_right_digest_makes_a_call_from_the_agent() -> None:
+    for algorithm in (Algorithm.MD5, Algorithm.SHA256):
+        node = Node()
+        node.register()
+        challenge = node.invite(call_id="a1")
+        uri = "sip:*45@192.0.2.1"
+        credentials = answer(
+            challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", uri, algorithm
+        )
+        response = node.invite(call_id="a1", cseq=2, auth=("Proxy-Authorization", credentials))
+        assert response.status == 100
+        (incoming,) = [e for e in node.events if isinstance(e, IncomingCall)]
+        assert (incoming.agent, incoming.did, incoming.trunk_id) == ("1001", "*45", "")
+        assert (incoming.entry_ivr, incoming.entry_queue) == (None, None)
+        (started,) = [e for e in node.events if isinstance(e, AgentCallStarted)]
+        assert (started.sip_user, started.dialled, started.source) == ("1001", "*45", PHONE[0])
+        assert not [e for e in node.events if isinstance(e, CallStarted)]
+
+
+def test_credentials_in_authorization_are_accepted_too() -> None:
+    node = Node()
+    node.register()
+    challenge = node.invite(call_id="b1")
+    credentials = answer(
+        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+    )
+    assert node.invite(call_id="b1", cseq=2, auth=("Authorization", credentials)).status == 100
+
+
+def test_wrong_password_and_unknown_user_look_alike_and_count_until_blocked() -> None:
+    node = Node()
+    node.register()
+    uri = "sip:*45@192.0.2.1"
+    answers = []
+    for number, (user, password) in enumerate(
+        [("1001", "wrong"), ("9999", "pw-1001"), ("1001", "again-wrong")]
+    ):
+        call_id = f"w{number}"
+        challenge = node.invite(call_id=call_id, user=user, from_user=user)
+        credentials = answer(challenge, "Proxy-Authenticate", user, password, "INVITE", uri)
+        answers.append(
+            node.invite(
+                call_id=call_id, cseq=2, user=user, auth=("Proxy-Authorization", credentials)
+            )
+        )
+    assert [r.status for r in answers] == [407, 407, 407]
+    failures = [e for e in node.events if isinstance(e, AuthenticationFailed)]
+    assert [(f.username, f.method) for f in failures] == [
+        ("1001", "INVITE"),
+        ("9999", "INVITE"),
+        ("1001", "INVITE"),
+    ]
+    assert [e.source for e in node.events if isinstance(e, SourceBlocked)] == [PHONE[0]]
+    assert not any(isinstance(e, IncomingCall) for e in node.events)
+
+
+def test_an_old_nonce_is_answered_stale() -> None:
+    node = Node()
+    node.register()
+    challenge = node.invite(call_id="s1")
+    node.now += 301.0
+    credentials = answer(
+        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+    )
+    response = node.invite(call_id="s1", cseq=2, auth=("Proxy-Authorization", credentials))
+    assert response.status == 407
+    assert all(Challenge.parse(v).stale for v in response.headers.get_all("Proxy-Authenticate"))
+    assert not any(isinstance(e, AuthenticationFailed) for e in node.events)
+
+
+def test_an_agent_cannot_call_as_another_agent() -> None:
+    node = Node()
+    node.register()
+    challenge = node.invite(call_id="f1")
+    credentials = answer(
+        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+    )
+    response = node.invite(
+        call_id="f1", cseq=2, from_user="1002", auth=("Proxy-Authorization", credentials)
+    )
+    assert response.status == 403
+    assert not any(isinstance(e, IncomingCall) for e in node.events)
+
+
+def test_once_the_registration_is_removed_the_address_gets_403_again() -> None:
+    node = Node()
+    node.register()
+    assert node.invite(call_id="u1").status == 407
+    node.now += 3601.0
+    node.core.on_timer(node.now)
+    node.core.take_output()
+    assert node.invite(call_id="u2").status == 403
