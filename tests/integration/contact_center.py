@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 from ruamel.yaml import YAML
 
 from tests.integration.peers import (
@@ -266,3 +267,35 @@ async def settle(
             return found
         await asyncio.sleep(0.05)
     raise AssertionError(f"{count} {kind} {fields} not seen; got {[e['type'] for e in events]}")
+
+
+class CrmStub:
+    """A CRM's customer look-up endpoint (`GET /customers/{key}`, docs/crm.md): the records it
+    knows by key, 404 for anyone else; remembers every key it was asked about."""
+
+    def __init__(self, records: dict[str, dict[str, Any]]) -> None:
+        self.records = records
+        self.asked: list[str] = []
+
+    async def customer(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        self.asked.append(key)
+        record = self.records.get(key)
+        if record is None:
+            return web.json_response({"error": "no such customer"}, status=404)
+        return web.json_response(record)
+
+
+@contextlib.asynccontextmanager
+async def serving_crm(stub: CrmStub) -> AsyncIterator[int]:
+    """Serve `stub` on 127.0.0.1; yields its port."""
+    app = web.Application()
+    app.router.add_get("/customers/{key}", stub.customer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port(socket.SOCK_STREAM)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()

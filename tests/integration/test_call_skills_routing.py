@@ -11,17 +11,18 @@ because the CRM (a small HTTP server in the test) says the customer speaks Frenc
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiohttp import web
 
 from tests.integration.contact_center import (
     ContactCenter,
+    CrmStub,
     phone_done,
     prepare,
+    serving_crm,
     settle,
     sipp_ok,
 )
@@ -78,37 +79,21 @@ lookup:
 """
 
 
-class Crm:
-    """The CRM's look-up endpoint: the caller is a French-speaking customer."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    async def customer(self, request: web.Request) -> web.Response:
-        key = request.match_info["key"]
-        self.asked.append(key)
-        if key != CALLER_NUMBER:
-            return web.json_response({"error": "no such customer"}, status=404)
-        return web.json_response({"customer": {"full_name": "Émile Zola", "language": "fr"}})
+#: The CRM's look-up endpoint: the caller is a French-speaking customer.
+CRM_RECORDS: dict[str, dict[str, Any]] = {
+    CALLER_NUMBER: {"customer": {"full_name": "Émile Zola", "language": "fr"}}
+}
 
 
 @pytest.fixture
-async def crm() -> AsyncIterator[tuple[Crm, int]]:
-    stub = Crm()
-    app = web.Application()
-    app.router.add_get("/customers/{key}", stub.customer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port(socket.SOCK_STREAM)
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+async def crm() -> AsyncIterator[tuple[CrmStub, int]]:
+    stub = CrmStub(CRM_RECORDS)
+    async with serving_crm(stub) as port:
         yield stub, port
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
-def center(config_dir: Path, tmp_path: Path, crm: tuple[Crm, int]) -> Iterator[ContactCenter]:
+def center(config_dir: Path, tmp_path: Path, crm: tuple[CrmStub, int]) -> Iterator[ContactCenter]:
     sip_port, api_port, database_url = prepare(config_dir, QUEUES)
     agents = config_dir / "agents.yaml"
     shipped = "skills: {billing: 5, sales: 2}"  # carol's
@@ -144,7 +129,7 @@ async def caller(center: ContactCenter, dialled: str, wait_ms: int) -> None:
     ids=["ivr_skills", "crm_language"],
 )
 async def test_a_caller_needing_french_reaches_the_french_speaker_not_the_longest_idle(
-    center: ContactCenter, crm: tuple[Crm, int], dialled: str, needs: dict[str, int]
+    center: ContactCenter, crm: tuple[CrmStub, int], dialled: str, needs: dict[str, int]
 ) -> None:
     await center.register("1001", "change-me-1001")  # alice: no phone answers for her here
     carol_port = await center.register("1003", "change-me-1003")

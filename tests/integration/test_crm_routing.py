@@ -13,18 +13,18 @@ the CRM is not asked twice).
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from tests.integration.contact_center import (
     ContactCenter,
+    CrmStub,
     phone_done,
     prepare,
+    serving_crm,
     settle,
     sipp_ok,
 )
@@ -88,42 +88,24 @@ lookup:
 """
 
 
-class Crm:
-    """The CRM's look-up endpoint: one VIP customer, everyone else unknown (404)."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    async def customer(self, request: web.Request) -> web.Response:
-        key = request.match_info["key"]
-        self.asked.append(key)
-        if key != VIP_NUMBER:
-            return web.json_response({"error": "no such customer"}, status=404)
-        return web.json_response(
-            {
-                "customer": {"full_name": "Ada Lovelace", "segment": "gold", "vip": True},
-                "owner": {"agent_id": "carol"},
-            }
-        )
+#: The CRM's look-up endpoint: one VIP customer, everyone else unknown (404).
+CRM_RECORDS: dict[str, dict[str, Any]] = {
+    VIP_NUMBER: {
+        "customer": {"full_name": "Ada Lovelace", "segment": "gold", "vip": True},
+        "owner": {"agent_id": "carol"},
+    }
+}
 
 
 @pytest.fixture
-async def crm() -> AsyncIterator[tuple[Crm, int]]:
-    stub = Crm()
-    app = web.Application()
-    app.router.add_get("/customers/{key}", stub.customer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port(socket.SOCK_STREAM)
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+async def crm() -> AsyncIterator[tuple[CrmStub, int]]:
+    stub = CrmStub(CRM_RECORDS)
+    async with serving_crm(stub) as port:
         yield stub, port
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
-def center(config_dir: Path, tmp_path: Path, crm: tuple[Crm, int]) -> Iterator[ContactCenter]:
+def center(config_dir: Path, tmp_path: Path, crm: tuple[CrmStub, int]) -> Iterator[ContactCenter]:
     sip_port, api_port, database_url = prepare(config_dir, QUEUES)
     (config_dir / "ivr" / "crm_line.yaml").write_text(CRM_TREE)
     (config_dir / "dialplan.yaml").write_text(DIALPLAN)
@@ -157,7 +139,7 @@ def call_of(events: list[dict[str, Any]], number: str) -> str:
 
 @pytest.mark.parametrize("vip_dials", ["200", "300"], ids=["queue", "ivr_crm_lookup"])
 async def test_a_vip_reaches_their_account_owner_ahead_of_a_caller_waiting_longer(
-    center: ContactCenter, crm: tuple[Crm, int], vip_dials: str
+    center: ContactCenter, crm: tuple[CrmStub, int], vip_dials: str
 ) -> None:
     stub, _ = crm
     port = await center.register("1003", "change-me-1003")
