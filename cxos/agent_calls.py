@@ -22,17 +22,16 @@ ended.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from acd.feature_codes import AgentCommandKind
 from acd.service import FeatureCodeResult
 from config.loader import Configuration
 from config.settings import Agent
-from cxos.call_flow import FlowServices
+from cxos.call_flow import FlowServices, until_call_ends
 from telephony.calls import AgentLeg, Call, CallOutFailure
 from telephony.media.calls import CallEndedError
 
@@ -244,18 +243,7 @@ class AgentCallFlow:
 
     async def _until_hangup(self, work: Awaitable[T]) -> T | None:
         """`work`'s result, or None when the agent hangs up first (then it is cancelled)."""
-        job: asyncio.Future[T] = asyncio.ensure_future(work)
-        ended = asyncio.get_running_loop().create_task(self.call.wait_ended())
-        try:
-            pending: set[asyncio.Future[Any]] = {job, ended}
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ended.cancel()
-            if not job.done():
-                job.cancel()
-        if job.done() and not job.cancelled():
-            return job.result()
-        return None
+        return await until_call_ends(self.call, work)
 
 
 def _agent(configuration: Configuration, name: str) -> Agent | None:

@@ -471,19 +471,7 @@ class CallFlow:
 
     async def _until_caller_leaves(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, or None when the caller hangs up first (then it is cancelled)."""
-        loop = asyncio.get_running_loop()
-        job: asyncio.Future[T] = asyncio.ensure_future(work)
-        ended = loop.create_task(self.call.wait_ended())
-        try:
-            pending: set[asyncio.Future[Any]] = {job, ended}
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ended.cancel()
-            if not job.done():
-                job.cancel()
-        if job.done() and not job.cancelled():
-            return job.result()
-        return None
+        return await until_call_ends(self.call, work)
 
     def _start_audio(self, language: str) -> None:
         self._stop_audio()
@@ -514,3 +502,19 @@ class CallFlow:
 def prompts_folder(configuration: Configuration) -> Path:
     """The configuration's prompts folder: music on hold, announcement files, digits."""
     return configuration.directory / "prompts"
+
+
+async def until_call_ends(call: Call, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None when ``call`` ends first (then ``work`` is cancelled)."""
+    job: asyncio.Future[T] = asyncio.ensure_future(work)
+    ended = asyncio.get_running_loop().create_task(call.wait_ended())
+    try:
+        pending: set[asyncio.Future[Any]] = {job, ended}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended.cancel()
+        if not job.done():
+            job.cancel()
+    if job.done() and not job.cancelled():
+        return job.result()
+    return None
