@@ -136,3 +136,23 @@ class TelephonyCollector(Collector):
         yield _gauge(
             "cxos_rtp_ports_capacity", "RTP/RTCP port pairs in the range", rtp.ports_capacity
         )
+        yield _gauge(
+            "cxos_rtp_ports_unavailable",
+            "RTP/RTCP port pairs set aside because another program held them",
+            rtp.ports_unavailable,
+        )
+        yield _counter(
+            "cxos_rtp_port_bind_failures",
+            "RTP/RTCP ports of the range found held by another program",
+            rtp.port_bind_failures,
+        )
+        yield _counter(
+            "cxos_rtp_ports_refused",
+            "Calls refused media ports because no pair of the range was left",
+            rtp.ports_refused,
+        )
+        yield _counter(
+            "cxos_rtp_comfort_noise_received",
+            "Comfort-noise packets (RFC 3389) received",
+            rtp.comfort_noise_received,
+        )

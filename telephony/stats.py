@@ -131,6 +131,14 @@ class RtpStats:
     """Gauge: RTP/RTCP port pairs taken from the configured range."""
     ports_capacity: int
     """Gauge: RTP/RTCP port pairs in the configured range."""
+    port_bind_failures: int = 0
+    """Ports of the range found held by another program when bound (set aside for a while)."""
+    ports_refused: int = 0
+    """Calls refused media ports: no pair of the range was left."""
+    ports_unavailable: int = 0
+    """Gauge: pairs set aside at the moment because another program held them."""
+    comfort_noise_received: int = 0
+    """Comfort-noise packets (RFC 3389) received; counted in ``packets_received`` too."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

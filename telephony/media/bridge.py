@@ -5,6 +5,9 @@ only while neither side is on hold; a leg that is playing something gets no rela
 engine checks that per packet, as playbacks come and go often). When the laws differ the relay
 transcodes by `bytes.translate` with the table of `telephony.rtp.g711`, on the payload only.
 While a supervisor monitors the bridge, `telephony.media.mix` decides the relays instead.
+
+Telephone-events (RFC 4733) follow the audio: they go to every leg that hears the leg they came
+from (`event_targets`), the relay peer on a plain bridge, the listeners of the speaker in a mix.
 """
 
 from __future__ import annotations
@@ -24,6 +27,15 @@ if TYPE_CHECKING:
     from telephony.media.mix import Mix
 
 
+class UnknownLegError(KeyError):
+    """An API call named a leg the engine does not have (never opened, or already closed)."""
+
+
+class MediaStateError(RuntimeError):
+    """An API call that the leg's current media state does not allow (e.g. bridging a leg that is
+    already bridged)."""
+
+
 @dataclass(slots=True, eq=False)
 class LegSlot:
     """The engine's view of one leg: the leg plus what it is doing."""
@@ -31,6 +43,9 @@ class LegSlot:
     leg: MediaLeg
     codec: G711Codec
     playback: Playback | None = None
+    tone: Playback | None = None
+    """DTMF tones written into what the leg hears (a key from a leg that sent RFC 4733 events,
+    to a peer that takes none); they replace relayed or mixed audio while they last."""
     peer: LegSlot | None = None
     held: bool = False
     relay_to: LegSlot | None = None
@@ -49,6 +64,11 @@ class LegSlot:
     """The supervisor mix this leg takes part in (telephony.media.mix); it sets `relay_to`."""
     mix_decode: bool = False
     """The mix needs this leg's audio decoded (it speaks into a mixed frame)."""
+    silence: bytes = field(init=False)
+    """A frame of silence in the leg's law."""
+
+    def __post_init__(self) -> None:
+        self.silence = self.codec.silence()
 
     @property
     def decodes(self) -> bool:
@@ -59,6 +79,14 @@ class LegSlot:
             or self.recorded_by_peer
             or self.mix_decode
         )
+
+
+def event_targets(slot: LegSlot) -> tuple[LegSlot, ...]:
+    """The legs that hear `slot`, so get its telephone-events."""
+    if slot.mix is not None:
+        return slot.mix.hearers.get(slot, ())
+    target = slot.relay_to
+    return () if target is None else (target,)
 
 
 def connect(first: LegSlot, second: LegSlot) -> None:

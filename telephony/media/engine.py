@@ -25,57 +25,65 @@ While a leg plays something (a prompt, whisper, music on hold) that replaces the
 towards it; relay resumes when the playback ends. Hold stops relay both ways and plays music on
 hold to the held leg.
 
-Supervisor monitoring (`monitor`) adds a third leg to a bridge: `telephony.media.mix` decides
-who hears whom. A listener that hears one party keeps the cut-through relay; one that hears two
-gets, at each tick, the saturated sum of their decoded frames (after the decoding pass and
-before recordings are written, so a recording holds what was mixed). With no monitor the relay
-above is untouched and nothing is decoded for it. After a stalled loop the mix sends one frame
-per catch-up step (the jitter buffers keep the rest, bounded).
+Supervisor monitoring (`monitor`) adds a third leg to a bridge: `telephony.media.monitors`.
+
+Key presses (RFC 4733 events) reach every leg that hears the leg they came from, as events or
+as tones: `telephony.media.keys`. A key relayed to two listeners leaves its second datagram in
+`keys.sends`.
+
+Comfort noise. With `EngineSettings.comfort_noise_dbm0` set, silent frames of what a leg plays
+go out as low-level noise (RFC 3389 §1: digital silence sounds like a dead line). Inbound
+comfort-noise packets (RFC 3389 §4) are counted and stand for silence (`MediaLeg.comfort_noise`);
+they are not relayed.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import random
 from dataclasses import dataclass, field
 from typing import Final
 
-from telephony.media.bridge import LegSlot, connect, disconnect, update_relay
+from telephony.media.bridge import (
+    LegSlot,
+    MediaStateError,
+    UnknownLegError,
+    connect,
+    disconnect,
+    update_relay,
+)
 from telephony.media.decoding import decode_frames, write_recordings
 from telephony.media.events import (
     DigitReceived,
     MediaLegClosed,
-    MediaTimeout,
     PlaybackFinished,
     RecordingStarted,
     RecordingStopped,
 )
-from telephony.media.leg import FRAME_SECONDS, Address, LegCounters, LegSettings, MediaLeg
-from telephony.media.mix import Mix, MonitorMode
-from telephony.media.playout import Frames, Playback
+from telephony.media.keys import Keys
+from telephony.media.leg import (
+    COMFORT_NOISE_PAYLOAD_TYPE,
+    FRAME_SECONDS,
+    Address,
+    LegCounters,
+    LegSettings,
+    MediaLeg,
+    Transmit,
+)
+from telephony.media.mix import MonitorMode
+from telephony.media.monitors import Monitors
+from telephony.media.playout import Frames, Playback, comfort_noise_frames
 from telephony.media.recorder import Recording, RecordingSink
+from telephony.media.reports import Reports
 from telephony.media.tap import AudioTap
-from telephony.rtp.dtmf import DtmfDigit, DtmfKeyDown, DtmfOutput
 from telephony.rtp.g711 import Law, codec_for
 from telephony.rtp.inband import InbandDtmfDetector
-from telephony.rtp.packet import RtpPacket
 
 logger = logging.getLogger(__name__)
 
-#: One datagram to send: the call_id of the leg whose socket sends it, the bytes, where to.
-Transmit = tuple[str, bytes, Address]
-
 _EPSILON: Final = 1e-9
 
-
-class UnknownLegError(KeyError):
-    """An API call named a leg the engine does not have (never opened, or already closed)."""
-
-
-class MediaStateError(RuntimeError):
-    """An API call that the leg's current media state does not allow (e.g. bridging a leg that is
-    already bridged)."""
+__all__ = ["EngineSettings", "MediaEngine", "MediaStateError", "Transmit", "UnknownLegError"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,10 +96,15 @@ class EngineSettings:
     """Seconds between two ticks played to catch up (0: all due ticks at once, the default)."""
     max_pending_pcm: int = 3
     """Decoded frames a leg may hold between ticks (jitter buffer and tick phase differ)."""
+    comfort_noise_dbm0: float | None = None
+    """Level (dBm0, at most -40) of the noise sent in place of played silence; None sends
+    silence as it is."""
 
     def __post_init__(self) -> None:
         if self.max_catch_up < 1 or self.max_pending_pcm < 1:
             raise ValueError("max_catch_up and max_pending_pcm must be at least 1")
+        if self.comfort_noise_dbm0 is not None and not -90 <= self.comfort_noise_dbm0 <= -40:
+            raise ValueError("comfort_noise_dbm0 must be between -90 and -40 dBm0")
         if not 0 <= self.catch_up_spacing < FRAME_SECONDS:
             raise ValueError("catch_up_spacing must be at least 0 and shorter than a frame")
 
@@ -115,14 +128,20 @@ class MediaEngine:
         self._slots: dict[str, LegSlot] = {}
         self._playing: dict[str, LegSlot] = {}
         self._decoding: dict[str, LegSlot] = {}
-        self._dtmf_active: dict[str, LegSlot] = {}
-        self._mixes: dict[str, Mix] = {}  # by the supervisor's leg
-        self._rtcp_due: list[tuple[float, str]] = []
+        self._monitors = Monitors(self._update_decoding)
+        self._noise: dict[Law, tuple[bytes, ...]] = {}
         self._next_tick = 0
         self._catch_up_at = 0.0  # while behind: when the next tick may be played
         self._next_playback = 1
         self._events: list[object] = []
-        self._rtcp: list[Transmit] = []
+        self.keys = Keys(self._events, self._barge_in)
+        """Key presses of every leg: detected, relayed, or played as tones (`media.keys`)."""
+        self._reports = Reports(
+            interval=self.settings.leg.rtcp_interval,
+            wallclock_offset=wallclock_offset,
+            rng=self._rng,
+            events=self._events,
+        )
         self.skipped_ticks = 0
         # Counters of the legs already closed, so that totals survive their legs (metrics).
         self._closed_counters = LegCounters()
@@ -141,8 +160,11 @@ class MediaEngine:
         now: float,
         settings: LegSettings | None = None,
         ptime: int | None = None,
+        rtcp: tuple[str, int] | None = None,
+        signalling: Address | None = None,
     ) -> MediaLeg:
-        """Start a leg; `ptime` is the peer's a=ptime in ms (what it wants to receive), if any."""
+        """Start a leg; `ptime` is the peer's a=ptime in ms (what it wants to receive), `rtcp`
+        its a=rtcp address (RFC 3605), `signalling` where its SIP goes (never sent RTCP)."""
         if call_id in self._slots:
             raise MediaStateError(f"call {call_id} already has a media leg")
         tick = max(self._next_tick, self._tick_at(now))
@@ -162,9 +184,11 @@ class MediaEngine:
             events=self._events,
             settings=settings if settings is not None else self.settings.leg,
             ptime=ptime,
+            rtcp=rtcp,
+            signalling=signalling,
         )
         self._slots[call_id] = LegSlot(leg=leg, codec=codec_for(law))
-        self._schedule_rtcp(call_id, now)
+        self._reports.schedule(call_id, now)
         return leg
 
     def leg(self, call_id: str) -> MediaLeg:
@@ -182,10 +206,10 @@ class MediaEngine:
         Read when metrics are scraped: the sum walks the open legs, nothing is kept per packet.
         """
         total = LegCounters()
-        _add_counters(total, self._closed_counters)
+        total.add(self._closed_counters)
         lost = self._closed_lost
         for slot in self._slots.values():
-            _add_counters(total, slot.leg.counters)
+            total.add(slot.leg.counters)
             lost += max(0, slot.leg.stats.lost)
         return total, lost
 
@@ -205,10 +229,11 @@ class MediaEngine:
             tap.close()
         slot.taps.clear()
         slot.closed = True
-        for table in (self._slots, self._playing, self._decoding, self._dtmf_active):
+        for table in (self._slots, self._playing, self._decoding):
             table.pop(call_id, None)
+        self.keys.forget(call_id)
         leg = slot.leg
-        _add_counters(self._closed_counters, leg.counters)
+        self._closed_counters.add(leg.counters)
         self._closed_lost += max(0, leg.stats.lost)
         self._events.append(
             MediaLegClosed(
@@ -244,7 +269,7 @@ class MediaEngine:
             if leg.jitter is not None:
                 leg.buffer_audio(packet, now)
             target = slot.relay_to
-            if target is None or target.playback is not None:
+            if target is None or target.playback is not None or target.tone is not None:
                 return None
             table = slot.transcode
             payload = packet.payload if table is None else packet.payload.translate(table)
@@ -254,41 +279,10 @@ class MediaEngine:
                 out.relay_packet(packet, payload, out.payload_type, now),
                 out.destination,
             )
-        # A telephone-event (RFC 4733): detect the key, and pass it on across a bridge.
-        outputs = leg.dtmf.receive(packet.timestamp, packet.marker, packet.payload, now)
-        if outputs:
-            self._on_dtmf(slot, outputs)
-        if leg.dtmf.next_deadline() is not None:
-            self._dtmf_active[call_id] = slot
-        return self._relay_event(slot, packet, now)
-
-    def _relay_event(self, slot: LegSlot, packet: RtpPacket, now: float) -> Transmit | None:
-        target = slot.relay_to
-        if target is None or target.playback is not None:
+        if packet.payload_type == COMFORT_NOISE_PAYLOAD_TYPE:
+            leg.comfort_noise(packet, now)
             return None
-        out = target.leg
-        if out.event_payload_type is None:
-            return None  # the peer cannot receive telephone-events; the digit was detected
-        return (
-            out.call_id,
-            out.relay_packet(packet, packet.payload, out.event_payload_type, now),
-            out.destination,
-        )
-
-    def _on_dtmf(self, slot: LegSlot, outputs: tuple[DtmfOutput, ...]) -> None:
-        call_id = slot.leg.call_id
-        for output in outputs:
-            if isinstance(output, DtmfKeyDown):
-                self._barge_in(slot, output.digit)
-            elif isinstance(output, DtmfDigit):
-                self._events.append(
-                    DigitReceived(
-                        call_id=call_id,
-                        digit=output.digit,
-                        duration_ms=output.duration_ms,
-                        source="rfc4733",
-                    )
-                )
+        return self.keys.receive(slot, packet, now)  # a telephone-event (RFC 4733)
 
     def _barge_in(self, slot: LegSlot, digit: str) -> None:
         playback = slot.playback
@@ -329,37 +323,51 @@ class MediaEngine:
         for tick in range(first, last + 1):
             if self._playing:
                 self._play(tick, now, transmits)
+            if self.keys.busy:
+                self.keys.play_tones(tick, now, transmits)
         if self._decoding:
             self._decode(now, last, transmits)
-        if self._dtmf_active:
-            self._dtmf_timers(now)
-        if self._rtcp_due and self._rtcp_due[0][0] <= now:
-            self._rtcp_timers(now)
+        if self.keys.busy:
+            self.keys.timers(now)
+        if self._reports.due(now):
+            self._reports.run(now, self._slots)
         return transmits
 
     def _play(self, tick: int, now: float, transmits: list[Transmit]) -> None:
+        comfort_noise = self.settings.comfort_noise_dbm0 is not None
         for call_id, slot in list(self._playing.items()):
             playback = slot.playback
             assert playback is not None
             frame = playback.next_frame()
             leg = slot.leg
+            noise = self._noise_frames(leg.law) if comfort_noise else None
             if frame is None:
                 rest = leg.flush_frames(now)  # a last, shorter packet (ptime 40 or 60)
                 if rest is not None:
                     transmits.append((call_id, rest, leg.destination))
                 self._stop_playback(slot, "completed")
                 continue
+            if noise is not None and frame == slot.silence:
+                frame = noise[tick % len(noise)]
             packet = leg.play_frame(frame, tick, now)
             if packet is not None:
                 transmits.append((call_id, packet, leg.destination))
             if slot.recording is not None:
                 slot.sent_pcm = slot.codec.decode(frame)
 
+    def _noise_frames(self, law: Law) -> tuple[bytes, ...]:
+        frames = self._noise.get(law)
+        if frames is None:
+            level = self.settings.comfort_noise_dbm0
+            assert level is not None
+            frames = self._noise[law] = comfort_noise_frames(law, level, self._rng.getrandbits(64))
+        return frames
+
     def _decode(self, now: float, tick: int, transmits: list[Transmit]) -> None:
         slots = list(self._decoding.values())
         digits = decode_frames(slots, now, self.settings.max_pending_pcm)
-        for mix in self._mixes.values():
-            mix.play(tick, now, transmits)
+        if self._monitors:
+            self._monitors.play(tick, now, transmits)
         failed = write_recordings(slots)
         for slot, digit in digits:
             self._barge_in(slot, digit)
@@ -370,43 +378,9 @@ class MediaEngine:
             logger.warning("call %s: recording failed", slot.leg.call_id)
             self.stop_recording(slot.leg.call_id)
 
-    def _dtmf_timers(self, now: float) -> None:
-        for call_id, slot in list(self._dtmf_active.items()):
-            receiver = slot.leg.dtmf
-            deadline = receiver.next_deadline()
-            if deadline is None:
-                del self._dtmf_active[call_id]
-            elif now >= deadline:
-                self._on_dtmf(slot, receiver.handle_timer(now))
-                del self._dtmf_active[call_id]
-
-    def _schedule_rtcp(self, call_id: str, now: float) -> None:
-        # RFC 3550 §6.3.1: the interval is randomised between 0.5 and 1.5 times its mean.
-        interval = self.settings.leg.rtcp_interval * (0.5 + self._rng.random())
-        heapq.heappush(self._rtcp_due, (now + interval, call_id))
-
-    def _rtcp_timers(self, now: float) -> None:
-        heap = self._rtcp_due
-        while heap and heap[0][0] <= now:
-            _, call_id = heapq.heappop(heap)
-            slot = self._slots.get(call_id)
-            if slot is None:
-                continue  # closed since it was scheduled
-            leg = slot.leg
-            if leg.rtcp_destination is not None:
-                report = leg.rtcp_report(now, now + self.wallclock_offset)
-                self._rtcp.append((call_id, report, leg.rtcp_destination))
-            timeout = leg.settings.media_timeout
-            last = leg.last_received if leg.last_received is not None else leg.opened_at
-            if timeout and not leg.timed_out and not slot.held and now - last >= timeout:
-                leg.timed_out = True
-                self._events.append(MediaTimeout(call_id=call_id, silent_seconds=now - last))
-            self._schedule_rtcp(call_id, now)
-
     def take_rtcp(self) -> list[Transmit]:
         """RTCP datagrams produced by the last ticks (sent from each leg's RTCP port)."""
-        out, self._rtcp = self._rtcp, []
-        return out
+        return self._reports.take()
 
     def take_events(self) -> list[object]:
         """Media events since the last call; the list is handed over."""
@@ -503,7 +477,7 @@ class MediaEngine:
         slot.held = True
         update_relay(slot)
         if slot.mix is not None:
-            self._remix(slot.mix)
+            self._monitors.remix(slot.mix)
         if any(music):
             return self.play(call_id, music, loop=True)
         self._stop_playback(slot, "stopped")
@@ -517,7 +491,7 @@ class MediaEngine:
         self._stop_playback(slot, "stopped")
         update_relay(slot)
         if slot.mix is not None:
-            self._remix(slot.mix)
+            self._monitors.remix(slot.mix)
 
     def is_held(self, call_id: str) -> bool:
         return self._slot(call_id).held
@@ -527,26 +501,11 @@ class MediaEngine:
     def monitor(self, supervisor_id: str, agent_id: str, mode: MonitorMode) -> None:
         """Join the leg `supervisor_id` to the bridge of `agent_id` (the leg the supervisor
         coaches; its bridged peer is the caller) in `mode` (see `telephony.media.mix`)."""
-        supervisor, agent = self._slot(supervisor_id), self._slot(agent_id)
-        caller = agent.peer
-        if caller is None:
-            raise MediaStateError(f"call {agent_id} is not bridged")
-        if supervisor.peer is not None or supervisor is caller or supervisor is agent:
-            raise MediaStateError(f"call {supervisor_id} is bridged: it cannot monitor")
-        for slot in (supervisor, agent, caller):
-            if slot.mix is not None:
-                raise MediaStateError(f"call {slot.leg.call_id} is already in a monitored call")
-        mix = Mix(caller=caller, agent=agent, supervisor=supervisor, mode=MonitorMode(mode))
-        self._mixes[supervisor_id] = mix
-        self._remix(mix)
+        self._monitors.start(self._slot(supervisor_id), self._slot(agent_id), mode)
 
     def set_monitor_mode(self, call_id: str, mode: MonitorMode) -> None:
         """Change the mode of the monitored call that leg `call_id` takes part in."""
-        mix = self._slot(call_id).mix
-        if mix is None:
-            raise MediaStateError(f"call {call_id} is not in a monitored call")
-        mix.mode = MonitorMode(mode)
-        self._remix(mix)
+        self._monitors.set_mode(self._slot(call_id), mode)
 
     def monitor_mode(self, call_id: str) -> MonitorMode | None:
         mix = self._slot(call_id).mix
@@ -556,19 +515,8 @@ class MediaEngine:
         """Take the supervisor out of the monitored call that leg `call_id` takes part in (any
         of the three): caller and agent go back to their plain bridge. No-op if none."""
         slot = self._slots.get(call_id)
-        mix = slot.mix if slot is not None else None
-        if mix is None:
-            return
-        self._mixes.pop(mix.supervisor.leg.call_id, None)
-        mix.release()
-        update_relay(mix.caller)
-        for member in mix.members:
-            self._update_decoding(member)
-
-    def _remix(self, mix: Mix) -> None:
-        mix.apply()
-        for member in mix.members:
-            self._update_decoding(member)
+        if slot is not None:
+            self._monitors.end(slot)
 
     # ------------------------------------------------------------------ decoding consumers
 
@@ -604,7 +552,7 @@ class MediaEngine:
         if slot.peer is not None:
             self._update_decoding(slot.peer)
         if slot.mix is not None:
-            self._remix(slot.mix)
+            self._monitors.remix(slot.mix)
         self._events.append(
             RecordingStarted(call_id=call_id, recording_id=recording_id, layout=layout)  # type: ignore[arg-type]
         )
@@ -625,7 +573,7 @@ class MediaEngine:
         if slot.peer is not None:
             self._update_decoding(slot.peer)
         if slot.mix is not None:
-            self._remix(slot.mix)
+            self._monitors.remix(slot.mix)
         self._events.append(
             RecordingStopped(
                 call_id=call_id, recording_id=recording.recording_id, duration_seconds=duration
@@ -645,16 +593,3 @@ class MediaEngine:
             slot.pending_pcm.clear()
             slot.tick_pcm = None
             self._decoding.pop(call_id, None)
-
-
-def _add_counters(total: LegCounters, leg: LegCounters) -> None:
-    total.received += leg.received
-    total.received_octets += leg.received_octets
-    total.sent += leg.sent
-    total.sent_octets += leg.sent_octets
-    total.foreign_address += leg.foreign_address
-    total.flood += leg.flood
-    total.rtcp_received += leg.rtcp_received
-    total.rtcp_dropped += leg.rtcp_dropped
-    for reason, count in leg.drops.as_dict().items():
-        setattr(total.drops, reason, getattr(total.drops, reason) + count)

@@ -23,6 +23,17 @@ Media locking (symmetric RTP, RFC 4961; the RTP Bleed class of attacks). The rul
 * Once locked, the leg sends to the locked address (symmetric RTP) and drops everything from
   elsewhere, for the rest of the session or until `renegotiate` (a re-INVITE with new SDP).
 
+RTCP (RFC 3550 §6) goes to where the peer's SDP says: the port of its `a=rtcp` attribute
+(RFC 3605 §2.1), else its RTP port + 1 (RFC 3550 §11), at the RTP address; once the peer's own
+RTCP arrives, to its source (symmetric RTCP, RFC 4961 §3). Never elsewhere: a NAT-latched RTP
+source says nothing about where its RTCP goes, so a latched leg sends no RTCP until the peer's
+arrives; an address that is the peer's RTP source or its SIP signalling address is never taken
+for RTCP (a peer without RTCP multiplexing, RFC 5761, which we do not offer or answer).
+
+Comfort noise (RFC 3389): packets of payload type 13 are accepted like audio for sequence and
+loss accounting, counted (`LegCounters.comfort_noise`), and stand for silence where the leg's
+audio is decoded; nothing decodes their noise level.
+
 Send side. Outgoing packets carry the leg's own SSRC and sequence numbers. Timestamps follow an
 absolute media clock: the frame played at engine tick `n` is stamped
 ``first_timestamp + (n - tick_origin) * 160`` whatever the tick's actual firing time, so playout
@@ -41,7 +52,7 @@ import ipaddress
 import logging
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -74,6 +85,10 @@ logger = logging.getLogger(__name__)
 
 #: A socket address as asyncio reports it: (host, port) or (host, port, flowinfo, scope_id).
 Address = tuple[Any, ...]
+#: One datagram to send: the call_id of the leg whose socket sends it, the bytes, where to.
+Transmit = tuple[str, bytes, Address]
+#: Comfort noise (RFC 3389 §4), a static payload type (RFC 3551 §6, table 4).
+COMFORT_NOISE_PAYLOAD_TYPE: Final = 13
 
 CLOCK_RATE: Final = 8000
 FRAME_SECONDS: Final = 0.020
@@ -174,7 +189,23 @@ class LegCounters:
     """Dropped: over the rate limit of the locked source."""
     rtcp_received: int = 0
     rtcp_dropped: int = 0
+    comfort_noise: int = 0
+    """Comfort-noise packets (RFC 3389) received; counted in `received` too."""
     drops: DropCounters = field(default_factory=DropCounters)
+
+    def add(self, other: LegCounters) -> None:
+        """Add `other`'s counts to these (totals over legs)."""
+        self.received += other.received
+        self.received_octets += other.received_octets
+        self.sent += other.sent
+        self.sent_octets += other.sent_octets
+        self.foreign_address += other.foreign_address
+        self.flood += other.flood
+        self.rtcp_received += other.rtcp_received
+        self.rtcp_dropped += other.rtcp_dropped
+        self.comfort_noise += other.comfort_noise
+        for reason, count in other.drops.as_dict().items():
+            setattr(self.drops, reason, getattr(self.drops, reason) + count)
 
     @property
     def dropped(self) -> int:
@@ -218,6 +249,8 @@ class MediaLeg:
         events: list[object],
         settings: LegSettings | None = None,
         ptime: int | None = None,
+        rtcp: tuple[str, int] | None = None,
+        signalling: Address | None = None,
     ) -> None:
         self.call_id = call_id
         self.frames_per_packet = frames_per_packet(ptime)
@@ -259,7 +292,10 @@ class MediaLeg:
         self._tokens = self.settings.packet_burst
         self._token_time = now
         self.rtcp_destination: Address | None = None
-        self.set_remote(remote)
+        self._signalling = (
+            (_normalise_host(str(signalling[0])), signalling[1]) if signalling else None
+        )
+        self.set_remote(remote, rtcp)
 
     # ------------------------------------------------------------------ addresses and locking
 
@@ -271,18 +307,37 @@ class MediaLeg:
     def locked_source(self) -> Address | None:
         return self._locked
 
-    def set_remote(self, remote: tuple[str, int]) -> None:
+    def set_remote(self, remote: tuple[str, int], rtcp: tuple[str, int] | None = None) -> None:
+        """The peer's RTP address from its SDP, and its `a=rtcp` address (RFC 3605) if any."""
         self.remote = (_normalise_host(remote[0]), remote[1])
         self.destination: Address = self.remote
-        self.rtcp_destination = (self.remote[0], self.remote[1] + 1)
+        if rtcp is None:
+            rtcp = (self.remote[0], self.remote[1] + 1)  # RFC 3550 §11
+        self.rtcp_destination = None
+        self._set_rtcp_destination((_normalise_host(rtcp[0]), rtcp[1]))
 
-    def renegotiate(self, remote: tuple[str, int], now: float) -> None:
+    def _set_rtcp_destination(self, address: Address) -> None:
+        """Send RTCP to `address` unless it is where the peer's RTP or SIP goes: RTCP there
+        would land in its audio or its signalling."""
+        host_port = (address[0], address[1])
+        locked = self._locked
+        if host_port in (self.remote, self._signalling) or (
+            locked is not None and host_port == (locked[0], locked[1])
+        ):
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("call %s: no RTCP to %s", self.call_id, address)
+            return
+        self.rtcp_destination = address
+
+    def renegotiate(
+        self, remote: tuple[str, int], now: float, rtcp: tuple[str, int] | None = None
+    ) -> None:
         """New SDP from the peer (re-INVITE): forget the lock and learn the source again."""
         self._lock(LockInput.RENEGOTIATED)
         self._locked = None
         self._candidate = None
         self._learning_until = now + self.settings.latch_window
-        self.set_remote(remote)
+        self.set_remote(remote, rtcp)
 
     def _lock(self, event: LockInput) -> None:
         try:
@@ -324,7 +379,8 @@ class MediaLeg:
         self._locked = source
         self._candidate = None
         self.destination = source
-        self.rtcp_destination = (source[0], source[1] + 1, *source[2:])
+        if event is LockInput.LATCH_CONFIRMED:
+            self.rtcp_destination = None  # until the peer's RTCP shows where its RTCP comes from
         self._events.append(
             MediaSourceLocked(
                 call_id=self.call_id,
@@ -360,7 +416,10 @@ class MediaLeg:
                 logger.debug("call %s: RTP dropped: %s", self.call_id, error)
             return None
         payload_type = packet.payload_type
-        if payload_type not in (self.payload_type, self.event_payload_type):
+        if (
+            payload_type not in (self.payload_type, self.event_payload_type)
+            and payload_type != COMFORT_NOISE_PAYLOAD_TYPE
+        ):
             counters.drops.wrong_payload_type += 1
             return None
         if locked is None and not self._learn(packet, source, now):
@@ -391,6 +450,14 @@ class MediaLeg:
     def disable_decoding(self) -> None:
         self.jitter = None
         self.reframer = None
+
+    def comfort_noise(self, packet: RtpPacket, now: float) -> None:
+        """A comfort-noise packet (RFC 3389 §4) received: counted; decoding gets a frame of
+        silence in its place, so the jitter buffer sees no gap in the sequence."""
+        self.counters.comfort_noise += 1
+        if self.jitter is not None:
+            silence = bytes((self.law.silence_byte,)) * SAMPLES_PER_FRAME
+            self.buffer_audio(replace(packet, payload_type=self.payload_type, payload=silence), now)
 
     def buffer_audio(self, packet: RtpPacket, now: float) -> None:
         """Queue a received audio packet for decoding, whatever its duration (10, 20, 30, 40 ms:
@@ -513,7 +580,8 @@ class MediaLeg:
                 logger.debug("call %s: RTCP dropped: %s", self.call_id, error)
             return
         self.counters.rtcp_received += 1
-        self.rtcp_destination = source  # symmetric RTCP, like RTP (RFC 4961)
+        if source != self.rtcp_destination:
+            self._set_rtcp_destination(source)  # symmetric RTCP, like RTP (RFC 4961 §3)
         for packet in compound.packets:
             if isinstance(packet, SenderReport):
                 self.stats.on_sender_report(packet, now)

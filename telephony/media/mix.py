@@ -155,6 +155,8 @@ class Mix:
     mode: MonitorMode
     outputs: list[tuple[LegSlot, tuple[LegSlot, ...]]] = field(default_factory=list)
     """The listeners fed by the mix at each tick, with their speakers (from the plan)."""
+    hearers: dict[LegSlot, tuple[LegSlot, ...]] = field(default_factory=dict)
+    """speaker -> the legs that hear it, relayed or mixed (where its telephone-events go)."""
 
     @property
     def members(self) -> tuple[LegSlot, LegSlot, LegSlot]:
@@ -188,6 +190,13 @@ class Mix:
             (self.slot(listener), tuple(self.slot(speaker) for speaker in speakers))
             for listener, speakers in current.mixes
         ]
+        hearers: dict[LegSlot, list[LegSlot]] = {}
+        for speaker, listener in current.relays:
+            hearers.setdefault(self.slot(speaker), []).append(self.slot(listener))
+        for listener, speakers in current.mixes:
+            for speaker in speakers:
+                hearers.setdefault(self.slot(speaker), []).append(self.slot(listener))
+        self.hearers = {speaker: tuple(listeners) for speaker, listeners in hearers.items()}
         return current
 
     def release(self) -> None:
@@ -203,13 +212,14 @@ class Mix:
         caller.transcode = caller.codec.transcode_table(agent.codec.law)
         agent.transcode = agent.codec.transcode_table(caller.codec.law)
         self.outputs = []
+        self.hearers = {}
 
     def play(self, tick: int, now: float, transmits: list[tuple[str, bytes, Address]]) -> None:
         """One tick: a mixed frame to every listener fed by the mix (decoded frames of this tick
         are in each speaker's `tick_pcm`); what each recorded leg was sent, for its recording."""
         for listener, speakers in self.outputs:
-            if listener.playback is not None:
-                continue  # a prompt or music on hold replaces what the leg would hear
+            if listener.playback is not None or listener.tone is not None:
+                continue  # a prompt, music on hold or a DTMF tone replaces what it would hear
             pcm = mix_pcm([speaker.tick_pcm for speaker in speakers])
             if pcm is None:
                 continue

@@ -10,10 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from telephony.rtp.audio import silence_frame
+import numpy as np
+
+from telephony.rtp.audio import ComfortNoise, silence_frame
 from telephony.rtp.g711 import Law
 
 Frames = tuple[bytes, ...]
+
+_NOISE_FRAMES = 50  # one second of distinct frames, played in turn
+
+
+def comfort_noise_frames(law: Law, level_dbm0: float, seed: int) -> Frames:
+    """Frames of low-level noise to send in place of silence (made once, played in turn)."""
+    noise = ComfortNoise(law, np.random.default_rng(seed), level_dbm0=level_dbm0)
+    return tuple(noise.frame() for _ in range(_NOISE_FRAMES))
 
 
 def silence(law: Law, seconds: float) -> Frames:

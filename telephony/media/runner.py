@@ -1,6 +1,9 @@
 """The asyncio side of the media engine: the sockets of every leg and the one pacing timer.
 
-Each leg binds an even RTP port and the RTCP port above it (RFC 3550 §11). A datagram goes
+Each leg binds an even RTP port and the RTCP port above it (RFC 3550 §11). The pair is bound
+when it is taken from the range (`reserve_ports`), before its number goes out in an SDP offer
+or answer, and held until the leg closes or the call fails: a port we have announced cannot be
+taken by another program meanwhile. A datagram goes
 straight into `MediaEngine.receive`; the relayed packet it may produce is sent at once from the
 other leg's socket. One `loop.call_at` timer, armed at the engine's absolute deadline, runs
 `MediaEngine.tick` for every leg of the worker and sends its whole batch in one pass. Sends go to
@@ -25,7 +28,7 @@ from telephony.media.events import MediaLegClosed
 from telephony.media.leg import Address, LegSettings, MediaLeg
 from telephony.media.recording_thread import RecordingThread
 from telephony.rtp.g711 import Law
-from telephony.rtp.ports import rtcp_port
+from telephony.rtp.ports import RtpPortAllocator, rtcp_port
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +44,14 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         runner = self._runner
-        out = runner.engine.receive(self._call_id, data, addr, runner.clock())
+        engine = runner.engine
+        out = engine.receive(self._call_id, data, addr, runner.clock())
         if out is not None:
             runner.send_rtp(out)
-        if runner.engine.has_events:
+            if engine.keys.sends:  # a key relayed to more than one listener
+                for transmit in engine.keys.take_sends():
+                    runner.send_rtp(transmit)
+        if engine.has_events:
             runner.dispatch()
 
     def error_received(self, exc: Exception) -> None:
@@ -66,6 +73,46 @@ class _RtcpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("call %s: RTCP socket error: %s", self._call_id, exc)
+
+
+@dataclass(slots=True, eq=False)
+class BoundPorts:
+    """An RTP/RTCP pair bound on `host` for a leg to come (`MediaRunner.open_leg`)."""
+
+    host: str
+    port: int
+    rtp: socket.socket
+    rtcp: socket.socket
+
+    def close(self) -> None:
+        """Let the pair go (the call failed before its media opened); the port's return to the
+        allocator is the caller's. Idempotent."""
+        self.rtp.close()
+        self.rtcp.close()
+
+
+def bind_pair(host: str, port: int) -> BoundPorts:
+    """Bind RTP `port` and its RTCP port on `host`; OSError if either is taken."""
+    rtp = _bind(host, port)
+    try:
+        rtcp = _bind(host, rtcp_port(port))
+    except OSError:
+        rtp.close()
+        raise
+    return BoundPorts(host, port, rtp, rtcp)
+
+
+def reserve_ports(ports: RtpPortAllocator, host: str, now: float) -> BoundPorts:
+    """Take a pair from the range and bind it. A port another program holds is set aside by the
+    allocator and the next one tried; `PortRangeExhaustedError` when no pair is left."""
+    while True:
+        port = ports.allocate(now)
+        try:
+            return bind_pair(host, port)
+        except OSError as exc:
+            ports.mark_unavailable(port, now)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("RTP port %d unavailable: %s", port, exc)
 
 
 @dataclass(slots=True)
@@ -117,36 +164,33 @@ class MediaRunner:
         self,
         call_id: str,
         *,
-        local: tuple[str, int],
+        local: tuple[str, int] | BoundPorts,
         law: Law,
         payload_type: int,
         event_payload_type: int | None,
         remote: tuple[str, int],
         settings: LegSettings | None = None,
         ptime: int | None = None,
+        rtcp: tuple[str, int] | None = None,
+        signalling: Address | None = None,
     ) -> MediaLeg:
-        """Bind the leg's RTP/RTCP ports on `local` and start handling its media; `ptime` is the
-        peer's a=ptime (ms per packet it wants to receive), if its SDP had one."""
-        host, port = local
-        rtp = _bind(host, port)
-        try:
-            rtcp = _bind(host, rtcp_port(port))
-        except OSError:
-            rtp.close()
-            raise
+        """Start handling a leg's media on its ports: `local` is a pair bound already
+        (`reserve_ports`), which the leg owns from now on, or an address to bind now. `ptime`
+        is the peer's a=ptime (ms per packet it wants to receive), if its SDP had one."""
+        bound = local if isinstance(local, BoundPorts) else bind_pair(*local)
+        rtp, rtcp_socket = bound.rtp, bound.rtcp
         loop = asyncio.get_running_loop()
         try:
             rtp_transport, _ = await loop.create_datagram_endpoint(
                 lambda: _RtpProtocol(self, call_id), sock=rtp
             )
             rtcp_transport, _ = await loop.create_datagram_endpoint(
-                lambda: _RtcpProtocol(self, call_id), sock=rtcp
+                lambda: _RtcpProtocol(self, call_id), sock=rtcp_socket
             )
         except OSError:
-            rtp.close()
-            rtcp.close()
+            bound.close()
             raise
-        self._sockets[call_id] = _Sockets(rtp, rtcp, (rtp_transport, rtcp_transport))
+        self._sockets[call_id] = _Sockets(rtp, rtcp_socket, (rtp_transport, rtcp_transport))
         leg = self.engine.open_leg(
             call_id,
             law=law,
@@ -156,6 +200,8 @@ class MediaRunner:
             now=self.clock(),
             settings=settings,
             ptime=ptime,
+            rtcp=rtcp,
+            signalling=signalling,
         )
         self.arm()
         return leg

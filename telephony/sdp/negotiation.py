@@ -3,6 +3,12 @@
 Works on the session descriptions of `telephony.sdp.description` (RFC 4566). The negotiation
 functions only ever accept one audio stream (G.711 PCMU or PCMA plus RFC 4733 telephone-event)
 and reject every other stream with port 0, as RFC 3264 §6 asks.
+
+Comfort noise (RFC 3389 §5, static payload type 13 "CN/8000") is offered, and accepted when
+offered: the media legs take it in (counted, heard as silence). The peer's `a=rtcp` (RFC 3605)
+says where its RTCP goes (`Negotiated.rtcp`). RTCP multiplexing (`a=rtcp-mux`, RFC 5761) is
+neither offered nor answered: by RFC 5761 §5.1.1 a peer that offered it then keeps RTP and
+RTCP on separate ports.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ __all__ = [
 ]
 
 TELEPHONE_EVENT = "telephone-event"
+COMFORT_NOISE = "CN"
+_CN_PAYLOAD_TYPE = 13  # static (RFC 3551 §6, table 4)
 # RFC 4733 events we understand: DTMF 0-9 * # A-D (0-15) and flash (16).
 _SUPPORTED_EVENTS = frozenset(range(17))
 _SUPPORTED_PROTOS = ("RTP/AVP", "RTP/AVPF")
@@ -53,6 +61,8 @@ class Negotiated:
     ptime: int  # milliseconds per packet the peer wants to receive (RFC 4566 §6 a=ptime)
     direction: Direction  # ours: whether we may send and should expect to receive
     media_index: int  # which m= line of the description carries the stream
+    rtcp: tuple[str, int] | None = None  # the peer's a=rtcp address (RFC 3605), if it gave one
+    comfort_noise: bool = False  # both sides take RFC 3389 comfort noise
 
     @property
     def remote_hold(self) -> bool:
@@ -147,6 +157,10 @@ def answer_offer(
                 Attribute("rtpmap", f"{event_pt} {TELEPHONE_EVENT}/{codec.clock_rate}")
             )
             attributes.append(Attribute("fmtp", f"{event_pt} {events}"))
+        comfort_noise = _offers_comfort_noise(media, codec.clock_rate)
+        if comfort_noise:
+            formats.append(str(_CN_PAYLOAD_TYPE))
+            attributes.append(Attribute("rtpmap", f"{_CN_PAYLOAD_TYPE} {COMFORT_NOISE}/8000"))
         attributes += [Attribute("ptime", str(ptime)), Attribute(ours.value)]
         answers.append(
             MediaDescription(
@@ -165,6 +179,8 @@ def answer_offer(
             ptime=_ptime(media),
             direction=ours,
             media_index=index,
+            rtcp=_rtcp_address(media, connection.address),
+            comfort_noise=comfort_noise,
         )
     if negotiated is None:
         detail = "; ".join(reasons) or "no audio stream offered"
@@ -186,6 +202,7 @@ def make_offer(
     telephone_event: int | None = 101,
     ptime: int = 20,
     direction: Direction = Direction.SENDRECV,
+    comfort_noise: bool = True,
 ) -> SessionDescription:
     """An offer for one audio stream, for calls we originate (to agents) or re-offers (hold).
     Stamped through `session`, so a changed re-offer carries the next o= version."""
@@ -200,6 +217,9 @@ def make_offer(
         formats.append(str(telephone_event))
         attributes.append(Attribute("rtpmap", f"{telephone_event} {TELEPHONE_EVENT}/8000"))
         attributes.append(Attribute("fmtp", f"{telephone_event} 0-16"))
+    if comfort_noise:
+        formats.append(str(_CN_PAYLOAD_TYPE))
+        attributes.append(Attribute("rtpmap", f"{_CN_PAYLOAD_TYPE} {COMFORT_NOISE}/8000"))
     attributes += [Attribute("ptime", str(ptime)), Attribute(direction.value)]
     media = MediaDescription(
         media="audio", port=local_port, formats=tuple(formats), attributes=tuple(attributes)
@@ -229,7 +249,7 @@ def process_answer(offer: SessionDescription, answer: SessionDescription) -> Neg
             )
             for fmt in ours.formats
             if (rtpmap := ours.rtpmap(fmt)) is not None
-            and rtpmap.encoding.lower() != TELEPHONE_EVENT
+            and rtpmap.encoding.lower() not in (TELEPHONE_EVENT, COMFORT_NOISE.lower())
         ]
         codec = _choose_codec(theirs, offered, "offer")
         if codec is None:
@@ -251,6 +271,9 @@ def process_answer(offer: SessionDescription, answer: SessionDescription) -> Neg
                 receive=our_direction.receives and their_direction.sends,
             ),
             media_index=index,
+            rtcp=_rtcp_address(theirs, connection.address),
+            comfort_noise=_offers_comfort_noise(theirs, codec.clock_rate)
+            and _offers_comfort_noise(ours, codec.clock_rate),
         )
     raise SdpNegotiationError("the answer rejected every audio stream")
 
@@ -294,6 +317,34 @@ def _telephone_event(media: MediaDescription, clock_rate: int) -> tuple[int | No
         if common:
             return rtpmap.payload_type, _format_events(common)
     return None, ""
+
+
+def _offers_comfort_noise(media: MediaDescription, clock_rate: int) -> bool:
+    """Whether the stream lists CN at the codec's rate (RFC 3389 §5; 8000 for G.711)."""
+    for fmt in media.formats:
+        rtpmap = media.rtpmap(fmt)
+        if (
+            rtpmap is not None
+            and rtpmap.encoding.upper() == COMFORT_NOISE
+            and rtpmap.clock_rate == clock_rate
+            and rtpmap.payload_type == _CN_PAYLOAD_TYPE
+        ):
+            return True
+    return False
+
+
+def _rtcp_address(media: MediaDescription, rtp_address: str) -> tuple[str, int] | None:
+    """RFC 3605 §2.1: ``a=rtcp:<port> [IN IP4|IP6 <address>]``; the address defaults to the
+    stream's. None when absent or unreadable (RTCP then goes to the RTP port + 1)."""
+    value = media.attribute("rtcp")
+    if value is None:
+        return None
+    parts = value.split()
+    if not parts or not parts[0].isdigit() or not 0 < int(parts[0]) <= 0xFFFF:
+        return None
+    if len(parts) == 4 and parts[1] == "IN" and parts[2] in ("IP4", "IP6"):
+        return parts[3], int(parts[0])
+    return (rtp_address, int(parts[0])) if len(parts) == 1 else None
 
 
 def _parse_events(value: str) -> frozenset[int]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from telephony.media.engine import MediaEngine
+from telephony.media.leg import MediaLeg
 from telephony.media.tap import Pcm
 from telephony.rtp.dtmf import telephone_event_packets
 from telephony.rtp.g711 import Law
@@ -80,6 +82,25 @@ def open_caller(
         remote=CALLER_ADDR,
         now=now,
     )
+
+
+def new_leg(*, events: list[object] | None = None, **options: Any) -> MediaLeg:
+    """A µ-law leg towards the caller's address, numbered close to wraparound; `options`
+    override any of its arguments."""
+    arguments: dict[str, Any] = {
+        "call_id": "c1",
+        "law": Law.ULAW,
+        "payload_type": 0,
+        "event_payload_type": 101,
+        "remote": CALLER_ADDR,
+        "ssrc": 0xABCDEF01,
+        "first_sequence": 65530,
+        "first_timestamp": 0xFFFFFF00,
+        "tick_origin": 0,
+        "grid_origin": 0.0,
+        "now": 0.0,
+    }
+    return MediaLeg(events=events if events is not None else [], **{**arguments, **options})
 
 
 def tone(frequency: float, frames: int = 1, level: float = 8000.0) -> Pcm:

@@ -8,10 +8,9 @@ import pytest
 
 from telephony.media.events import MediaSourceLocked
 from telephony.media.leg import LatchMode, LegSettings, LockState, MediaLeg
-from telephony.rtp.g711 import Law
 from telephony.rtp.packet import build_header, parse
 from telephony.rtp.rtcp import ReceiverReport, ReportBlock, SenderReport, parse_compound
-from tests.media_engine.media_helpers import CALLER_ADDR, RtpPeer
+from tests.media_engine.media_helpers import CALLER_ADDR, RtpPeer, new_leg
 
 NAT_ADDR = ("198.51.100.7", 61000)
 ATTACKER = ("203.0.113.66", 5004)
@@ -21,22 +20,7 @@ def make_leg(
     settings: LegSettings | None = None, now: float = 0.0
 ) -> tuple[MediaLeg, list[object]]:
     events: list[object] = []
-    leg = MediaLeg(
-        call_id="c1",
-        law=Law.ULAW,
-        payload_type=0,
-        event_payload_type=101,
-        remote=CALLER_ADDR,
-        ssrc=0xABCDEF01,
-        first_sequence=65530,
-        first_timestamp=0xFFFFFF00,
-        tick_origin=0,
-        grid_origin=0.0,
-        now=now,
-        events=events,
-        settings=settings,
-    )
-    return leg, events
+    return new_leg(events=events, settings=settings, now=now), events
 
 
 def test_packet_from_sdp_address_locks_at_once_and_others_are_ignored() -> None:

@@ -262,8 +262,10 @@ def test_answer_to_sipp_has_no_telephone_event() -> None:
 def test_trunk_answer_follows_offer_order_and_keeps_dtmf_and_ptime() -> None:
     answer, negotiated = answer_offer(parse_sdp(TRUNK_OFFER), "192.0.2.1", 30004, session=session())
     (audio,) = answer.media
-    # G.729 is first but unsupported; PCMA comes before PCMU in the trunk's list.
-    assert audio.formats == ("8", "101")
+    # G.729 is first but unsupported; PCMA comes before PCMU in the trunk's list. Comfort
+    # noise, offered, is taken too (RFC 3389 §5).
+    assert audio.formats == ("8", "101", "13")
+    assert negotiated.comfort_noise
     assert audio.fmtp("101") == "0-16"
     assert negotiated.codec == PCMA
     assert negotiated.ptime == 30  # the trunk asked to receive 30 ms packets
@@ -449,11 +451,12 @@ o=cxos 4242 0 IN IP4 192.0.2.1
 s=-
 c=IN IP4 192.0.2.1
 t=0 0
-m=audio 31000 RTP/AVP 0 8 101
+m=audio 31000 RTP/AVP 0 8 101 13
 a=rtpmap:0 PCMU/8000
 a=rtpmap:8 PCMA/8000
 a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-16
+a=rtpmap:13 CN/8000
 a=ptime:20
 a=sendrecv
 """)

@@ -41,6 +41,10 @@ SNAPSHOT = TelephonyStats(
         legs=4,
         ports_in_use=4,
         ports_capacity=200,
+        port_bind_failures=3,
+        ports_refused=2,
+        ports_unavailable=1,
+        comfort_noise_received=11,
     ),
 )
 
@@ -90,6 +94,10 @@ async def test_sip_rtp_and_security_counters_are_exposed() -> None:
     assert metrics[("cxos_rtp_packets_lost_total", ())] == 7
     assert metrics[("cxos_rtp_ports_in_use", ())] == 4
     assert metrics[("cxos_media_legs", ())] == 4
+    assert metrics[("cxos_rtp_port_bind_failures_total", ())] == 3
+    assert metrics[("cxos_rtp_ports_refused_total", ())] == 2
+    assert metrics[("cxos_rtp_ports_unavailable", ())] == 1
+    assert metrics[("cxos_rtp_comfort_noise_received_total", ())] == 11
 
 
 async def test_each_scrape_reads_a_fresh_snapshot() -> None:
