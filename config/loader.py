@@ -24,12 +24,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationInfo, field_validator
 
+from config.agent_prompts import PhonePrompts, phone_prompt_problems
 from config.api import API_FILE, ApiAccessSettings
 from config.crm import CrmSettings, load_crm_settings
 from config.ivr import IvrTrees, load_ivr_trees
 from config.queues import QueueFile, load_queues
 from config.settings import Agent, Dialplan, ServerSettings, Strict, Trunk
 from config.source import ConfigError, ConfigProblem, YamlDocument, load_yaml, validate
+from config.speech_languages import check_speech_languages
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -55,6 +57,8 @@ class TrunkList(Strict):
 
 class AgentList(Strict):
     agents: tuple[Agent, ...] = ()
+    #: What agents' phones hear on calls placed from them (see config.agent_prompts).
+    phone_prompts: PhonePrompts = PhonePrompts()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +83,8 @@ class Configuration:
     crm: CrmSettings = field(default_factory=CrmSettings)
     #: The id of the trunk calls out use when none is named (``trunks.yaml``), or None.
     default_outbound: str | None = None
+    #: What agents' phones hear on calls placed from them (``agents.yaml``).
+    phone_prompts: PhonePrompts = field(default_factory=PhonePrompts)
 
     def agent_by_sip_user(self, user: str) -> Agent | None:
         for agent in self.agents:
@@ -148,12 +154,16 @@ def load_configuration(directory: Path) -> Configuration:
         collect.problems.extend(exc.problems)
         ivr = IvrTrees(trees={})
     ivr_trees = frozenset(ivr.trees)
+    collect.problems.extend(check_speech_languages(ivr, server.speech))
 
     if trunk_doc is not None:
         _unique(trunks.trunks, lambda t: t.id, "trunk id", trunk_doc, "trunks", collect)
     if agent_doc is not None:
         _unique(agents.agents, lambda a: a.id, "agent id", agent_doc, "agents", collect)
         _unique(agents.agents, lambda a: a.sip_user, "sip_user", agent_doc, "agents", collect)
+        collect.problems.extend(
+            phone_prompt_problems(agents.phone_prompts, agent_doc, directory / "prompts")
+        )
     if dialplan_doc is not None:
         for number, entry in dialplan.numbers.items():
             if entry.ivr is not None and entry.ivr not in ivr_trees:
@@ -183,6 +193,7 @@ def load_configuration(directory: Path) -> Configuration:
         api=api,
         crm=crm,
         default_outbound=trunks.default_outbound,
+        phone_prompts=agents.phone_prompts,
     )
 
 

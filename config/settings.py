@@ -92,6 +92,14 @@ class RegistrarSettings(Strict):
     #: when any challenge is not MD5 (seen with baresip 1.0). Chosen by User-Agent only, never by
     #: user, so the answer reveals nothing about which users exist.
     md5_only_user_agents: tuple[str, ...] = ("baresip",)
+    #: Phones whose INVITEs get a 401 WWW-Authenticate challenge (a UAS's, RFC 3261 §22.2)
+    #: rather than 407, by User-Agent prefix: they answer no other (PyVoIP 1.6).
+    uas_challenge_user_agents: tuple[str, ...] = ("pyVoIP",)
+    #: Challenge INVITEs from every address no trunk covers, so that agents' phones that did not
+    #: register with this node can call (several nodes, a restart); off: strangers get 403 and
+    #: only addresses with a registered phone, or INVITEs already carrying credentials, are
+    #: challenged. The answer never depends on the user named.
+    challenge_unregistered_calls: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> RegistrarSettings:
@@ -123,6 +131,17 @@ class RtpSettings(Strict):
         if self.port_min >= self.port_max:
             raise ValueError("port_min must be lower than port_max")
         return self
+
+
+class MediaSettings(Strict):
+    """The media engine (RTP relay, prompts, recording) of the server; see docs/media.md."""
+
+    #: Scheduling priority (nice value, -20..19) of the thread that runs the media engine; a
+    #: negative value needs CAP_SYS_NICE or a raised RLIMIT_NICE. None leaves it as started.
+    nice: int | None = Field(default=None, ge=-20, le=19)
+    #: Level (dBm0) of the low noise sent in place of played silence (RFC 3389's point: digital
+    #: silence sounds like a dead line); None sends silence as it is.
+    comfort_noise_dbm0: float | None = Field(default=None, ge=-90, le=-40)
 
 
 class ApiSettings(Strict):
@@ -183,6 +202,7 @@ class ServerSettings(Strict):
     registrar: RegistrarSettings = RegistrarSettings()
     security: SecuritySettings = SecuritySettings()
     rtp: RtpSettings = RtpSettings()
+    media: MediaSettings = MediaSettings()
     api: ApiSettings = ApiSettings()
     storage: StorageSettings = StorageSettings()
     speech: SpeechSettings = SpeechSettings()
@@ -286,6 +306,9 @@ class Agent(Strict):
     #: The number presented (From user part) when the agent calls out through a trunk from
     #: their softphone; empty: ``anonymous`` (a trunk's own ``caller_id`` wins over both).
     caller_id: str = Field(default="", pattern=r"^[A-Za-z0-9+*#._-]*$")
+    #: The language the agent's phone speaks to them in (``phone_prompts``); none: the
+    #: prompts' own ``language``.
+    language: LanguageCode | None = None
 
     @model_validator(mode="after")
     def _credentials(self) -> Agent:

@@ -4,11 +4,12 @@
 an agent, or out through a trunk (`originate_external`: the trunk chosen and the number written
 as its carrier wants, the carrier's host resolved here, the SIP in the core), takes an RTP port
 and an SDP offer (`make_offer`) before the INVITE; the answer (`process_answer`) decides the
-codec of the media leg opened then. A call out with no caller behind it (`call_out`, for
-callbacks) becomes a `Call` of its own, with media like an inbound call's. New offers the core
-answered move a leg's media (`MediaLeg.renegotiate`) and follow the peer's hold (RFC 3264
-§8.4): when the agent's phone holds, the caller bridged to it is held (no audio across, music if
-configured).
+codec of the media leg opened then. The port pair is bound when it is taken, so no other
+program can take it between the offer and the answer; it is let go if the call fails. A call
+out with no caller behind it (`call_out`, for callbacks) becomes a `Call` of its own, with
+media like an inbound call's. New offers the core answered move a leg's media
+(`MediaLeg.renegotiate`) and follow the peer's hold (RFC 3264 §8.4): when the agent's phone
+holds, the caller bridged to it is held (no audio across, music if configured).
 A REFER from the agent's phone becomes a transfer of the caller (`Call.transfer_to`), reported
 back with NOTIFY (RFC 3515 §2.4.5).
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +40,7 @@ from telephony.events import (
 )
 from telephony.media.calls import MediaCall
 from telephony.media.engine import MediaStateError, UnknownLegError
-from telephony.media.runner import MediaRunner
+from telephony.media.runner import BoundPorts, MediaRunner, reserve_ports
 from telephony.rtp.audio import PromptCache
 from telephony.rtp.g711 import Law
 from telephony.rtp.ports import RtpPortAllocator
@@ -55,6 +55,7 @@ from telephony.sdp import (
 from telephony.sip.core import SipCore
 from telephony.sip.core_types import ReofferFailed, ReofferReceived, TransferRequested
 from telephony.sip.outbound import TrunkRoute
+from telephony.sip.resolver import SipResolver
 from telephony.trunks import dial_string
 
 #: What ringing ends with: the answered leg, or why it was not answered.
@@ -70,7 +71,7 @@ class _Ringing:
     sip_user: str  # the agent's SIP user, or the number called out
     call_id: str
     host: str
-    port: int
+    ports: BoundPorts
     offer: SessionDescription
     outcome: asyncio.Future[Outcome]
     #: The trunk of a call out; None for an agent leg.
@@ -101,6 +102,7 @@ class CallControl:
         hangup_call: Callable[[str], None],
         ring_timeout: float = 30.0,
         trunk_for: Callable[[str | None], Trunk | None] = lambda name: None,
+        resolver: SipResolver | None = None,
     ) -> None:
         self.core = core
         self.media = media
@@ -114,6 +116,8 @@ class CallControl:
         self.ring_timeout = ring_timeout
         #: The trunk a call out goes through, by id (None: the default one); None if none can.
         self.trunk_for = trunk_for
+        #: Finds a carrier's servers from its host name (RFC 3263 NAPTR/SRV/A).
+        self.resolver = resolver or SipResolver()
         self._rng = random.Random()
         self._ringing: dict[str, _Ringing] = {}
         self._agents: dict[str, AgentLeg] = {}
@@ -151,10 +155,10 @@ class CallControl:
         host = self.core.outbound.local_host(sip_user, now)
         if host is None:
             return RingFailure.UNREGISTERED
-        port = self._allocate(call_id, sip_user)
-        if port is None:
+        ports = self._allocate(call_id, sip_user, host)
+        if ports is None:
             return RingFailure.UNREGISTERED
-        offer = self._offer(host, port)
+        offer = self._offer(host, ports.port)
         leg_id = self.core.outbound.originate(
             sip_user,
             call_id=call_id,
@@ -165,7 +169,7 @@ class CallControl:
             caller_name=caller_name,
         )
         outcome = await self._ring(
-            leg_id, _Ringing(sip_user, call_id, host, port, offer, self._future())
+            leg_id, _Ringing(sip_user, call_id, host, ports, offer, self._future())
         )
         assert not isinstance(outcome, CallOutFailure)
         return outcome
@@ -193,28 +197,39 @@ class CallControl:
             logger.info("call out refused: %s", exc)
             return CallOutFailure.REJECTED
         outbound = chosen.outbound
+        # RFC 3263 §4: a port or transport the configuration leaves out is DNS's to choose.
+        stated = outbound.model_fields_set
+        port = outbound.port if "port" in stated else None
         try:
-            destination = await _resolve(outbound.host, outbound.port, outbound.transport)
+            targets = await self.resolver.locate(
+                outbound.host,
+                port=port,
+                transport=outbound.transport if "transport" in stated else None,
+            )
         except OSError as exc:
             logger.warning("trunk %s: %s cannot be resolved: %s", chosen.id, outbound.host, exc)
             return CallOutFailure.UNREACHABLE
+        if not targets:
+            logger.warning("trunk %s: no address for %s", chosen.id, outbound.host)
+            return CallOutFailure.UNREACHABLE
+        target = targets[0]
         auth = outbound.auth
         route = TrunkRoute(
             trunk_id=chosen.id,
             host=outbound.host,
-            port=outbound.port,
-            destination=destination,
-            transport=outbound.transport,
+            port=port,
+            destination=(target.address, target.port),
+            transport=target.transport,
             username=auth.username if auth is not None else None,
             password=auth.password if auth is not None else None,
             realm=auth.realm if auth is not None else None,
             max_calls=outbound.max_calls,
         )
         host = self.core.outbound.trunk_local_host(route)
-        port = self._allocate(call_id or "call out", dialled)
-        if port is None:
+        ports = self._allocate(call_id or "call out", dialled, host)
+        if ports is None:
             return CallOutFailure.NO_CAPACITY
-        offer = self._offer(host, port)
+        offer = self._offer(host, ports.port)
         leg_id = self.core.outbound.originate_trunk(
             dialled,
             route,
@@ -226,7 +241,7 @@ class CallControl:
             caller_name=caller_name,
         )
         ringing = _Ringing(
-            dialled, call_id or leg_id, host, port, offer, self._future(), trunk_id=chosen.id
+            dialled, call_id or leg_id, host, ports, offer, self._future(), trunk_id=chosen.id
         )
         outcome = await self._ring(leg_id, ringing)
         assert isinstance(outcome, ExternalLeg | CallOutFailure)
@@ -249,9 +264,9 @@ class CallControl:
             call.mark_ended()
         return call
 
-    def _allocate(self, call_id: str, target: str) -> int | None:
+    def _allocate(self, call_id: str, target: str, host: str) -> BoundPorts | None:
         try:
-            return self.ports.allocate(self.clock())
+            return reserve_ports(self.ports, host, self.clock())
         except RuntimeError:
             logger.warning("call %s: no RTP port left to call %s", call_id, target)
             return None
@@ -264,7 +279,7 @@ class CallControl:
         return asyncio.get_running_loop().create_future()
 
     async def _ring(self, leg_id: str, ringing: _Ringing) -> Outcome:
-        self._ports[leg_id] = ringing.port
+        self._ports[leg_id] = ringing.ports.port
         self._ringing[leg_id] = ringing
         self._flush()  # may settle the outcome at once (no binding, no capacity)
         try:
@@ -287,6 +302,8 @@ class CallControl:
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        for ringing in self._ringing.values():
+            ringing.ports.close()
         for port in self._ports.values():
             self.ports.release(port)
         self._ports.clear()
@@ -326,12 +343,14 @@ class CallControl:
             law = Law.ALAW if negotiated.codec.name.upper() == "PCMA" else Law.ULAW
             await self.media.open_leg(
                 leg_id,
-                local=(ringing.host, ringing.port),
+                local=ringing.ports,
                 law=law,
                 payload_type=negotiated.codec.payload_type,
                 event_payload_type=negotiated.telephone_event,
                 remote=(negotiated.remote_address, negotiated.remote_port),
                 ptime=negotiated.ptime,
+                rtcp=negotiated.rtcp,
+                signalling=leg.branch.destination if leg.branch is not None else None,
             )
         except (SdpError, OSError) as exc:
             logger.warning("leg %s: answered but its media cannot start: %s", leg_id, exc)
@@ -363,6 +382,8 @@ class CallControl:
     def _settle(self, leg_id: str, outcome: Outcome) -> None:
         ringing = self._ringing.pop(leg_id, None)
         if not isinstance(outcome, AgentLeg):
+            if ringing is not None and leg_id not in self.media.engine:
+                ringing.ports.close()  # its media never opened: the sockets are still ours
             self._release(leg_id)
         if ringing is not None and not ringing.outcome.done():
             ringing.outcome.set_result(outcome)
@@ -466,20 +487,3 @@ class CallControl:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("call control task failed", exc_info=task.exception())
-
-
-async def _resolve(host: str, port: int, transport: str) -> tuple[str, int]:
-    """The carrier's address: an IP literal as it is, a name through the resolver (A/AAAA; the
-    NAPTR/SRV steps of RFC 3263 are left to a name that points straight at the carrier)."""
-    literal = host.strip("[]")
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in literal else socket.AF_INET, literal)
-        return literal, port
-    except OSError:
-        pass
-    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=kind)
-    if not infos:
-        raise OSError(f"no address for {host}")
-    address = infos[0][4]
-    return str(address[0]), int(address[1])

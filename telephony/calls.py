@@ -17,9 +17,12 @@ caller is hung up too unless `Call.on_agent_hangup` is set (then it decides: wra
 
 Supervisors (`Call.monitor`): a supervisor's phone is rung like an agent's, and once answered
 its leg joins the caller and the agent in a mode (listen, whisper, barge; see
-`telephony.media.mix`) that `set_monitor_mode` changes. Monitoring ends when the supervisor
-hangs up, when the caller's call ends or the agent leaves it (the supervisor's phone gets BYE),
-or with `end_monitor`; ``call.monitor_*`` events report each step.
+`telephony.media.mix`) that `set_monitor_mode` changes. A supervisor monitors the caller's call,
+not one agent: when `transfer_to` or `transfer_out` moves the caller to another phone, the
+supervisor stays on, in the same mode, with whoever answered (``call.transferred`` names the new
+leg; no ``call.monitor_*`` event, since nothing changed for the supervisor). Monitoring ends when
+the supervisor hangs up, when the caller's call ends or the agent leaves it otherwise (the
+supervisor's phone gets BYE), or with `end_monitor`; ``call.monitor_*`` events report each step.
 """
 
 from __future__ import annotations
@@ -175,6 +178,9 @@ class Call:
         self.monitor_mode: MonitorMode | None = None
         self._monitor_task: asyncio.Task[AgentLeg | None] | None = None
         self._monitor_since = 0.0
+        #: Sends the 200 of a call that rings until the upper layer answers it
+        #: (`TelephonyService.ring_first`); None once answered.
+        self.answer_later: Callable[[], None] | None = None
         self._control = control
         self._ended = asyncio.Event()
 
@@ -188,10 +194,14 @@ class Call:
         await self._ended.wait()
 
     async def answer(self) -> None:
-        """The caller's call is answered before it reaches the upper layers (200 with SDP,
-        acknowledged); kept so that they can state it. Raises when the call has ended."""
+        """Answer the caller's call (200 with SDP). Most calls are answered before they reach
+        the upper layers, and this only states it; one that rings first is answered now.
+        Raises when the call has ended."""
         if self.ended:
             raise RuntimeError(f"call {self.call_id} has ended")
+        answer, self.answer_later = self.answer_later, None
+        if answer is not None:
+            answer()
 
     def hangup(self) -> None:
         """End the caller's call (BYE); a bridged agent leg is hung up with it."""
@@ -300,10 +310,7 @@ class Call:
         if isinstance(outcome, CallOutFailure):
             self._transferred("server", number, previous, None, outcome.value)
             return outcome
-        old = self.unbridge()
-        if old is not None:
-            old.hangup()
-        self.bridge(outcome)
+        self._swap_agent(outcome)
         self._transferred("server", number, previous, outcome, "")
         return outcome
 
@@ -375,12 +382,32 @@ class Call:
             return outcome
         if before_release is not None:
             before_release(200)
+        self._swap_agent(outcome)
+        self._transferred(kind, sip_user, previous, outcome, "")
+        return outcome
+
+    def _swap_agent(self, new: AgentLeg) -> None:
+        """Bridge the caller to `new` instead of the agent they were with (hung up). A
+        supervisor on the call follows the caller to `new`, in the same mode."""
+        supervisor, mode = self.monitor_leg, self.monitor_mode
+        # Out of the mix before the old agent leaves, so that `unbridge` keeps the supervisor's
+        # phone up (it ends monitoring, "agent_left", only for a supervisor still on the call).
+        self.monitor_leg = self.monitor_mode = None
+        if supervisor is not None:
+            supervisor.media.end_monitor()
         old = self.unbridge()
         if old is not None:
             old.hangup()
-        self.bridge(outcome)
-        self._transferred(kind, sip_user, previous, outcome, "")
-        return outcome
+        self.bridge(new)
+        if supervisor is None or mode is None:
+            return
+        self.monitor_leg, self.monitor_mode = supervisor, mode
+        try:
+            supervisor.media.monitor(new.media, mode)
+        except (CallEndedError, MediaStateError, UnknownLegError) as exc:
+            # The supervisor's or the new agent's leg ended as the caller moved.
+            logger.info("call %s: supervisor does not follow the transfer: %s", self.call_id, exc)
+            self._end_monitor("agent_left")
 
     def _transferred(
         self,
@@ -429,6 +456,11 @@ class Call:
         self._monitor_task = task
         task.add_done_callback(_log_monitor_failure)
         return task
+
+    @property
+    def monitoring(self) -> bool:
+        """Whether a supervisor is on the call, or their phone is being rung for it."""
+        return self.monitor_leg is not None or self._monitor_task is not None
 
     def set_monitor_mode(self, mode: MonitorMode) -> None:
         """Move the supervisor on the call to another mode (listen, whisper, barge)."""

@@ -330,7 +330,8 @@ class TrunkLegEnded:
 
 
 #: Why a supervisor left a monitored call: their phone hung up, the caller's call ended, the agent
-#: left the caller (hung up, transferred), or the server ended it through the call API.
+#: left the caller (hung up; at a transfer the supervisor follows the caller to the new agent), or
+#: the server ended it through the call API.
 MonitorEnd = Literal["supervisor", "call_ended", "agent_left", "server"]
 #: Why monitoring never started: the supervisor's phone did not answer (a `RingFailure`), or the
 #: call ended or lost its agent while that phone rang.

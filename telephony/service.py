@@ -10,39 +10,33 @@ and its call API object (`telephony.calls.Call`: ring and bridge agents, hold, t
 `call(call_id)`; media events are published with the others. A call whose media stops for
 longer than the media timeout is hung up (a dead peer sends no BYE). Calls to agents, re-offers
 and transfers are `CallControl`'s (call_control.py), as are calls out through trunks
-(`originate_external`, and `call_out` for a call with no caller behind it).
+(`originate_external`, and `call_out` for a call with no caller behind it). Answering inbound
+calls, ringing first when `ring_first` says so, and running their handlers is `InboundCalls`'s
+(inbound_calls.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from config.loader import Configuration
 from config.settings import Trunk
 from telephony.call_control import CallControl
 from telephony.calls import AgentLeg, Call, CallOutFailure, ExternalLeg, RingFailure
 from telephony.events import CallAnswered, CallEnded
+from telephony.inbound_calls import CallHandler, InboundCalls, RingFirst
 from telephony.media.calls import MediaCall
+from telephony.media.engine import EngineSettings
 from telephony.media.events import MediaTimeout
+from telephony.media.priority import apply_media_nice
 from telephony.media.runner import MediaRunner
 from telephony.rtp.audio import PromptCache
-from telephony.rtp.g711 import Law
 from telephony.rtp.ports import RtpPortAllocator
-from telephony.sdp import (
-    Negotiated,
-    SdpError,
-    SdpNegotiationError,
-    SdpSession,
-    SessionDescription,
-    answer_offer,
-    parse_sdp,
-)
 from telephony.sip.agent_auth import AgentCallAuth
 from telephony.sip.core import CoreSettings, IncomingCall, SipCore
 from telephony.sip.digest import Algorithm, StoredSecret
@@ -55,16 +49,10 @@ from telephony.trunks import TrunkTable, outbound_trunk
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["CallHandler", "EventSink", "RingFirst", "TelephonyService"]
+
 #: Where the events of this layer go (the application's event bus).
 EventSink = Callable[[object], None]
-#: What runs an answered call (the IVR, later): given its media, returns when done with it.
-CallHandler = Callable[[MediaCall], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class _Media:
-    call: MediaCall
-    port: int
 
 
 @dataclass(slots=True)
@@ -80,16 +68,16 @@ class TelephonyService:
     transport: SipTransport = field(init=False)
     ports: RtpPortAllocator = field(init=False)
     media: MediaRunner = field(init=False)
+    inbound: InboundCalls = field(init=False)
     prompts: PromptCache = field(default_factory=PromptCache)
     call_handler: CallHandler | None = None
+    #: Whether an incoming call rings (180) until its handler answers it, rather than being
+    #: answered at once; None: every call is answered at once.
+    ring_first: RingFirst | None = None
     _timer: asyncio.TimerHandle | None = None
     _timer_at: float | None = None
-    _media: dict[str, _Media] = field(default_factory=dict)
-    _pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
-    _rng: random.Random = field(default_factory=random.Random)
     _secrets: dict[str, StoredSecret] = field(default_factory=dict)
-    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _sent: SipTally = field(default_factory=SipTally)
 
     def __post_init__(self) -> None:
@@ -114,6 +102,8 @@ class TelephonyService:
             nonce_lifetime=registrar_settings.nonce_lifetime,
             algorithms=tuple(Algorithm(name) for name in registrar_settings.digest_algorithms),
             md5_only_user_agents=registrar_settings.md5_only_user_agents,
+            uas_challenge_user_agents=registrar_settings.uas_challenge_user_agents,
+            challenge_unregistered_calls=registrar_settings.challenge_unregistered_calls,
         )
         registrar = Registrar(
             digest_settings,
@@ -150,7 +140,11 @@ class TelephonyService:
             max_tcp_connections=server.sip.max_tcp_connections,
         )
         self.ports = RtpPortAllocator(first_port=server.rtp.port_min, last_port=server.rtp.port_max)
-        self.media = MediaRunner(publish=self._on_media_event, clock=self.clock)
+        self.media = MediaRunner(
+            settings=EngineSettings(comfort_noise_dbm0=server.media.comfort_noise_dbm0),
+            publish=self._on_media_event,
+            clock=self.clock,
+        )
         self.control = CallControl(
             core=self.core,
             media=self.media,
@@ -163,11 +157,26 @@ class TelephonyService:
             ring_timeout=server.sip.ring_timeout,
             trunk_for=self._trunk_for,
         )
+        self.inbound = InboundCalls(
+            core=self.core,
+            control=self.control,
+            media=self.media,
+            ports=self.ports,
+            prompts=self.prompts,
+            clock=self.clock,
+            flush=self._flush,
+            hangup=self.hangup,
+            handler=lambda: self.call_handler,
+            ring_first=lambda: self.ring_first,
+        )
         self._idle.set()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        nice = self.configuration.server.media.nice
+        if nice is not None:
+            apply_media_nice(nice)  # this thread runs the media engine (and the event loop)
         for listen in self.configuration.server.sip.listen:
             if listen.transport == "udp":
                 bound = await self.transport.listen_udp(listen.host, listen.port)
@@ -181,9 +190,7 @@ class TelephonyService:
     async def stop(self, grace: float) -> None:
         """Stop taking calls, end the ones in progress with BYE, wait for them within ``grace``."""
         self.core.accepting_calls = False
-        for handle in self._pending.values():
-            handle.cancel()
-        self._pending.clear()
+        self.inbound.cancel_pending()
         now = self.clock()
         for call_id in self.core.active_calls():
             self.core.hangup(call_id, now)
@@ -197,13 +204,10 @@ class TelephonyService:
                 )
         if self._timer is not None:
             self._timer.cancel()
-        for task in list(self._handlers):
-            task.cancel()
+        self.inbound.cancel_handlers()
         self.control.close()
         await self.media.close()
-        for media in self._media.values():
-            self.ports.release(media.port)
-        self._media.clear()
+        self.inbound.release_ports()
         await self.transport.close()
 
     def reconfigure(self, configuration: Configuration) -> None:
@@ -251,12 +255,12 @@ class TelephonyService:
 
     def _on_core_event(self, event: object) -> None:
         if isinstance(event, IncomingCall):
-            self._on_incoming(event)
+            self.inbound.on_incoming(event)
             return
         if isinstance(event, CallEnded):
-            self._release(event.call_id)
+            self.inbound.release(event.call_id)
         elif isinstance(event, CallAnswered):
-            self._start_handler(event.call_id)
+            self.inbound.start_handler(event.call_id)
         if self.control.on_event(event):
             self.publish(event)
 
@@ -278,114 +282,9 @@ class TelephonyService:
 
     # ------------------------------------------------------------------ calls
 
-    def _on_incoming(self, call: IncomingCall) -> None:
-        now = self.clock()
-        if call.answer_after > 0:
-            self.core.ring(call.call_id, now)
-            loop = asyncio.get_running_loop()
-            self._pending[call.call_id] = loop.call_later(call.answer_after, self._answer, call)
-        else:
-            self._answer(call)
-
-    def _answer(self, call: IncomingCall) -> None:
-        self._pending.pop(call.call_id, None)
-        leg = self.core.leg(call.call_id)
-        if leg is None or leg.ended_at is not None:
-            return
-        now = self.clock()
-        if not call.offer:
-            # RFC 3264 also allows offers in the 2xx; CXOS needs the caller's codecs up front.
-            self.core.reject(call.call_id, 488, now, "Offer Required")
-            self._flush()
-            return
-        host = leg.local_host
-        try:
-            # Negotiated once, before taking ports: a call we cannot serve costs no socket. The
-            # answer gets its port when one is bound (`_with_port`).
-            answer, negotiated = answer_offer(
-                parse_sdp(call.offer),
-                host,
-                0,
-                session=SdpSession(session_id=self._rng.getrandbits(31), address=host),
-            )
-        except SdpNegotiationError as exc:
-            logger.info("call %s: %s", call.call_id, exc)
-            self.core.reject(call.call_id, 488, now)
-            self._flush()
-            return
-        except SdpError as exc:
-            logger.info("call %s: unusable SDP offer: %s", call.call_id, exc)
-            self.core.reject(call.call_id, 400, now, "Bad SDP")
-            self._flush()
-            return
-        asyncio.get_running_loop().create_task(
-            self._open_and_answer(call.call_id, answer, negotiated, host)
-        )
-
-    async def _open_and_answer(
-        self, call_id: str, answer: SessionDescription, negotiated: Negotiated, host: str
-    ) -> None:
-        # A port of the range may be taken by another program: the allocator sets it aside for a
-        # while and hands out the next one; it refuses only when no pair of the range is left.
-        while True:
-            try:
-                port = self.ports.allocate(self.clock())
-            except RuntimeError:
-                logger.warning("call %s: no RTP port left in the configured range", call_id)
-                break
-            law = Law.ALAW if negotiated.codec.name.upper() == "PCMA" else Law.ULAW
-            try:
-                await self.media.open_leg(
-                    call_id,
-                    local=(host, port),
-                    law=law,
-                    payload_type=negotiated.codec.payload_type,
-                    event_payload_type=negotiated.telephone_event,
-                    remote=(negotiated.remote_address, negotiated.remote_port),
-                    ptime=negotiated.ptime,
-                )
-            except OSError as exc:
-                self.ports.mark_unavailable(port, self.clock())
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("call %s: RTP port %d unavailable: %s", call_id, port, exc)
-                continue
-            leg = self.core.leg(call_id)
-            if leg is None or leg.ended_at is not None:
-                self.media.close_leg(call_id)
-                self.ports.release(port)
-                return
-            call = MediaCall(
-                self.media,
-                call_id,
-                law=law,
-                prompts=self.prompts,
-                hangup=lambda: self.hangup(call_id),
-            )
-            self._media[call_id] = _Media(call, port)
-            caller = leg.invite.from_
-            self.control.add_call(
-                Call(
-                    self.control,
-                    call_id=call_id,
-                    media=call,
-                    caller_id=caller.uri.user or "",
-                    caller_name=caller.display_name or "",
-                )
-            )
-            self.core.answer(
-                call_id, _with_port(answer, negotiated.media_index, port), self.clock()
-            )
-            self._flush()
-            return
-        leg = self.core.leg(call_id)
-        if leg is not None and leg.ended_at is None:
-            self.core.reject(call_id, 503, self.clock())
-            self._flush()
-
     def media_call(self, call_id: str) -> MediaCall | None:
         """The media of a call in progress (answered by this node), or None."""
-        media = self._media.get(call_id)
-        return media.call if media is not None else None
+        return self.inbound.media_call(call_id)
 
     def call(self, call_id: str) -> Call | None:
         """The call API object of a caller's call in progress, or None."""
@@ -445,29 +344,6 @@ class TelephonyService:
         self.core.hangup(call_id, self.clock())
         self._flush()
 
-    def _start_handler(self, call_id: str) -> None:
-        media = self._media.get(call_id)
-        handler = self.call_handler
-        if handler is None or media is None:
-            return
-        # The handler is taken now: at shutdown it is unset while calls may still arrive.
-        task = asyncio.get_running_loop().create_task(self._run_handler(handler, media.call))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
-
-    async def _run_handler(self, handler: CallHandler, call: MediaCall) -> None:
-        if call.call_id not in self._media:
-            # The caller hung up between the ACK and this task's first turn (a BYE in the same
-            # burst of datagrams): there is no call left to hand over.
-            return
-        try:
-            await handler(call)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("call %s: call handler failed; hanging up", call.call_id)
-            call.hangup()
-
     def stats(self) -> TelephonyStats:
         """A snapshot of the SIP and RTP counters (read at each metrics scrape)."""
         core = self.core
@@ -511,6 +387,10 @@ class TelephonyService:
                 legs=len(self.media.engine),
                 ports_in_use=capacity - self.ports.available,
                 ports_capacity=capacity,
+                port_bind_failures=self.ports.bind_failures,
+                ports_refused=self.ports.refused,
+                ports_unavailable=self.ports.unavailable,
+                comfort_noise_received=media.comfort_noise,
             ),
         )
 
@@ -522,15 +402,6 @@ class TelephonyService:
             self.hangup(event.call_id)
         self.publish(event)
 
-    def _release(self, call_id: str) -> None:
-        handle = self._pending.pop(call_id, None)
-        if handle is not None:
-            handle.cancel()
-        media = self._media.pop(call_id, None)
-        if media is not None:
-            self.media.close_leg(call_id)
-            self.ports.release(media.port)
-
 
 def _secrets(configuration: Configuration) -> dict[str, StoredSecret]:
     return {
@@ -539,14 +410,6 @@ def _secrets(configuration: Configuration) -> dict[str, StoredSecret]:
         )
         for agent in configuration.agents
     }
-
-
-def _with_port(answer: SessionDescription, media_index: int, port: int) -> bytes:
-    """The answer with our RTP port in the accepted stream's m= line (RFC 3264 §6): the rest of
-    it, o= line included, is what `answer_offer` negotiated."""
-    media = list(answer.media)
-    media[media_index] = replace(media[media_index], port=port)
-    return replace(answer, media=tuple(media)).to_bytes()
 
 
 def _log_flood(notice: FloodNotice) -> None:

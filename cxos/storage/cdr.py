@@ -12,6 +12,13 @@ nowhere in the table are not about CDRs and are ignored, so new event types neve
 known type arriving in a phase where the table has no entry is recorded in ``problems`` (and
 kept out of the figures) rather than guessed at.
 
+A call placed from an agent's softphone (``call.agent_started``) is an ``internal`` or
+``outbound`` call rather than an ``inbound`` one (the record's ``direction``), and has one
+segment: ``agent.call_dialled`` opens it (kind ``internal`` to a colleague, ``outbound`` through
+a trunk, ``feature_code`` or ``unrecognised``), ``agent.call_connected`` starts its talk time,
+and ``agent.call_routed`` closes it with the outcome (``answered``, ``no_answer``, ``busy``...).
+The calling agent is the segment's agent, the colleague or number called its destination.
+
 Times come from the envelopes (``time``, RFC 3339); nothing here reads a clock.
 """
 
@@ -24,7 +31,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from cxos.storage.cdr_records import CallDetailRecord, Segment
+from cxos.storage.cdr_records import DIRECT_CALL_KINDS, CallDetailRecord, Segment
 
 #: ``end_reason`` of a call that was in progress when its node stopped without ending it.
 SERVER_RESTART = "server restart"
@@ -54,6 +61,8 @@ class Phase(enum.Enum):
     QUEUE = "queue"
     AGENT = "agent"
     TRANSFER = "transfer"
+    AGENT_CALL = "agent_call"
+    """A call placed from an agent's softphone, between what it dialled and how that ended."""
     ENDED = "ended"
 
 
@@ -78,6 +87,8 @@ class _Working:
     wrap_up_seconds: float | None = None
     offers: int = 0
     position: int | None = None
+    connected_at: datetime | None = None
+    """A call placed from an agent's phone: when the other side answered."""
 
     def close(self, at: datetime, outcome: str, *, implicit: bool = False) -> None:
         if self.hold_started is not None:
@@ -94,19 +105,31 @@ class _Working:
         wait = self.wait_seconds if self.wait_seconds is not None else 0.0
         if self.kind == "queue" and self.wait_seconds is None:
             wait = duration
+        ring, talk = self.ring_seconds, 0.0
+        if self.kind == "agent":
+            talk = max(0.0, duration - self.hold_seconds)
+        elif self.kind in DIRECT_CALL_KINDS:
+            # Ringing until the answer, talking from then on; unanswered, it only rang.
+            answered = self.connected_at or self.ended_at or self.started_at
+            ring = max(0.0, (answered - self.started_at).total_seconds())
+            if self.connected_at is not None and self.ended_at is not None:
+                talk = (self.ended_at - self.connected_at).total_seconds() - self.hold_seconds
+        outcome = self.outcome
+        if outcome is None and self.kind in DIRECT_CALL_KINDS and self.connected_at is not None:
+            outcome = "answered"  # still talking
         return Segment(
             index=index,
             kind=self.kind,
             started_at=self.started_at,
             ended_at=self.ended_at,
-            outcome=self.outcome,
+            outcome=outcome,
             ivr_tree_id=self.ivr_tree_id,
             queue_id=self.queue_id,
             agent_id=self.agent_id,
             destination=self.destination,
             wait_seconds=wait,
-            ring_seconds=self.ring_seconds,
-            talk_seconds=max(0.0, duration - self.hold_seconds) if self.kind == "agent" else 0.0,
+            ring_seconds=ring,
+            talk_seconds=max(0.0, talk),
             hold_seconds=self.hold_seconds,
             wrap_up_seconds=self.wrap_up_seconds,
             offers=self.offers,
@@ -125,6 +148,7 @@ class _Event:
 @dataclass(slots=True)
 class _Call:
     node: str = ""
+    direction: str = "inbound"
     trunk_id: str = ""
     did: str = ""
     caller_id: str = ""
@@ -175,6 +199,7 @@ class CallFold:
         return CallDetailRecord(
             call_id=self.call_id,
             node=call.node,
+            direction=call.direction,
             trunk_id=call.trunk_id,
             did=call.did,
             caller_id=call.caller_id,
@@ -200,7 +225,7 @@ class CallFold:
         return segment
 
     def _close_current(self, at: datetime, outcome: str, *, implicit: bool = False) -> None:
-        if self.phase in (Phase.IVR, Phase.QUEUE, Phase.AGENT, Phase.TRANSFER):
+        if self.phase in _IN_SEGMENT:
             self._current().close(at, outcome, implicit=implicit)
         self.phase = Phase.IDLE
 
@@ -235,9 +260,10 @@ class CallFold:
             # which the closing event carries as its duration.
             seconds = float(data.get("duration_seconds", 0.0))
             end = max(call.started_at + timedelta(seconds=seconds), self._latest_start())
-        if self.phase in (Phase.IVR, Phase.QUEUE, Phase.AGENT, Phase.TRANSFER):
+        if self.phase in _IN_SEGMENT:
             current = self._current()
-            current.close(end, _implicit_outcome(current.kind, cause, hangup_by), implicit=True)
+            outcome = _implicit_outcome(current, cause, hangup_by)
+            current.close(end, outcome, implicit=True)
         call.ended_at = end
         call.end_reason = cause
         call.hangup_by = str(hangup_by) if hangup_by is not None else None
@@ -362,16 +388,57 @@ class CallFold:
             last.outcome = "transferred"
         self._open("transfer", event.at, Phase.TRANSFER, destination=target)
 
+    def _agent_call_started(self, event: _Event) -> None:
+        call, data = self._call, event.data
+        call.started_at = event.at
+        call.direction = "internal"
+        call.did = str(data.get("dialled", ""))
+        call.caller_id = str(data.get("sip_user", ""))
+        self.phase = Phase.IDLE
+
+    def _agent_call_dialled(self, event: _Event) -> None:
+        data = event.data
+        route = str(data.get("route", ""))
+        kind = _DIRECT_CALL_KIND.get(route, route)
+        if kind == "outbound":
+            self._call.direction = "outbound"
+        self._open(
+            kind,
+            event.at,
+            Phase.AGENT_CALL,
+            agent_id=_text(data, "agent_id") or None,
+            destination=_text(data, "target") or None,
+        )
+
+    def _agent_call_connected(self, event: _Event) -> None:
+        current = self._current()
+        if current.connected_at is None:
+            current.connected_at = event.at
+        trunk_id = _text(event.data, "trunk_id")
+        if trunk_id:
+            self._call.trunk_id = trunk_id
+
+    def _agent_call_routed(self, event: _Event) -> None:
+        self._close_current(event.at, str(event.data.get("outcome", "")))
+
+    def _agent_call_routed_late(self, event: _Event) -> None:
+        """The call ended before its flow reported the outcome: it amends the segment."""
+        last = self._call.segments[-1] if self._call.segments else None
+        if last is not None and last.implicit:
+            last.outcome = str(event.data.get("outcome", last.outcome))
+
     def _ignore(self, event: _Event) -> None:
         """In the table on purpose: expected here and of no consequence for the CDR."""
 
 
-def _implicit_outcome(kind: str, cause: str, hangup_by: object) -> str:
+def _implicit_outcome(segment: _Working, cause: str, hangup_by: object) -> str:
     """The outcome of a segment still open when the call ended."""
     if cause == SERVER_RESTART:
         return SERVER_RESTART
-    if kind in ("ivr", "queue"):
+    if segment.kind in ("ivr", "queue"):
         return "abandoned" if hangup_by == "caller" else "hangup"
+    if segment.kind in DIRECT_CALL_KINDS:
+        return "answered" if segment.connected_at is not None else "abandoned"
     return "completed"
 
 
@@ -387,11 +454,21 @@ def _seconds(data: Mapping[str, Any], key: str) -> float | None:
 
 _Handler = Callable[[CallFold, _Event], None]
 
+#: Phases in which a segment is open.
+_IN_SEGMENT = frozenset({Phase.IVR, Phase.QUEUE, Phase.AGENT, Phase.TRANSFER, Phase.AGENT_CALL})
+#: ``agent.call_dialled`` routes -> segment kinds.
+_DIRECT_CALL_KIND = MappingProxyType({"agent": "internal", "external": "outbound"})
+
 
 def _table() -> Mapping[tuple[Phase, str], _Handler]:
-    live = (Phase.IDLE, Phase.IVR, Phase.QUEUE, Phase.AGENT, Phase.TRANSFER)
+    live = (Phase.IDLE, Phase.IVR, Phase.QUEUE, Phase.AGENT, Phase.TRANSFER, Phase.AGENT_CALL)
     rows: list[tuple[tuple[Phase, ...], str, _Handler]] = [
         ((Phase.NEW,), "call.started", CallFold._call_started),
+        ((Phase.NEW,), "call.agent_started", CallFold._agent_call_started),
+        ((Phase.IDLE,), "agent.call_dialled", CallFold._agent_call_dialled),
+        ((Phase.AGENT_CALL,), "agent.call_connected", CallFold._agent_call_connected),
+        ((Phase.AGENT_CALL,), "agent.call_routed", CallFold._agent_call_routed),
+        ((Phase.IDLE, Phase.ENDED), "agent.call_routed", CallFold._agent_call_routed_late),
         (live, "call.answered", CallFold._call_answered),
         (live, "call.ended", CallFold._call_ended),
         ((*live, Phase.ENDED), "agent.state_changed", CallFold._agent_state_changed),
@@ -423,8 +500,8 @@ def _table() -> Mapping[tuple[Phase, str], _Handler]:
             "agent.answered",
             CallFold._agent_answered,
         ),
-        ((Phase.AGENT,), "call.held", CallFold._held),
-        ((Phase.AGENT,), "call.resumed", CallFold._resumed),
+        ((Phase.AGENT, Phase.AGENT_CALL), "call.held", CallFold._held),
+        ((Phase.AGENT, Phase.AGENT_CALL), "call.resumed", CallFold._resumed),
         ((Phase.AGENT, Phase.IDLE), "call.transferred", CallFold._transferred),
     ]
     table: dict[tuple[Phase, str], _Handler] = {}
@@ -476,4 +553,7 @@ def restart_closure(record: CallDetailRecord, last_alive: datetime) -> tuple[flo
 def _closed_at(segment: Segment, end: datetime) -> Segment:
     duration = (end - segment.started_at).total_seconds()
     talk = max(0.0, duration - segment.hold_seconds) if segment.kind == "agent" else 0.0
+    if segment.kind in DIRECT_CALL_KINDS and segment.outcome == "answered":
+        # An open direct call that was answered: `ring_seconds` ran until the answer.
+        talk = max(0.0, duration - segment.ring_seconds - segment.hold_seconds)
     return replace(segment, ended_at=end, outcome=SERVER_RESTART, talk_seconds=talk)

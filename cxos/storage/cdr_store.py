@@ -27,9 +27,10 @@ _UPSERT_CDR = """
 INSERT INTO cdrs (
     call_id, node, trunk_id, did, caller_id, caller_name, started_at, answered_at, ended_at,
     end_reason, hangup_by, disposition, duration_seconds, ivr_seconds, wait_seconds,
-    talk_seconds, hold_seconds, wrap_up_seconds, segment_count, agents, problems, updated_at
+    talk_seconds, hold_seconds, wrap_up_seconds, segment_count, agents, problems, direction,
+    updated_at
 ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-          $20, $21, now())
+          $20, $21, $22, now())
 ON CONFLICT (call_id) DO UPDATE SET
     node = EXCLUDED.node, trunk_id = EXCLUDED.trunk_id, did = EXCLUDED.did,
     caller_id = EXCLUDED.caller_id, caller_name = EXCLUDED.caller_name,
@@ -40,7 +41,7 @@ ON CONFLICT (call_id) DO UPDATE SET
     wait_seconds = EXCLUDED.wait_seconds, talk_seconds = EXCLUDED.talk_seconds,
     hold_seconds = EXCLUDED.hold_seconds, wrap_up_seconds = EXCLUDED.wrap_up_seconds,
     segment_count = EXCLUDED.segment_count, agents = EXCLUDED.agents,
-    problems = EXCLUDED.problems, updated_at = now()
+    problems = EXCLUDED.problems, direction = EXCLUDED.direction, updated_at = now()
 """
 
 _INSERT_SEGMENT = """
@@ -54,7 +55,7 @@ INSERT INTO cdr_segments (
 _CDR_COLUMNS = """
 call_id, node, trunk_id, did, caller_id, caller_name, started_at, answered_at, ended_at,
 end_reason, hangup_by, disposition, duration_seconds, ivr_seconds, wait_seconds, talk_seconds,
-hold_seconds, wrap_up_seconds, segment_count, agents
+hold_seconds, wrap_up_seconds, segment_count, agents, direction
 """
 
 
@@ -143,6 +144,7 @@ def _cdr_row(record: CallDetailRecord) -> tuple[Any, ...]:
         len(record.segments),
         list(record.agents),
         list(record.problems),
+        record.direction,
     )
 
 

@@ -48,7 +48,7 @@ RETURNING call_id, type
 """
 
 #: Event types that open or close a CDR, so their call's CDR is rebuilt when they are stored.
-_CDR_TRIGGERS = frozenset({"call.started", "call.ended"})
+_CDR_TRIGGERS = frozenset({"call.started", "call.agent_started", "call.ended"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,6 +38,7 @@ CDR_COLUMNS = (
     "wrap_up_seconds",
     "segment_count",
     "agents",
+    "direction",
 )
 
 SEGMENT_COLUMNS = (

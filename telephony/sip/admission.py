@@ -27,7 +27,8 @@ __all__ = ["Admitted", "Refusal", "admit_invite", "within_limits"]
 class Refusal:
     """The final response for an INVITE that does not become a call. `rejected`: reported as
     ``call.rejected`` (a challenge is not: the call may still come); `forbidden`: counted as an
-    INVITE from nobody we know."""
+    INVITE from nobody we know; `trying`: whether the 100 Trying sent on arrival may go out
+    before it (an agent's phone is challenged without one: `TransactionLayer.withdraw_trying`)."""
 
     status: int
     reason: str
@@ -35,6 +36,7 @@ class Refusal:
     events: tuple[object, ...] = ()
     rejected: bool = True
     forbidden: bool = False
+    trying: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +87,7 @@ def admit_invite(
             headers=verdict.headers,
             events=verdict.events,
             rejected=False,
+            trying=verdict.status not in (401, 407),
         )
     refused = trunk_auth.check(trunk, request, source, now)
     if refused is not None:

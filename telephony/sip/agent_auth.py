@@ -1,18 +1,26 @@
 """Calls placed from agents' softphones: digest authentication of their INVITEs (RFC 3261 §22.3,
 RFC 2617, RFC 8760). Sans-IO.
 
-An INVITE from an address no trunk covers is a stranger's (403) unless a softphone is registered
-from that very address. Then it is challenged with 407 Proxy-Authenticate, one challenge per
-algorithm, like the registrar's 401 (same realm, algorithms, nonce lifetime, stale=true and
-MD5-only phones) — for whatever From user it names: an answer that depended on the From user
-would tell a scanner (svwar sends each extension in From) which users exist. The address
-condition reveals nothing to the sender, whose own address it is.
+An INVITE from an address no trunk covers is challenged with 407 Proxy-Authenticate, one
+challenge per algorithm, exactly as the registrar challenges REGISTERs (the same constructor,
+`RegistrarSettings.phone_digest`: realm, algorithms, nonce lifetime, stale=true and MD5-only
+phones) — for whatever From user it names: an answer that depended on the From user would tell
+a scanner (svwar sends each extension in From) which users exist. It is challenged when a
+softphone is registered from that very address, when it already carries credentials of our
+realm (a phone that answers with the credentials it used last), or from any address with
+``challenge_unregistered_calls``; otherwise it is a stranger's (403). None of these conditions
+depends on the user: they reveal nothing to the sender.
 
-The answer may come in Proxy-Authorization (§22.3) or, from phones that answer every challenge
-as a UAS's, in Authorization. An unknown user and a wrong password get the same new challenge
-and both count against the source in the `SourceGuard`, as wrong REGISTER passwords do. Once
-authenticated, the From user must be the authenticated one (the agent calls as themself);
-otherwise 403, which needs valid credentials to see.
+Phones of ``uas_challenge_user_agents`` (by User-Agent, never by user) get a UAS's 401
+WWW-Authenticate instead (§22.2): PyVoIP 1.6 answers no other challenge to an INVITE. An
+agent's phone is challenged without a 100 Trying before it (PyVoIP takes the 100 for the end of
+the exchange). The answer may come in Proxy-Authorization (§22.3) or, from phones that answer
+every challenge as a UAS's, in Authorization. Valid credentials make the call the authenticated
+agent's wherever it comes from: a phone need not have registered with this node (another node
+took its REGISTER, this one restarted since). An unknown user and a wrong password get the same
+new challenge and both count against the source in the `SourceGuard`, as wrong REGISTER
+passwords do. Once authenticated, the From user must be the authenticated one (the agent calls
+as themself); otherwise 403, which needs valid credentials to see.
 """
 
 from __future__ import annotations
@@ -23,15 +31,8 @@ from collections.abc import Iterable
 
 from telephony.events import AgentCallStarted
 from telephony.sip.core_types import IncomingCall
-from telephony.sip.digest import (
-    Algorithm,
-    AuthOutcome,
-    Credentials,
-    DigestAuthenticator,
-    DigestError,
-    StoredSecret,
-)
-from telephony.sip.guard import SourceGuard, auth_failure_events
+from telephony.sip.digest import AuthOutcome, Credentials, DigestError
+from telephony.sip.guard import SourceGuard
 from telephony.sip.inbound import InboundLeg
 from telephony.sip.message import SipRequest
 from telephony.sip.registrar import CredentialStore, RegistrarSettings
@@ -52,9 +53,10 @@ _CREDENTIAL_HEADERS = ("Proxy-Authorization", "Authorization")
 
 
 class AgentCallAuth:
-    """Decides on INVITEs from addresses no trunk covers. `credentials` is the registrar's
-    store (read at each check, so a reloaded password applies at once); `secret` keys the
-    nonces (per process: after a restart a phone is simply challenged again)."""
+    """Decides on INVITEs from addresses no trunk covers, with the registrar's digest settings
+    (`RegistrarSettings.phone_digest`). `credentials` is the registrar's store (read at each
+    check, so a reloaded password applies at once); `secret` keys the nonces (per process:
+    after a restart a phone is simply challenged again)."""
 
     def __init__(
         self,
@@ -65,16 +67,9 @@ class AgentCallAuth:
         guard: SourceGuard | None = None,
     ) -> None:
         self.realm = settings.realm
-        self._credentials = credentials
-        self._guard = guard
-        self._auth = DigestAuthenticator(
-            realm=settings.realm,
-            secret=secret,
-            nonce_lifetime=settings.nonce_lifetime,
-            algorithms=settings.algorithms,
-            accept_without_qop=settings.accept_without_qop,
-        )
-        self._md5_only = tuple(prefix.lower() for prefix in settings.md5_only_user_agents)
+        self.challenge_unregistered = settings.challenge_unregistered_calls
+        self._uas_challenge = tuple(p.lower() for p in settings.uas_challenge_user_agents)
+        self._digest = settings.phone_digest(credentials=credentials, secret=secret, guard=guard)
         #: (address of record, contact) -> the address its REGISTER came from, and how many
         #: live bindings each address has: both bounded by the registrar's bindings.
         self._binding_sources: dict[tuple[str, str], str] = {}
@@ -107,23 +102,22 @@ class AgentCallAuth:
 
     def check(self, request: SipRequest, source: str, now: float) -> str | TrunkRefusal | None:
         """The authenticated agent's SIP user; or the refusal to send (407, 400, 403); or None
-        when no softphone is registered from `source` (the stranger's 403 of the core)."""
-        if not self.phone_registered_at(source):
-            return None
+        for a stranger (the core's 403): no softphone registered from `source`, no
+        credentials of our realm, and `challenge_unregistered_calls` off."""
         try:
             credentials = self._our_credentials(request)
         except DigestError:
+            if not self._may_challenge(source):
+                return None
             return TrunkRefusal(status=400, reason="Malformed Authorization Header")
         if credentials is None:
+            if not self._may_challenge(source):
+                return None
             return self._challenge(request, source, now, stale=False)
-        result = self._auth.verify(
-            credentials,
-            method=request.method,
-            # An unknown user costs the same work as a wrong password (see `verify`).
-            secret=self._secret_for(credentials.username),
-            source=source,
-            now=now,
-        )
+        # From here the agent is the authenticated user, wherever the INVITE comes from: a
+        # phone that did not register here (another node took its REGISTER, this node
+        # restarted since) calls all the same.
+        result, events = self._digest.verify(request, credentials, source, now)
         if result.outcome is AuthOutcome.ACCEPTED:
             caller = request.from_.uri.user
             if caller != credentials.username:
@@ -135,19 +129,6 @@ class AgentCallAuth:
                 )
                 return TrunkRefusal(status=403, reason="From Does Not Match Credentials")
             return credentials.username
-        events: list[object] = []
-        if result.counts_as_failure:
-            logger.warning(
-                "security: INVITE authentication failed for %r from %s (%s)",
-                credentials.username[:64],
-                source,
-                result.reason,
-            )
-            events.extend(
-                auth_failure_events(self._guard, source, credentials.username, "INVITE", now)
-            )
-        else:
-            logger.info("INVITE from %s challenged again: %s", source, result.reason)
         challenge = self._challenge(request, source, now, stale=result.outcome is AuthOutcome.STALE)
         return TrunkRefusal(
             status=challenge.status,
@@ -156,20 +137,26 @@ class AgentCallAuth:
             events=tuple(events),
         )
 
+    def _may_challenge(self, source: str) -> bool:
+        """Whether an INVITE without (usable) credentials gets a challenge rather than the
+        stranger's 403. The answer depends on the source address and the settings only, never
+        on the user named: it tells a scanner nothing about which users exist."""
+        return self.challenge_unregistered or self.phone_registered_at(source)
+
     def _challenge(
         self, request: SipRequest, source: str, now: float, *, stale: bool
     ) -> TrunkRefusal:
-        challenges = self._auth.challenges(source=source, now=now, stale=stale)
-        if len(challenges) > 1 and self._md5_only:
-            user_agent = (request.headers.get("User-Agent") or "").lstrip().lower()
-            if user_agent.startswith(self._md5_only):
-                challenges = tuple(c for c in challenges if c.algorithm is Algorithm.MD5) or (
-                    challenges
-                )
+        challenges = self._digest.challenges(request, source, now, stale=stale)
+        user_agent = (request.headers.get("User-Agent") or "").lstrip().lower()
+        if self._uas_challenge and user_agent.startswith(self._uas_challenge):
+            # A UAS's challenge (§22.2), for phones that answer no other to an INVITE.
+            status, reason, header = 401, "Unauthorized", "WWW-Authenticate"
+        else:
+            status, reason, header = 407, "Proxy Authentication Required", "Proxy-Authenticate"
         return TrunkRefusal(
-            status=407,
-            reason="Proxy Authentication Required",
-            headers=tuple(("Proxy-Authenticate", str(challenge)) for challenge in challenges),
+            status=status,
+            reason=reason,
+            headers=tuple((header, str(challenge)) for challenge in challenges),
         )
 
     def _our_credentials(self, request: SipRequest) -> Credentials | None:
@@ -180,11 +167,6 @@ class AgentCallAuth:
                 if credentials.realm == self.realm:
                     return credentials
         return None
-
-    def _secret_for(self, username: str) -> StoredSecret | None:
-        if callable(self._credentials):
-            return self._credentials(username)
-        return self._credentials.get(username)
 
 
 def agent_call_announcements(leg: InboundLeg, sip_user: str) -> tuple[object, ...]:

@@ -43,7 +43,8 @@ from telephony.sip.malformed import (
     stamp_received,
 )
 from telephony.sip.message import SipRequest, build_response, parse_message
-from telephony.sip.originate import Originator, codec_of
+from telephony.sip.originate import Originator
+from telephony.sip.outbound_ringing import codec_of
 from telephony.sip.registrar import Registrar
 from telephony.sip.timers import is_reliable
 from telephony.sip.transaction import TransactionLayer
@@ -281,6 +282,8 @@ class SipCore:
             if decision.rejected:
                 self._reject_new(event, decision, tag, now)
             else:  # a challenge: the call may come again with credentials
+                if not decision.trying:
+                    self.transactions.withdraw_trying(event.transaction)
                 self._reply(event, decision.status, now, to_tag=tag, extra=list(decision.headers))
                 self._events.extend(decision.events)
             return
@@ -335,6 +338,12 @@ class SipCore:
     def _on_ack(self, event: AckReceived, now: float) -> None:
         to_tag = event.request.to.tag
         leg = self._legs.in_dialog(event.request.call_id, to_tag or "")
+        if leg is None and event.transaction is not None:
+            # Matched to our INVITE's transaction by its branch (§17.2.3) but not to the dialog:
+            # PyVoIP 1.6 acknowledges our 2xx on the INVITE's branch with a To tag of its own.
+            leg = self._legs.of_invite(event.transaction)
+            if leg is not None and leg.sip_call_id != event.request.call_id:
+                leg = None
         if leg is None or not leg.can(LegInput.ACK):
             return
         first = leg.state is LegState.ANSWERED

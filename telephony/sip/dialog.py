@@ -285,6 +285,17 @@ class Dialog:
             self._invite_out = self.local_seq
         return self._build(method, self.local_seq, body, content_type, headers)
 
+    def resend_cseq(self, request: SipRequest) -> int:
+        """The CSeq number for `request`, sent in this dialog and challenged (401/407), to go
+        out again with credentials: a new transaction takes the next number (§8.1.3.5,
+        §12.2.1.1). A re-INVITE stays the INVITE in progress under its new number (§14.1)."""
+        if self.state is DialogState.TERMINATED:
+            raise DialogError(f"dialog {self.id} has terminated")
+        self.local_seq = max(self.local_seq or 0, request.cseq.number) + 1
+        if request.method == "INVITE" and self._invite_out == request.cseq.number:
+            self._invite_out = self.local_seq
+        return self.local_seq
+
     def create_ack(
         self,
         invite_cseq: int,

@@ -4,12 +4,11 @@
 `Originator` is the transaction user for outbound legs: it sends an INVITE to every live binding
 of the agent (to the address the phone registered from, RFC 3581's symmetric path through NAT,
 with the registered Contact as Request-URI), or one INVITE to a trunk's carrier
-(`originate_trunk`, challenges answered as `outbound_trunk` says), turns the answers into ring
-outcomes, ends ringing
-with CANCEL at the ring timeout (§9.1), keeps the first 2xx and BYEs any other (§13.2.2.4),
-serves requests inside the answered dialog (BYE, re-INVITE/UPDATE, REFER) and sends ours (BYE,
-re-INVITE for hold with the glare retry of §14.1, NOTIFY for a REFER). The core delegates to it;
-events go out through `emit`, in order with the core's own.
+(`originate_trunk`), ends ringing with CANCEL at the ring timeout (§9.1) or on hangup, keeps the
+legs' timers, and routes what comes back: responses to the INVITEs to `OutboundRinging` (ring
+outcomes, challenges, the first 2xx), requests and responses in the answered dialog to
+`OutboundDialogs` (BYE, re-INVITE/UPDATE, REFER, hold with the glare retry of §14.1). The core
+delegates to it; events go out through `emit`, in order with the core's own.
 """
 
 from __future__ import annotations
@@ -22,25 +21,18 @@ from dataclasses import dataclass, field
 
 from telephony.events import AgentLegFailed, CallOutFailure, RingFailure
 from telephony.sip.checks import ALLOW, SUPPORTED_OPTIONS
-from telephony.sip.dialog import Dialog, DialogError
+from telephony.sip.dialog import DialogError
 from telephony.sip.headers import Headers
 from telephony.sip.message import SipRequest
 from telephony.sip.outbound import (
-    OutboundBranch,
-    OutboundInput,
     OutboundLeg,
     OutboundState,
     TrunkRoute,
-    failure_for,
-    worst_case,
 )
-from telephony.sip.outbound_dialog import LINGER, SDP, OutboundDialogs
+from telephony.sip.outbound_dialog import SDP, OutboundDialogs
+from telephony.sip.outbound_ringing import OutboundRinging
 from telephony.sip.outbound_trunk import (
-    answered_event,
-    authenticated_retry,
-    call_out_failure,
     failed_event,
-    ringing_event,
     trunk_request_uri,
 )
 from telephony.sip.registrar import Registrar
@@ -49,20 +41,11 @@ from telephony.sip.transaction_types import (
     Address,
     ClientKey,
     RequestReceived,
-    ResponseOrigin,
     ResponseReceived,
 )
 from telephony.sip.uri import NameAddr, SipUri
 
 logger = logging.getLogger(__name__)
-
-
-def codec_of(sdp: bytes) -> str:
-    """The first codec named in an SDP body (for events), or ""."""
-    for line in sdp.decode("ascii", "replace").splitlines():
-        if line.startswith("a=rtpmap:"):
-            return line.split(" ", 1)[1].split("/", 1)[0] if " " in line else ""
-    return ""
 
 
 @dataclass(slots=True)
@@ -80,6 +63,7 @@ class Originator:
     uniform: Callable[[float, float], float] = random.uniform
     legs: dict[str, OutboundLeg] = field(default_factory=dict)
     dialogs: OutboundDialogs = field(init=False)
+    ringing: OutboundRinging = field(init=False)
     _by_branch: dict[ClientKey, OutboundLeg] = field(default_factory=dict)
     _by_dialog: dict[tuple[str, str], OutboundLeg] = field(default_factory=dict)
     #: Ids of the legs not yet ended. An ended leg stays in `legs` for `LINGER` seconds (late
@@ -98,6 +82,15 @@ class Originator:
             arm=self._arm,
             user_agent=self.user_agent,
             uniform=self.uniform,
+            new_id=self.new_id,
+        )
+        self.ringing = OutboundRinging(
+            transactions=self.transactions,
+            emit=self.emit,
+            arm=self._arm,
+            new_id=self.new_id,
+            dialogs=self.dialogs,
+            by_branch=self._by_branch,
         )
 
     # ------------------------------------------------------------------ the call API (TU side)
@@ -255,7 +248,7 @@ class Originator:
         if leg is None:
             return
         if leg.ringing:
-            self._give_up(leg, None, now)
+            self.ringing.give_up(leg, None, now)
             self.dialogs.ended(leg, "cancelled", "server", now)
         elif leg.state is OutboundState.CONFIRMED:
             self.dialogs.hangup(leg, now)
@@ -300,7 +293,7 @@ class Originator:
             leg = self.legs[leg_id]
             if kind == "ring":
                 # The agent did not answer in time: stop every branch (§9.1).
-                self._give_up(leg, RingFailure.NO_ANSWER, now)
+                self.ringing.give_up(leg, RingFailure.NO_ANSWER, now)
             elif kind == "reoffer":
                 leg.reoffer_retry_at = None
                 if leg.reoffer_out is not None and leg.state is OutboundState.CONFIRMED:
@@ -336,7 +329,7 @@ class Originator:
         """Handle a response to one of our requests; False when it is not an outbound leg's."""
         leg = self._by_branch.get(event.transaction)
         if leg is not None:
-            self._invite_response(leg, leg.branches[event.transaction], event, now)
+            self.ringing.on_invite_response(leg, leg.branches[event.transaction], event, now)
             return True
         request = event.request
         leg = self._by_dialog.get((request.call_id, request.from_.tag or ""))
@@ -344,82 +337,6 @@ class Originator:
             return False
         self.dialogs.on_response(leg, event, now)
         return True
-
-    def _invite_response(
-        self, leg: OutboundLeg, branch: OutboundBranch, event: ResponseReceived, now: float
-    ) -> None:
-        status = event.response.status
-        if event.origin is ResponseOrigin.PEER:
-            leg.heard_back = True
-        if event.retransmission or status == 100:
-            return
-        if status < 200:
-            if leg.can(OutboundInput.PROVISIONAL):
-                leg.apply(OutboundInput.PROVISIONAL)
-                if not leg.ringing_reported:
-                    leg.ringing_reported = True
-                    self.emit(ringing_event(leg))
-            return
-        if status in (401, 407) and leg.trunk is not None and leg.ringing:
-            if self._answer_challenge(leg, branch, event, now):
-                return
-            leg.auth_failed = True
-        branch.final = True
-        branch.status = status
-        if status < 300:
-            self._on_answer(leg, branch, event, now)
-            return
-        branch.failure = failure_for(status, event.origin)
-        if leg.trunk is not None:
-            leg.call_out_failure = call_out_failure(leg, status, event.origin)
-        if leg.ringing and status >= 600:
-            # A 6xx is the agent's answer for every device: stop the others (§16.7 step 6).
-            self._give_up(leg, branch.failure, now, status=status)
-        elif leg.ringing and not leg.pending_branches():
-            failed = [b for b in leg.branches.values() if b.failure is not None]
-            leg.failure = worst_case([b.failure for b in failed if b.failure is not None])
-            leg.apply(OutboundInput.ALL_FAILED)
-            leg.ended_at = now
-            decisive = next((b.status for b in failed if b.failure is leg.failure), status)
-            self._emit_failed(leg, decisive, now)
-            self._arm(now + LINGER, "purge", leg.leg_id)
-        self._check_cancelled(leg, now)
-
-    def _on_answer(
-        self, leg: OutboundLeg, branch: OutboundBranch, event: ResponseReceived, now: float
-    ) -> None:
-        response = event.response
-        dialog = Dialog.uac(event.request, response, transport=branch.transport.upper())
-        # §13.2.2.4: every 2xx is acknowledged by the UAC core, end to end.
-        ack = dialog.create_ack(event.request.cseq.number, headers=self.dialogs.ua())
-        self.transactions.send_ack(
-            ack,
-            destination=branch.destination,
-            transport=branch.transport,
-            invite=event.transaction,
-            sent_by=branch.sent_by,
-        )
-        if leg.dialog is None and leg.can(OutboundInput.ANSWERED):
-            leg.apply(OutboundInput.ANSWERED)
-            leg.dialog, leg.branch = dialog, branch
-            leg.answer, leg.answered_at = response.body, now
-            for other in leg.pending_branches():
-                # The other devices stop ringing (§16.7 step 10 for a forking element).
-                self.transactions.cancel(other.key, now)
-            self.emit(answered_event(leg, codec_of(response.body), max(0.0, now - leg.started_at)))
-            return
-        # Another fork answered too, or the answer crossed our CANCEL (§9.1): that dialog is
-        # ended at once with BYE (§13.2.2.4, §15).
-        logger.info("leg %s: extra 2xx from %s ended with BYE", leg.leg_id, branch.contact)
-        bye = dialog.create_request("BYE", headers=self.dialogs.ua())
-        self.transactions.send_request(
-            bye,
-            destination=branch.destination,
-            transport=branch.transport,
-            now=now,
-            sent_by=branch.sent_by,
-        )
-        self._check_cancelled(leg, now)
 
     # ------------------------------------------------------------------ requests in the dialog
     def on_request(self, event: RequestReceived, now: float) -> bool:
@@ -467,67 +384,9 @@ class Originator:
             headers.add(name, value)
         headers.add("Content-Type", SDP)
         invite = SipRequest(method="INVITE", uri=uri, headers=headers, body=leg.offer)
-        self._send_branch(leg, invite, uri, destination, transport, f"{host}:{local[1]}", now)
-
-    def _send_branch(
-        self,
-        leg: OutboundLeg,
-        invite: SipRequest,
-        contact: str,
-        destination: Address,
-        transport: str,
-        sent_by: str,
-        now: float,
-    ) -> None:
-        key = self.transactions.send_request(
-            invite, destination=destination, transport=transport, now=now, sent_by=sent_by
+        self.ringing.send_branch(
+            leg, invite, uri, destination, transport, f"{host}:{local[1]}", now
         )
-        leg.branches[key] = OutboundBranch(
-            key=key,
-            contact=contact,
-            destination=destination,
-            transport=transport,
-            sent_by=sent_by,
-        )
-        self._by_branch[key] = leg
-
-    def _answer_challenge(
-        self, leg: OutboundLeg, branch: OutboundBranch, event: ResponseReceived, now: float
-    ) -> bool:
-        """Re-send the trunk leg's INVITE with credentials (§22.2); False when it must fail.
-        The challenged transaction is over (the layer ACKed the 401/407, §17.1.1.3): its
-        branch is replaced by the new one."""
-        retry = authenticated_retry(leg, event.request, event.response, cnonce=self.new_id())
-        if retry is None:
-            return False
-        del leg.branches[branch.key]
-        self._by_branch.pop(branch.key, None)
-        self._send_branch(
-            leg, retry, branch.contact, branch.destination, branch.transport, branch.sent_by, now
-        )
-        return True
-
-    def _give_up(
-        self, leg: OutboundLeg, reason: RingFailure | None, now: float, status: int | None = None
-    ) -> None:
-        """Stop ringing: CANCEL what is still pending (sent once a 1xx has come, §9.1)."""
-        for branch in leg.pending_branches():
-            self.transactions.cancel(branch.key, now)
-        leg.apply(OutboundInput.GIVE_UP)
-        if reason is not None:
-            leg.failure = reason
-            self._emit_failed(leg, status, now)
-        self._check_cancelled(leg, now)
-
-    def _check_cancelled(self, leg: OutboundLeg, now: float) -> None:
-        if leg.state is OutboundState.CANCELLING and not leg.pending_branches():
-            leg.apply(OutboundInput.BRANCHES_DONE)
-            leg.ended_at = leg.ended_at if leg.ended_at is not None else now
-            self._arm(now + LINGER, "purge", leg.leg_id)
-
-    def _emit_failed(self, leg: OutboundLeg, status: int | None, now: float) -> None:
-        assert leg.failure is not None
-        self.emit(failed_event(leg, status, max(0.0, now - leg.started_at)))
 
     def _leg(self, leg_id: str) -> OutboundLeg:
         leg = self.legs.get(leg_id)

@@ -35,7 +35,9 @@ class TrunkRoute:
 
     trunk_id: str
     host: str
-    port: int
+    #: The port the configuration names; None when DNS chose it (RFC 3263 SRV): the
+    #: Request-URI then names the host alone.
+    port: int | None
     #: The carrier's address the INVITE is sent to (the host resolved by the I/O layer).
     destination: Address
     transport: str = "udp"
@@ -176,11 +178,11 @@ class OutboundLeg:
     refer_pending: bool = False
     #: Set for a call out through a trunk (`aor` is then the number called).
     trunk: TrunkRoute | None = None
-    #: Nonces already answered with credentials: a new challenge with one of them and no
-    #: stale=true means the credentials are wrong (RFC 2617 §3.2.1, RFC 3261 §22.2).
-    answered_nonces: set[str] = field(default_factory=set)
-    answered_realms: set[str] = field(default_factory=set)
-    auth_retries: int = 0
+    #: CSeq of each request re-sent with credentials -> how often its original was challenged
+    #: (§22.2; see `outbound_trunk.answer_for`). An entry goes when its request is answered.
+    auth_resent: dict[int, int] = field(default_factory=dict)
+    #: Realm -> the last nonce answered and its nonce count (RFC 2617 §3.2.2).
+    nonce_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
     auth_failed: bool = False
     #: Any response (even 100 Trying) came back: a leg that times out without one was
     #: unreachable rather than unanswered.

@@ -6,6 +6,8 @@ UPDATE with a new offer, REFER for a blind transfer, INFO/OPTIONS/NOTIFY), the r
 requests we send in it (BYE, our re-INVITE for hold/resume, NOTIFY), and building those requests
 with the dialog's route set and CSeq (`Dialog`, RFC 3261 §12.2). Requests go to the address the
 answering phone registered from (symmetric signalling through its NAT, RFC 3581's reasoning).
+A carrier that challenges one of our requests in a call out (401/407, §22.2) gets it once more
+with the trunk's credentials under the dialog's next CSeq (§8.1.3.5).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from telephony.sip.core_types import (
     TransferRequested,
 )
 from telephony.sip.dialog import DialogError, DialogState
-from telephony.sip.message import build_response
+from telephony.sip.message import SipRequest, build_response
 from telephony.sip.outbound import OutboundInput, OutboundLeg, OutboundState
-from telephony.sip.outbound_trunk import ended_event
+from telephony.sip.outbound_trunk import answer_for, ended_event, with_credentials
 from telephony.sip.refer import SIPFRAG, ReferError, notify_headers, read_refer_to, sipfrag
 from telephony.sip.reoffer import answer_reoffer, with_direction
 from telephony.sip.transaction import TransactionLayer
@@ -49,6 +51,8 @@ class OutboundDialogs:
     emit: Callable[[object], None]
     #: Arm one of the originator's timers: (deadline, kind, leg id).
     arm: Callable[[float, str, str], None]
+    #: A fresh random string (the cnonce of credentials, RFC 2617 §3.2.2).
+    new_id: Callable[[], str]
     user_agent: str = "CXOS"
     uniform: Callable[[float, float], float] = random.uniform
 
@@ -95,11 +99,15 @@ class OutboundDialogs:
         content_type: str | None = None,
         extra: Iterable[tuple[str, str]] = (),
     ) -> None:
-        dialog, branch = leg.dialog, leg.branch
-        assert dialog is not None and branch is not None
-        request = dialog.create_request(
+        assert leg.dialog is not None
+        request = leg.dialog.create_request(
             method, body=body, content_type=content_type, headers=[*extra, *self._ua()]
         )
+        self._send_request(leg, request, now)
+
+    def _send_request(self, leg: OutboundLeg, request: SipRequest, now: float) -> None:
+        branch = leg.branch
+        assert branch is not None
         # To the address the answering phone registered from, not its Contact (NAT).
         self.transactions.send_request(
             request,
@@ -118,8 +126,12 @@ class OutboundDialogs:
             return  # its INVITE's final response tells what happened
         if dialog is None or event.response.to.tag != dialog.remote_tag or event.retransmission:
             return  # the BYE to a fork we refused, or a 2xx already acknowledged
-        dialog.response_received(request, event.response)
         status = event.response.status
+        if status in (401, 407) and leg.trunk is not None and self._resend(leg, event, now):
+            return
+        if status >= 200:
+            leg.auth_resent.pop(request.cseq.number, None)
+        dialog.response_received(request, event.response)
         if status < 200:
             return
         method = request.method
@@ -133,6 +145,20 @@ class OutboundDialogs:
             self.ended(leg, "error", "callee", now)
         elif method == "INVITE":
             self._reinvite_response(leg, event, now)
+
+    def _resend(self, leg: OutboundLeg, event: ResponseReceived, now: float) -> bool:
+        """A carrier challenged a request in the call (§22.2: a UAS may challenge any request,
+        BYE and re-INVITE included): send it once more with credentials, under a new CSeq
+        (§8.1.3.5). False when the challenge is not to be answered; the request has then
+        failed with the 401/407."""
+        assert leg.dialog is not None
+        request = event.request
+        answer = answer_for(leg, request, event.response, cnonce=self.new_id())
+        if answer is None or leg.dialog.state is DialogState.TERMINATED:
+            return False
+        retry = with_credentials(request, leg.dialog.resend_cseq(request), answer)
+        self._send_request(leg, retry, now)
+        return True
 
     def _reinvite_response(self, leg: OutboundLeg, event: ResponseReceived, now: float) -> None:
         status = event.response.status

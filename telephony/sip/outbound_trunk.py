@@ -10,6 +10,7 @@ events of either kind of leg.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from telephony.events import (
     AgentLegAnswered,
@@ -37,19 +38,21 @@ from telephony.sip.uri import SipUri
 
 __all__ = [
     "MAX_AUTH_RETRIES",
+    "answer_for",
     "answered_event",
-    "authenticated_retry",
     "call_out_failure",
     "ended_event",
     "failed_event",
     "ringing_event",
     "trunk_request_uri",
+    "with_credentials",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: INVITEs re-sent with credentials for one leg, stale nonces included: a carrier that keeps
-#: challenging must not keep the call (and our CSeq) going forever.
+#: Times one request (the INVITE, or a BYE, re-INVITE... in the answered call) is re-sent with
+#: credentials, stale nonces included: a carrier that keeps challenging must not keep the
+#: request (and our CSeq) going forever.
 MAX_AUTH_RETRIES = 3
 
 #: §22.2 (401 from a UAS/registrar) and §22.3 (407 from a proxy): the challenge header and the
@@ -61,22 +64,22 @@ _CHALLENGE_HEADERS = {
 
 
 def trunk_request_uri(number: str, route: TrunkRoute) -> SipUri:
-    """``sip:NUMBER@host:port`` (with ;transport=tcp over TCP): the number at the carrier."""
+    """``sip:NUMBER@host[:port]`` (with ;transport=tcp over TCP): the number at the carrier."""
     params: dict[str, str | None] = {"transport": "tcp"} if route.transport == "tcp" else {}
     port = None if route.port == 5060 and route.transport == "udp" else route.port
     return SipUri(scheme="sip", user=number, host=route.host, port=port, params=params)
 
 
-def authenticated_retry(
-    leg: OutboundLeg, invite: SipRequest, response: SipResponse, cnonce: str
-) -> SipRequest | None:
-    """The INVITE to re-send with credentials answering `response` (401 or 407), or None when
-    the challenge must not be answered (the call then fails with ``auth_failed``).
+def answer_for(
+    leg: OutboundLeg, request: SipRequest, response: SipResponse, *, cnonce: str
+) -> tuple[str, str] | None:
+    """The header answering `response` (a 401 or 407 to `request`, the INVITE or a request in
+    the answered call), or None when the challenge must not be answered.
 
-    §22.2: the new request has the same Call-ID, From and To, a CSeq one higher and (being a new
-    transaction) a new branch: the Via is left out for the transaction layer to add. A challenge
-    for a realm or nonce already answered means the credentials were refused, unless it says
-    stale=true (RFC 2617 §3.2.1: right password, expired nonce).
+    §22.2: the request is sent once more with credentials. A challenge to a request that already
+    carried our credentials for that realm means they were refused, unless it says stale=true
+    (RFC 2617 §3.2.1: right password, expired nonce); even stale ones are answered at most
+    `MAX_AUTH_RETRIES` times for one request.
     """
     route = leg.trunk
     names = _CHALLENGE_HEADERS.get(response.status)
@@ -92,38 +95,67 @@ def authenticated_retry(
     if challenge is None:
         logger.info("leg %s: no usable challenge from trunk %s", leg.leg_id, route.trunk_id)
         return None
-    repeated = challenge.nonce in leg.answered_nonces or challenge.realm in leg.answered_realms
-    if (repeated and not challenge.stale) or leg.auth_retries >= MAX_AUTH_RETRIES:
-        logger.info("leg %s: trunk %s refused our credentials", leg.leg_id, route.trunk_id)
+    sent_nonce = _nonce_sent(request, answer_header, challenge.realm)
+    retries = leg.auth_resent.pop(request.cseq.number, 0)
+    refused = sent_nonce is not None and (not challenge.stale or sent_nonce == challenge.nonce)
+    if refused or retries >= MAX_AUTH_RETRIES:
+        logger.info(
+            "leg %s: trunk %s refused our credentials for %s",
+            leg.leg_id,
+            route.trunk_id,
+            request.method,
+        )
         return None
+    # RFC 2617 §3.2.2: nc counts the requests sent with one nonce; a carrier may challenge a
+    # BYE with the nonce our INVITE already answered.
+    last_nonce, last_count = leg.nonce_counts.get(challenge.realm, ("", 0))
+    nc = last_count + 1 if last_nonce == challenge.nonce else 1
     try:
         credentials = answer_challenge(
             challenge,
             username=route.username,
             password=route.password,
-            method="INVITE",
-            uri=invite.uri,
+            method=request.method,
+            uri=request.uri,
             cnonce=cnonce,
-            nc=1,  # a fresh nonce: this is the first request sent with it
+            nc=nc,
         )
     except DigestError as exc:
         logger.info("leg %s: challenge not answered: %s", leg.leg_id, exc.detail)
         return None
-    leg.answered_nonces.add(challenge.nonce)
-    leg.answered_realms.add(challenge.realm)
-    leg.auth_retries += 1
+    leg.nonce_counts[challenge.realm] = (challenge.nonce, nc)
+    leg.auth_resent[request.cseq.number + 1] = retries + 1
+    return answer_header, str(credentials)
+
+
+def with_credentials(request: SipRequest, cseq: int, answer: tuple[str, str]) -> SipRequest:
+    """`request` to send again with `answer` (from `answer_for`) as a new transaction: §22.2 /
+    §8.1.3.5 keep Call-ID, From, To, Route and body, take the CSeq `cseq` and (a new
+    transaction) a new branch: the Via is left out for the transaction layer to add."""
+    answer_header, value = answer
+    realm = _realm_of(value)
     headers = Headers()
-    for name, value in invite.headers.items():
+    for name, old in request.headers.items():
         lower = name.lower()
-        if lower == "via" or (
-            lower == answer_header.lower() and _realm_of(value) == challenge.realm
-        ):
+        if lower == "via" or (lower == answer_header.lower() and _realm_of(old) == realm):
             continue  # a new branch; credentials for this realm are replaced
         if lower == "cseq":
-            value = f"{invite.cseq.number + 1} INVITE"
-        headers.add(name, value)
-    headers.add(answer_header, str(credentials))
-    return SipRequest(method="INVITE", uri=invite.uri, headers=headers, body=invite.body)
+            old = f"{cseq} {request.method}"
+        headers.add(name, old)
+    headers.add(answer_header, value)
+    return SipRequest(method=request.method, uri=request.uri, headers=headers, body=request.body)
+
+
+def _nonce_sent(request: SipRequest, answer_header: str, realm: str) -> str | None:
+    """The nonce of the credentials for `realm` that `request` carried, if it carried any."""
+    for value in request.headers.get_lines(answer_header):
+        try:
+            params = parse_auth_params(value)[1]
+        except DigestError:
+            continue
+        if params.get("realm") == realm:
+            return params.get("nonce", "")
+    return None
 
 
 def _usable_challenge(values: list[str], realm: str | None) -> Challenge | None:
@@ -170,30 +202,32 @@ def call_out_failure(
 # --- the events of a leg, by its kind ------------------------------------------------------------
 
 
-def ringing_event(leg: OutboundLeg) -> object:
+def _leg_event(
+    leg: OutboundLeg,
+    agent_event: Callable[..., object],
+    trunk_event: Callable[..., object],
+    **fields: object,
+) -> object:
+    """`agent_event` for a leg to an agent's phone (named by its SIP user), `trunk_event` for a
+    call out (named by trunk and number), with the same `fields` either way."""
     if leg.trunk is None:
-        return CallRinging(call_id=leg.call_id, leg_id=leg.leg_id, sip_user=leg.aor)
-    return TrunkLegRinging(
-        call_id=leg.call_id, leg_id=leg.leg_id, trunk_id=leg.trunk.trunk_id, number=leg.aor
-    )
-
-
-def answered_event(leg: OutboundLeg, codec: str, ring_seconds: float) -> object:
-    if leg.trunk is None:
-        return AgentLegAnswered(
-            call_id=leg.call_id,
-            leg_id=leg.leg_id,
-            sip_user=leg.aor,
-            codec=codec,
-            ring_seconds=ring_seconds,
-        )
-    return TrunkLegAnswered(
+        return agent_event(call_id=leg.call_id, leg_id=leg.leg_id, sip_user=leg.aor, **fields)
+    return trunk_event(
         call_id=leg.call_id,
         leg_id=leg.leg_id,
         trunk_id=leg.trunk.trunk_id,
         number=leg.aor,
-        codec=codec,
-        ring_seconds=ring_seconds,
+        **fields,
+    )
+
+
+def ringing_event(leg: OutboundLeg) -> object:
+    return _leg_event(leg, CallRinging, TrunkLegRinging)
+
+
+def answered_event(leg: OutboundLeg, codec: str, ring_seconds: float) -> object:
+    return _leg_event(
+        leg, AgentLegAnswered, TrunkLegAnswered, codec=codec, ring_seconds=ring_seconds
     )
 
 
@@ -205,42 +239,15 @@ def failed_event(
 ) -> object:
     if leg.trunk is None:
         assert leg.failure is not None
-        return AgentLegFailed(
-            call_id=leg.call_id,
-            leg_id=leg.leg_id,
-            sip_user=leg.aor,
-            reason=leg.failure,
-            status=status,
-            ring_seconds=ring_seconds,
-        )
-    reason = leg.call_out_failure or call_out_failure(leg, status, origin)
-    return TrunkLegFailed(
-        call_id=leg.call_id,
-        leg_id=leg.leg_id,
-        trunk_id=leg.trunk.trunk_id,
-        number=leg.aor,
-        reason=reason,
-        status=status,
-        ring_seconds=ring_seconds,
+        reason: object = leg.failure
+    else:
+        reason = leg.call_out_failure or call_out_failure(leg, status, origin)
+    return _leg_event(
+        leg, AgentLegFailed, TrunkLegFailed, reason=reason, status=status, ring_seconds=ring_seconds
     )
 
 
 def ended_event(leg: OutboundLeg, cause: str, by: HangupParty, talk_seconds: float) -> object:
-    if leg.trunk is None:
-        return AgentLegEnded(
-            call_id=leg.call_id,
-            leg_id=leg.leg_id,
-            sip_user=leg.aor,
-            cause=cause,
-            hangup_by=by,
-            talk_seconds=talk_seconds,
-        )
-    return TrunkLegEnded(
-        call_id=leg.call_id,
-        leg_id=leg.leg_id,
-        trunk_id=leg.trunk.trunk_id,
-        number=leg.aor,
-        cause=cause,
-        hangup_by=by,
-        talk_seconds=talk_seconds,
+    return _leg_event(
+        leg, AgentLegEnded, TrunkLegEnded, cause=cause, hangup_by=by, talk_seconds=talk_seconds
     )

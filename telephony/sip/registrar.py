@@ -27,6 +27,8 @@ from telephony.sip.checks import inspect_request
 from telephony.sip.digest import (
     Algorithm,
     AuthOutcome,
+    AuthResult,
+    Challenge,
     Credentials,
     DigestAuthenticator,
     DigestError,
@@ -46,7 +48,7 @@ from telephony.sip.registrar_events import (
 )
 from telephony.sip.uri import NameAddr, SipUri
 
-__all__ = ["Binding", "CredentialStore", "Registrar", "RegistrarSettings"]
+__all__ = ["Binding", "CredentialStore", "PhoneDigest", "Registrar", "RegistrarSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +96,100 @@ class RegistrarSettings:
     RFC 8760 §2.4; ``("baresip",)`` covers it): they are offered the MD5 challenge alone when MD5
     is offered at all. The choice depends only on the User-Agent, never on the user, so it tells
     nothing about which users exist."""
+    uas_challenge_user_agents: tuple[str, ...] = ()
+    """User-Agent prefixes (case-insensitive) of phones whose INVITEs get a UAS's challenge, 401
+    WWW-Authenticate (RFC 3261 §22.2), rather than 407 Proxy-Authenticate: they answer no other
+    (PyVoIP 1.6). Chosen by User-Agent only, never by user."""
+    challenge_unregistered_calls: bool = False
+    """Challenge INVITEs from any address no trunk covers (`telephony.sip.agent_auth`), so that
+    phones that never registered here can call; off: only from addresses where a softphone is
+    registered or INVITEs that already carry credentials, and strangers get 403."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_expires <= self.default_expires <= self.max_expires:
             raise ValueError("need 0 < min_expires <= default_expires <= max_expires")
         if self.max_contacts < 1:
             raise ValueError("max_contacts must be at least 1")
+
+    def phone_digest(
+        self, *, credentials: CredentialStore, secret: bytes, guard: SourceGuard | None = None
+    ) -> PhoneDigest:
+        """Digest authentication of agents' softphones on these settings: the registrar's
+        REGISTERs and agents' INVITEs (`telephony.sip.agent_auth`) are challenged alike."""
+        return PhoneDigest(self, credentials=credentials, secret=secret, guard=guard)
+
+
+class PhoneDigest:
+    """Challenges and checks of one realm's softphone credentials (RFC 2617, RFC 8760).
+
+    `credentials` is read at each check, so a reloaded password applies at once; `secret` keys
+    the nonces. Unknown users cost the same work as wrong passwords, and both count against the
+    source in the `SourceGuard`."""
+
+    def __init__(
+        self,
+        settings: RegistrarSettings,
+        *,
+        credentials: CredentialStore,
+        secret: bytes,
+        guard: SourceGuard | None,
+    ) -> None:
+        self.realm = settings.realm
+        self._credentials = credentials
+        self._guard = guard
+        self._auth = DigestAuthenticator(
+            realm=settings.realm,
+            secret=secret,
+            nonce_lifetime=settings.nonce_lifetime,
+            algorithms=settings.algorithms,
+            accept_without_qop=settings.accept_without_qop,
+        )
+        self._md5_only = tuple(prefix.lower() for prefix in settings.md5_only_user_agents)
+
+    def verify(
+        self, request: SipRequest, credentials: Credentials, source: str, now: float
+    ) -> tuple[AuthResult, list[AuthenticationFailed | SourceBlocked]]:
+        """The verdict on `credentials`, and the security events a failure brings about."""
+        result = self._auth.verify(
+            credentials,
+            method=request.method,
+            secret=self._secret_for(credentials.username),
+            source=source,
+            now=now,
+        )
+        if result.outcome is AuthOutcome.ACCEPTED:
+            return result, []
+        if not result.counts_as_failure:
+            logger.info("%s from %s challenged again: %s", request.method, source, result.reason)
+            return result, []
+        logger.warning(
+            "security: %s authentication failed for %r from %s (%s)",
+            request.method,
+            credentials.username[:64],
+            source,
+            result.reason,
+        )
+        return result, auth_failure_events(
+            self._guard, source, credentials.username, request.method, now
+        )
+
+    def challenges(
+        self, request: SipRequest, source: str, now: float, *, stale: bool
+    ) -> tuple[Challenge, ...]:
+        """One challenge per algorithm offered; the MD5 one alone for the phones of
+        `md5_only_user_agents` (chosen by User-Agent, never by user)."""
+        challenges = self._auth.challenges(source=source, now=now, stale=stale)
+        if len(challenges) > 1 and self._md5_only:
+            user_agent = (request.headers.get("User-Agent") or "").lstrip().lower()
+            if user_agent.startswith(self._md5_only):
+                md5 = tuple(c for c in challenges if c.algorithm is Algorithm.MD5)
+                challenges = md5 or challenges
+        return challenges
+
+    def _secret_for(self, username: str) -> StoredSecret | None:
+        if callable(self._credentials):
+            return self._credentials(username)
+        return self._credentials.get(username)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,16 +258,7 @@ class Registrar:
         guard: SourceGuard | None = None,
     ) -> None:
         self.settings = settings
-        self._credentials = credentials
-        self._guard = guard
-        self._auth = DigestAuthenticator(
-            realm=settings.realm,
-            secret=secret,
-            nonce_lifetime=settings.nonce_lifetime,
-            algorithms=settings.algorithms,
-            accept_without_qop=settings.accept_without_qop,
-        )
-        self._md5_only = tuple(prefix.lower() for prefix in settings.md5_only_user_agents)
+        self._digest = settings.phone_digest(credentials=credentials, secret=secret, guard=guard)
         self._tag_key = hmac.new(secret, b"registrar to-tag", hashlib.sha256).digest()
         self._bindings: dict[str, dict[tuple[object, ...], Binding]] = {}
         self._deadlines: list[tuple[float, str, tuple[object, ...]]] = []
@@ -294,35 +375,16 @@ class Registrar:
         credentials = self._our_credentials(request)
         if credentials is None:
             raise self._challenge(request, source, now, stale=False)
-        secret = self._secret_for(credentials.username)
-        result = self._auth.verify(
-            credentials, method=request.method, secret=secret, source=source[0], now=now
-        )
+        result, events = self._digest.verify(request, credentials, source[0], now)
         if result.outcome is AuthOutcome.ACCEPTED:
             return credentials.username
-        if result.counts_as_failure:
-            logger.warning(
-                "security: REGISTER authentication failed for %r from %s (%s)",
-                credentials.username[:64],
-                source[0],
-                result.reason,
-            )
-            self._events.extend(
-                auth_failure_events(self._guard, source[0], credentials.username, "REGISTER", now)
-            )
-        else:
-            logger.info("REGISTER from %s challenged again: %s", source[0], result.reason)
+        self._events.extend(events)
         raise self._challenge(request, source, now, stale=result.outcome is AuthOutcome.STALE)
 
     def _challenge(
         self, request: SipRequest, source: tuple[str, int], now: float, *, stale: bool
     ) -> _Reject:
-        challenges = self._auth.challenges(source=source[0], now=now, stale=stale)
-        if len(challenges) > 1 and self._md5_only:
-            user_agent = (request.headers.get("User-Agent") or "").lstrip().lower()
-            if user_agent.startswith(self._md5_only):
-                md5 = tuple(c for c in challenges if c.algorithm is Algorithm.MD5)
-                challenges = md5 or challenges
+        challenges = self._digest.challenges(request, source[0], now, stale=stale)
         return _Reject(401, headers=[("WWW-Authenticate", str(c)) for c in challenges])
 
     def _our_credentials(self, request: SipRequest) -> Credentials | None:
@@ -334,11 +396,6 @@ class Registrar:
             if credentials.realm == self.settings.realm:
                 return credentials
         return None
-
-    def _secret_for(self, username: str) -> StoredSecret | None:
-        if callable(self._credentials):
-            return self._credentials(username)
-        return self._credentials.get(username)
 
     def _read_contact(self, value: str, request: SipRequest) -> _Contact:
         address = NameAddr.parse(value)

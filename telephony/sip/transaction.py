@@ -12,7 +12,10 @@ What the layer does for the TU:
 - drops and counts responses that match no transaction (RFC 6026 §8.9 replacing §18.1.2);
 - answers a CANCEL itself (§9.2): 200 to the CANCEL, 487 to a still-pending INVITE, 481 when
   the CANCEL matches nothing;
-- sends 100 Trying at once for every new INVITE (§17.2.1), unless told not to;
+- sends 100 Trying at once for every new INVITE (§17.2.1), unless told not to; the TU may
+  withdraw it while it is still unsent, when it answers at once (`withdraw_trying`);
+- takes an INVITE that reuses the branch of an INVITE already answered with a final non-2xx
+  response, but with another CSeq, for a new request (see `_reuses_branch`);
 - retransmits 2xx responses to INVITE until the ACK comes (§13.3.1.4, the UAS core's duty,
   kept here because its 64*T1 window is exactly the Accepted state's timer L);
 - re-sends the TU's ACK for each retransmitted 2xx (§13.2.2.4);
@@ -139,6 +142,8 @@ class TransactionLayer:
         self._heap: list[tuple[float, int, Transaction, Timer]] = []
         self._token = 0
         self._outbound: list[Transmit] = []
+        #: The 100 Trying of each INVITE received since `datagrams_to_send` was last called.
+        self._trying: dict[ServerTransactionId, Transmit] = {}
         self._events: list[TuEvent] = []
         self._timer_cache: dict[str, TransactionTimers] = {}
 
@@ -200,7 +205,21 @@ class TransactionLayer:
         """Everything to transmit since the last call, in order."""
         out = self._outbound
         self._outbound = []
+        self._trying.clear()
         return out
+
+    def withdraw_trying(self, transaction: ServerTransactionId) -> None:
+        """Do not send the 100 Trying of `transaction` after all, if it is still unsent: the
+        TU answered at once, so none was needed (§17.2.1 asks for it only when the TU may
+        take longer than 200 ms). Some phones (PyVoIP 1.6) take a 100 before a challenge for
+        the end of the exchange and never answer the challenge."""
+        trying = self._trying.pop(transaction, None)
+        if trying is None:
+            return
+        for index in range(len(self._outbound) - 1, -1, -1):
+            if self._outbound[index] is trying:
+                del self._outbound[index]
+                return
 
     # -- TU side ----------------------------------------------------------------------------
 
@@ -408,6 +427,11 @@ class TransactionLayer:
             self._receive_ack(request, key, source, transport, now)
             return
         server = self._servers.get(key)
+        if server is not None and _reuses_branch(server, request):
+            logger.debug("%s: new INVITE on the branch of an answered one", key)
+            server.abandon()
+            self.terminated(server)
+            server = None
         if server is not None:
             server.on_retransmission(request, now)
             return
@@ -420,6 +444,7 @@ class TransactionLayer:
             return
         if method == "INVITE" and self.settings.send_trying:
             server.respond(build_response(request, 100), now)
+            self._trying[server.key] = self._outbound[-1]
         self.deliver(
             RequestReceived(
                 transaction=server.key, request=request, source=source, transport=transport
@@ -511,3 +536,18 @@ class TransactionLayer:
             top_via=request.headers.get("Via") or "",
             method=method,
         )
+
+
+def _reuses_branch(server: ServerTransaction, request: SipRequest) -> bool:
+    """Whether `request`, matched to `server` by §17.2.3, is in fact a new INVITE: one with
+    another CSeq (a retransmission repeats the request as it was) after our final non-2xx
+    response. §8.1.1.7 wants a new branch for it, but some phones (PyVoIP 1.6) send the
+    INVITE with the credentials a 401 asked for on the branch of the challenged one; the ACK
+    of the challenge ended that transaction as far as the phone is concerned."""
+    return (
+        request.method == "INVITE"
+        and server.method == "INVITE"
+        and server.final_status is not None
+        and server.final_status >= 300
+        and request.cseq.number != server.cseq
+    )

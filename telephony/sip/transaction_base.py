@@ -126,6 +126,13 @@ class Transaction:
         else:
             self._run_due_now(now)
 
+    def abandon(self) -> None:
+        """End the transaction at once, without its remaining steps or timers (the layer
+        forgets it): a new request took its place."""
+        self.state = State.TERMINATED
+        self._armed.clear()
+        self._due_now = self._intervals = None
+
     def on_timer(self, timer: Timer, token: int, now: float) -> None:
         """Called by the layer when a heap entry comes due; stale entries are ignored."""
         if self._armed.get(timer) != token:

@@ -216,6 +216,8 @@ async def test_an_agent_calls_a_colleagues_extension(
         await dial(alice, running, "1002")
         incoming = await phone_event(bob, "CALL_INCOMING")
         assert incoming["peeruri"].startswith("sip:1001@"), incoming  # he sees who calls
+        # Alice hears ringing (180) while bob's phone rings: her call is not answered yet.
+        await phone_event(alice, "CALL_RINGING")
         # While bob's phone rings, then while the two talk, a caller for a queue both serve
         # waits: neither is offered the call.
         caller = asyncio.ensure_future(asyncio.to_thread(queue_caller, running, "500", 4.0))
@@ -256,6 +258,14 @@ async def test_an_agent_calls_a_colleagues_extension(
     for agent in ("alice", "bob"):
         row = await agent_row(running, agent)
         assert row["state"] == "available", row
+    # The call's CDR in PostgreSQL: an internal call, alice's talk time with bob.
+    cdr, segments = await running.cdr(started["call_id"])
+    assert (cdr["direction"], cdr["caller_id"], cdr["did"]) == ("internal", "1001", "1002")
+    assert (cdr["disposition"], list(cdr["agents"])) == ("answered", ["alice", "bob"])
+    assert cdr["talk_seconds"] >= 1.0
+    assert [(s["kind"], s["agent_id"], s["destination"]) for s in segments] == [
+        ("internal", "alice", "bob")
+    ]
     # RTP both ways on bob's leg, and each phone heard the other's tone through the server.
     assert bob_leg["data"]["packets_received"] >= 100 and bob_leg["data"]["packets_sent"] >= 100
     samples, rate = heard(alice)
@@ -268,8 +278,9 @@ async def test_an_agent_calls_a_colleagues_extension(
 async def test_a_ringing_colleague_is_free_again_when_the_call_does_not_happen(
     center: tuple[ContactCenter, int], ends_ringing: str
 ) -> None:
-    """Bob declines the ringing call (alice hears why), or alice gives up first (bob's phone
-    stops ringing): either way both are available again, with no wrap-up."""
+    """Alice hears ringing while bob's phone rings; bob declines (then alice's call is answered
+    to tell her why), or alice gives up first (bob's phone stops ringing): either way both are
+    available again, with no wrap-up."""
     running, _ = center
     async with (
         running.event_stream() as events,
@@ -279,8 +290,9 @@ async def test_a_ringing_colleague_is_free_again_when_the_call_does_not_happen(
         await log_in(running, "alice", "bob")
         await settle(events, "agent.state_changed", count=2, state="available")
         await dial(alice, running, "1002")
-        await phone_event(alice, "CALL_ESTABLISHED")  # the server answers, then rings bob
         await phone_event(bob, "CALL_INCOMING")
+        ringing = await phone_event(alice, "CALL_RINGING", "CALL_ESTABLISHED")
+        assert ringing["type"] == "CALL_RINGING", ringing  # 180 while bob's phone rings
         # Held from the first ring: no queue call can ring his phone on top of this one.
         await settle(events, "agent.state_changed", agent_id="bob", state="on_call")
         if ends_ringing == "callee":
@@ -340,6 +352,16 @@ async def test_an_agent_calls_an_outside_number_through_the_trunk(
     assert (routed["data"]["target"], routed["data"]["outcome"]) == ("5551234", "answered")
     assert routed["data"]["dialled"] == "95551234"
     assert of_type(events, "agent.state_changed", state="wrap_up") == []
+    cdr, segments = await running.cdr(routed["call_id"])
+    assert (cdr["direction"], cdr["trunk_id"], cdr["disposition"]) == (
+        "outbound",
+        "carrier",
+        "answered",
+    )
+    assert [(s["kind"], s["agent_id"], s["destination"]) for s in segments] == [
+        ("outbound", "alice", "5551234")
+    ]
+    assert segments[0]["talk_seconds"] > 0
     # The carrier echoed alice's tone: it crossed the server both ways.
     samples, rate = heard(alice)
     assert tone_seconds(samples, rate, ALICE_HZ) >= 1.5

@@ -2,7 +2,8 @@
 alice from 127.0.0.1 (the only trunk is 127.0.0.2/32, so the phone is no trunk) and dials the
 feature codes of the shipped ``queues.yaml``; the supervisor API shows her logged in, paused
 with the reason of the code, available, logged out. A wrong password is challenged again, the
-call fails and the failure is counted."""
+call fails and the failure is counted. PyVoIP, a phone with its own idea of digest
+authentication, logs in with ``*45`` too."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from pyVoIP.VoIP import PhoneStatus
 
 from tests.integration.contact_center import ContactCenter, of_type, settle, sipp_ok, start
 from tests.integration.peers import SCENARIOS, free_port, run_sipp
+from tests.integration.softphones import pyvoip_phone, wait_for_status
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
+
+SETTLED = (PhoneStatus.REGISTERED, PhoneStatus.FAILED)
 
 
 def _agent_phone_center(config_dir: Path, workdir: Path) -> ContactCenter:
@@ -70,6 +75,32 @@ def test_feature_codes_from_an_agent_softphone(config_dir: Path, tmp_path: Path)
             await settle(events, "security.auth_failed", method="INVITE", username="1001")
             assert (await alice(cc))["state"] == "logged_out"
             assert not of_type(events, "call.started")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        assert cc.stop() == 0
+
+
+def test_pyvoip_logs_its_agent_in_with_a_feature_code(config_dir: Path, tmp_path: Path) -> None:
+    """PyVoIP answers only a 401 to its INVITE, takes a 100 Trying for the end of the exchange,
+    and sends its credentials on the branch of the challenged INVITE: the server challenges it
+    with a lone 401 and takes that INVITE for a new one, so its call goes through."""
+    cc = _agent_phone_center(config_dir, tmp_path)
+
+    async def scenario() -> None:
+        async with cc.event_stream() as events:
+            with pyvoip_phone(cc.server.port, "1001", "change-me-1001") as phone:
+                phone.start()
+                registered = await asyncio.to_thread(wait_for_status, phone, SETTLED)
+                assert registered is PhoneStatus.REGISTERED
+                await asyncio.to_thread(phone.call, "*45")
+                (routed,) = await settle(events, "agent.call_routed", route="feature_code")
+                await settle(events, "agent.state_changed", agent_id="alice", state="available")
+                await settle(events, "call.ended", call_id=routed["call_id"])
+        assert (routed["data"]["agent_id"], routed["data"]["outcome"]) == ("alice", "done")
+        assert (await alice(cc))["state"] == "available"
+        assert not of_type(events, "security.auth_failed")
 
     try:
         asyncio.run(scenario())

@@ -276,3 +276,17 @@ async def test_inbound_trunk_must_answer_the_challenge_with_its_password(
         (failure,) = await settle(events, "security.auth_failed", method="INVITE")
     assert failure["data"]["username"] == "pbx-in"
     assert len(of_type(events, "call.started")) == 1  # the refused INVITE made no call
+
+
+async def test_a_carrier_that_challenges_the_bye_gets_it_again_with_credentials(
+    center: tuple[ContactCenter, int],
+) -> None:
+    running, carrier_port = center
+    async with running.event_stream() as events:
+        far_end = running.phone("carrier_challenges_bye.xml", carrier_port, "carrier")
+        await running.call("uac_pcap_hangup.xml", "200", wait_ms=0)
+        # Answered, challenged the server's BYE, verified the digest of the BYE sent again.
+        await phone_done(far_end)
+        (answered,) = await settle(events, "call.trunk_answered", trunk_id="carrier")
+        (ended,) = await settle(events, "call.trunk_ended", leg_id=answered["data"]["leg_id"])
+    assert (ended["data"]["cause"], ended["data"]["hangup_by"]) == ("normal", "server")

@@ -3,15 +3,18 @@
 A softphone registers from 203.0.113.5 (no trunk covers it), then places a call: challenged
 with 407 whatever its From says, let in with the right digest (MD5 or SHA-256), challenged
 again (and counted by the source guard) with a wrong password or an unknown user, stale=true
-for an old nonce. Addresses where no softphone is registered keep getting 403.
+for an old nonce. Addresses where no softphone is registered keep getting 403, unless the
+INVITE carries credentials of our realm or ``challenge_unregistered_calls`` is on: then a phone
+that never registered calls as the agent its credentials name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 from config.settings import Dialplan, EntryPoint, Trunk
-from telephony.events import AgentCallStarted, CallStarted
+from telephony.events import AgentCallStarted, CallAnswered, CallStarted
 from telephony.sip.agent_auth import AgentCallAuth
 from telephony.sip.core import CoreSettings, IncomingCall, SipCore
 from telephony.sip.digest import Algorithm, Challenge, StoredSecret, answer_challenge
@@ -34,10 +37,21 @@ SDP = (
 
 
 class Node:
-    def __init__(self, *, algorithms: tuple[Algorithm, ...] = (Algorithm.MD5, Algorithm.SHA256)):
+    def __init__(
+        self,
+        *,
+        algorithms: tuple[Algorithm, ...] = (Algorithm.MD5, Algorithm.SHA256),
+        challenge_unregistered: bool = False,
+        settings_overrides: dict[str, object] | None = None,
+    ):
         self.guard = SourceGuard(GuardSettings(max_failures=3))
         secrets = {user: StoredSecret(password=pw) for user, pw in PASSWORDS.items()}
-        settings = RegistrarSettings(realm="cxos", algorithms=algorithms)
+        settings = RegistrarSettings(
+            realm="cxos",
+            algorithms=algorithms,
+            challenge_unregistered_calls=challenge_unregistered,
+            **(settings_overrides or {}),  # type: ignore[arg-type]
+        )
         ids = itertools.count(1)
         self.core = SipCore(
             settings=CoreSettings(),
@@ -57,6 +71,10 @@ class Node:
 
     def send(self, data: str, source: Address = PHONE) -> list[SipResponse]:
         self.core.receive(data.encode(), source, "udp", LOCAL, self.now)
+        return self.take()
+
+    def take(self) -> list[SipResponse]:
+        """The responses the core sent since the last take; its events go to `events`."""
         transmits, events = self.core.take_output()
         self.events.extend(events)
         out = [parse_message(t.data) for t in transmits]
@@ -242,3 +260,164 @@ def test_once_the_registration_is_removed_the_address_gets_403_again() -> None:
     node.core.on_timer(node.now)
     node.core.take_output()
     assert node.invite(call_id="u2").status == 403
+
+
+def _without_nonce(response: SipResponse) -> list[tuple[str, str]]:
+    """The response's status and headers with each challenge's nonce blanked out."""
+    lines = [("status", f"{response.status} {response.reason}")]
+    for name, value in response.headers.items():
+        if name.lower() == "proxy-authenticate":
+            challenge = Challenge.parse(value)
+            value = value.replace(challenge.nonce, "")
+        lines.append((name.lower(), value))
+    return lines
+
+
+def test_a_phone_that_never_registered_calls_with_the_agents_credentials() -> None:
+    node = Node(challenge_unregistered=True)
+    challenge = node.invite(call_id="n1")  # from PHONE, which sent no REGISTER
+    assert challenge.status == 407
+    credentials = answer(
+        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+    )
+    response = node.invite(call_id="n1", cseq=2, auth=("Proxy-Authorization", credentials))
+    assert response.status == 100
+    (incoming,) = [e for e in node.events if isinstance(e, IncomingCall)]
+    assert (incoming.agent, incoming.did) == ("1001", "*45")
+
+
+def test_unknown_users_and_wrong_passwords_of_unregistered_phones_look_alike() -> None:
+    node = Node(challenge_unregistered=True)
+    uri = "sip:*45@192.0.2.1"
+    answers = []
+    for number, (user, password) in enumerate([("1001", "wrong"), ("9999", "pw-1001")]):
+        call_id = f"e{number}"
+        first = node.invite(call_id=call_id, user=user, from_user=user)
+        credentials = answer(first, "Proxy-Authenticate", user, password, "INVITE", uri)
+        answers.append(
+            node.invite(
+                call_id=call_id, cseq=2, user=user, auth=("Proxy-Authorization", credentials)
+            )
+        )
+    wrong_password, unknown_user = answers
+    assert wrong_password.status == 407
+    # Byte for byte the same but for the nonce and what echoes the request (tags, Call-ID...).
+    echoed = {"via", "from", "to", "call-id", "cseq"}
+    assert [h for h in _without_nonce(wrong_password) if h[0] not in echoed] == [
+        h for h in _without_nonce(unknown_user) if h[0] not in echoed
+    ]
+    failures = [e for e in node.events if isinstance(e, AuthenticationFailed)]
+    assert [f.username for f in failures] == ["1001", "9999"]
+    assert not any(isinstance(e, IncomingCall) for e in node.events)
+
+
+def test_without_the_setting_an_invite_carrying_credentials_is_still_challenged() -> None:
+    """A phone that never registered here but answers with credentials it keeps (a nonce of
+    another node, or of this one before a restart) is challenged afresh and gets in; without
+    credentials the same address is a stranger's."""
+    node = Node()
+    assert node.invite(call_id="p0").status == 403
+    # Credentials of our realm, for a nonce this node never issued.
+    elsewhere = Challenge(realm="cxos", nonce="issued-elsewhere", algorithm=Algorithm.MD5)
+    stale = str(
+        answer_challenge(
+            elsewhere,
+            username="1001",
+            password="pw-1001",
+            method="INVITE",
+            uri="sip:*45@192.0.2.1",
+            cnonce="cn",
+        )
+    )
+    challenge = node.invite(call_id="p1", auth=("Proxy-Authorization", stale))
+    assert challenge.status == 407
+    fresh = answer(
+        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+    )
+    assert node.invite(call_id="p1", cseq=2, auth=("Proxy-Authorization", fresh)).status == 100
+    (incoming,) = [e for e in node.events if isinstance(e, IncomingCall)]
+    assert incoming.agent == "1001"
+    # The nonce it did not know is no failure of the phone: nothing counted against it.
+    assert not any(isinstance(e, AuthenticationFailed) for e in node.events)
+
+
+def _pyvoip_invite(branch: str, tag: str, cseq: int, auth: str | None = None) -> str:
+    """An INVITE as PyVoIP 1.6 writes it: the challenged one and the one with credentials
+    share Call-ID and Via branch; From tag and CSeq change."""
+    lines = [
+        "INVITE sip:*45@192.0.2.1 SIP/2.0",
+        f"Via: SIP/2.0/UDP 203.0.113.5:5062;branch={branch}",
+        "Max-Forwards: 70",
+        "Contact: <sip:1001@203.0.113.5:5062>",
+        "To: <sip:*45@192.0.2.1>",
+        f"From: <sip:1001@203.0.113.5>;tag={tag}",
+        "Call-ID: pyvoip-call",
+        f"CSeq: {cseq} INVITE",
+        "Content-Type: application/sdp",
+        "User-Agent: pyVoIP 1.6.8",
+    ]
+    if auth is not None:
+        lines.append(f"Authorization: {auth}")
+    lines.append(f"Content-Length: {len(SDP)}")
+    return "\r\n".join(lines) + "\r\n\r\n" + SDP.decode()
+
+
+def test_pyvoip_gets_a_401_alone_and_calls_on_the_challenged_branch() -> None:
+    """PyVoIP takes a 100 for the end of the exchange and answers only 401s: its INVITE is
+    challenged with a 401 and nothing before it; after the ACK, its INVITE with credentials on
+    the same branch (new CSeq and From tag) is a new request, and becomes the agent's call."""
+    node = Node(settings_overrides={"uas_challenge_user_agents": ("pyVoIP",)})
+    node.register()
+    branch = "z9hG4bKpyvoip"
+    first = node.send(_pyvoip_invite(branch, "tag1", 1))
+    assert [r.status for r in first] == [401]
+    (challenge,) = first
+    assert challenge.headers.get_all("Proxy-Authenticate") == []
+    www = [Challenge.parse(v) for v in challenge.headers.get_all("WWW-Authenticate")]
+    md5 = next(c for c in www if c.algorithm is Algorithm.MD5)
+    ack = "\r\n".join(
+        [
+            "ACK sip:*45@192.0.2.1 SIP/2.0",
+            f"Via: SIP/2.0/UDP 203.0.113.5:5062;branch={branch}",
+            "Max-Forwards: 70",
+            "To: " + (challenge.headers.get("To") or ""),
+            "From: <sip:1001@203.0.113.5>;tag=tag1",
+            "Call-ID: pyvoip-call",
+            "CSeq: 1 ACK",
+            "Content-Length: 0",
+        ]
+    )
+    assert node.send(ack + "\r\n\r\n") == []
+    # PyVoIP's answer: MD5 without qop (RFC 2069 style), its own idea of the digest URI.
+    uri = "sip:192.0.2.1;transport=UDP"
+    ha1 = hashlib.md5(f"1001:{md5.realm}:pw-1001".encode()).hexdigest()
+    ha2 = hashlib.md5(f"INVITE:{uri}".encode()).hexdigest()
+    response = hashlib.md5(f"{ha1}:{md5.nonce}:{ha2}".encode()).hexdigest()
+    auth = (
+        f'Digest username="1001",realm="{md5.realm}",nonce="{md5.nonce}",'
+        f'uri="{uri}",response="{response}",algorithm=MD5'
+    )
+    second = node.send(_pyvoip_invite(branch, "tag2", 2, auth))
+    assert [r.status for r in second] == [100]
+    (incoming,) = [e for e in node.events if isinstance(e, IncomingCall)]
+    assert (incoming.agent, incoming.did) == ("1001", "*45")
+    # A retransmission of it (same CSeq) is absorbed: the 100 again, no second call.
+    assert [r.status for r in node.send(_pyvoip_invite(branch, "tag2", 2, auth))] == [100]
+    assert len([e for e in node.events if isinstance(e, IncomingCall)]) == 1
+    # Answered; PyVoIP acknowledges on the INVITE's branch with a To tag of its own making:
+    # the ACK still matches our INVITE's transaction, and the call is up.
+    node.core.answer(incoming.call_id, SDP, node.now)
+    assert [r.status for r in node.take()] == [200]
+    ack_ok = ack.replace("CSeq: 1 ACK", "CSeq: 2 ACK").replace("tag=tag1", "tag=tag2")
+    ack_ok = ack_ok.replace(challenge.headers.get("To") or "", "<sip:*45@192.0.2.1>;tag=own")
+    node.send(ack_ok + "\r\n\r\n")
+    (answered,) = [e for e in node.events if isinstance(e, CallAnswered)]
+    assert answered.call_id == incoming.call_id
+
+
+def test_other_phones_are_challenged_407_and_strangers_still_get_100_then_403() -> None:
+    node = Node(settings_overrides={"uas_challenge_user_agents": ("pyVoIP",)})
+    node.register()
+    assert [r.status for r in node.send(node.request("INVITE", call_id="o1"))] == [407]
+    stranger = node.send(node.request("INVITE", call_id="o2"), source=STRANGER)
+    assert [r.status for r in stranger] == [100, 403]
