@@ -33,6 +33,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 
+from config.ivr.checks import prompt_problems
+from config.ivr.schema import Dtmf, Prompt
 from config.settings import Agent, Strict
 from config.source import ConfigError, ConfigProblem, YamlDocument, load_yaml, validate
 
@@ -128,11 +130,51 @@ class EscalationStepSpec(Strict):
     route_to: str | None = Field(default=None, min_length=1)
 
 
+def _one_key(value: str) -> str:
+    if len(value) != 1:
+        raise ValueError(f"{value!r}: one key of the keypad (0-9, * or #)")
+    return value
+
+
 class CallbackOptions(Strict):
+    """Callbacks of a queue, and what a waiting caller hears when the queue offers one (an
+    escalation step's ``offer_callback``).
+
+    Each prompt is written as the IVR's are: text spoken by text-to-speech (``{caller_id}`` and
+    the variables collected in the IVR may be used), ``{file: name.wav}`` from the prompts
+    folder, a list of those, or one of those per language (``{en: ..., es: ...}``). The caller
+    hears the version of the language they chose in the IVR, else the first one written.
+    """
+
     #: Calls placed to reach the customer before the callback is given up.
     attempts: int = Field(default=3, ge=1, le=20)
     #: Seconds between attempts.
     retry: Seconds = 60.0
+    #: The offer, played over the music on hold; it should name ``key``.
+    offer: Prompt = Prompt.model_validate(
+        "To be called back when an agent is free, keeping your place in line, press 1."
+    )
+    #: The key that takes the offer.
+    key: Annotated[Dtmf, AfterValidator(_one_key)] = "1"
+    #: Seconds the caller has to press ``key`` after the offer.
+    choice_timeout: float = Field(default=10.0, gt=0, le=60)
+    #: Played once the callback is registered, before the call ends.
+    accepted: Prompt = Prompt.model_validate(
+        "Thank you. We will call you back when an agent is free. Goodbye."
+    )
+    #: Played when the callback cannot be registered (no number to call back, queue full...);
+    #: the caller keeps waiting.
+    unavailable: Prompt = Prompt.model_validate(
+        "Sorry, we cannot call you back. Please stay on the line."
+    )
+
+    def prompts(self) -> Iterable[tuple[str, Prompt]]:
+        """Each prompt with its setting name."""
+        return (
+            ("offer", self.offer),
+            ("accepted", self.accepted),
+            ("unavailable", self.unavailable),
+        )
 
 
 class RingFailureSpec(Strict):
@@ -288,6 +330,7 @@ def load_queues(path: Path, agents: Iterable[Agent] | None = None) -> QueueFile:
     queue_file = validate(QueueFile, document)
     problems = list(_reference_problems(queue_file, document))
     problems += _music_problems(queue_file, document, path.parent / "prompts")
+    problems += _callback_prompt_problems(queue_file, document, path.parent / "prompts")
     if agents is not None:
         problems += _agent_problems(queue_file, document, tuple(agents))
     if problems:
@@ -335,6 +378,19 @@ def _music_problems(
                 document.problem(where, f"music on hold {str(music)!r} is not a WAV file")
             )
     return problems
+
+
+def _callback_prompt_problems(
+    queue_file: QueueFile, document: YamlDocument, prompts_dir: Path
+) -> list[ConfigProblem]:
+    return [
+        problem
+        for queue_id, spec in queue_file.queues.items()
+        for name, prompt in spec.callbacks.prompts()
+        for problem in prompt_problems(
+            prompt, document, ("queues", queue_id, "callbacks", name), prompts_dir
+        )
+    ]
 
 
 def _agent_problems(

@@ -29,33 +29,32 @@ from typing import Any, TypeVar
 
 from acd.actions import RouteReason
 from acd.service import AcdService
+from config.ivr.schema import Prompt
 from config.loader import Configuration
 from config.settings import EntryPoint
-from crm_bridge.lookup import RoutingAttributes, screen_pop_variables
+from crm_bridge.lookup import RoutingAttributes, screen_pop_variables, skills_text
 from cxos.waiting_audio import (
     AnnouncementPart,
     WaitingAudio,
     announcement_parts,
     music_on_hold,
 )
-from ivr.actions import EnqueueCall, OfferCallback, Transfer
+from ivr.actions import EnqueueCall, OfferCallback, PromptPart, Transfer
 from ivr.ports import CustomerLookup, PromptRenderer, SpeechRecognizer
+from ivr.prompts import prompt_files
 from ivr.runner import IvrRunner, RunnerSettings
+from ivr.templates import prompt_parts
 from telephony.calls import AgentLeg, Call, CallOutFailure, RingFailure
 
-__all__ = ["CallFlow", "FlowServices", "IvrStep", "QueueStep", "Step"]
+__all__ = ["CallFlow", "FlowServices", "IvrStep", "QueueStep", "Step", "handoff_step"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: What a waiting caller hears when the queue offers a callback (escalation ``offer_callback``).
-CALLBACK_OFFER = "To be called back when an agent is free, keeping your place in line, press 1."
-#: Seconds the caller has to press 1 after the callback offer.
-CALLBACK_CHOICE_SECONDS = 10.0
-#: Registers a callback: (call id, queue, number to call back, routing attributes, whether the
-#: caller already waits in that queue) -> whether the ACD took it.
-RegisterCallback = Callable[[str, str, str, Mapping[str, str], bool], Awaitable[bool]]
+#: Registers a callback: (call id, the queue with what to route it by, number to call back,
+#: whether the caller already waits in that queue) -> whether the ACD took it.
+RegisterCallback = Callable[[str, "QueueStep", str, bool], Awaitable[bool]]
 
 #: The CRM's routing attributes for a caller joining a queue: (caller id, what the call carries,
 #: the IVR's ``crm.*`` variables among it) -> attributes, or None for an unknown caller.
@@ -95,18 +94,31 @@ class QueueStep:
 Step = IvrStep | QueueStep
 
 
+def handoff_step(handoff: EnqueueCall | OfferCallback, language: str) -> QueueStep:
+    """The queue the IVR hands the call to, with its routing and the variables it collected
+    (the caller id and dialled number among them; empty ones left out)."""
+    attributes = {**handoff.variables, **handoff.attributes}
+    return QueueStep(
+        handoff.queue,
+        priority=handoff.priority,
+        attributes=_frozen({k: v for k, v in attributes.items() if v}),
+        language=language,
+        skills=handoff.skills,
+    )
+
+
 def with_crm_routing(step: QueueStep, routing: RoutingAttributes) -> QueueStep:
     """``step`` with what the CRM says about the caller: the higher of the two priorities, the
-    preferred agent, its skills required on top of the IVR's (proficiency 1 or the IVR's level),
-    and the customer record as ``crm.*`` attributes (screen-pop data that travels to the agent;
-    what the IVR set keeps precedence)."""
+    preferred agent, its skills required on top of the IVR's (the higher of the two minimum
+    proficiencies for a skill both name), and the customer record as ``crm.*`` attributes
+    (screen-pop data that travels to the agent; what the IVR set keeps precedence)."""
     attributes = screen_pop_variables(routing)
     if routing.skills:
-        attributes["crm.skills"] = ",".join(routing.skills)
+        attributes["crm.skills"] = skills_text(routing.skills)
     attributes.update(step.attributes)
     skills = dict(step.skills)
-    for skill in routing.skills:
-        skills.setdefault(skill, 1)
+    for skill, level in routing.skills.items():
+        skills[skill] = max(level, skills.get(skill, 0))
     return replace(
         step,
         priority=max(step.priority, routing.priority),
@@ -267,18 +279,11 @@ class CallFlow:
         language = outcome.variables.get("language") or tree.default_language
         handoff = outcome.handoff
         if isinstance(handoff, EnqueueCall):
-            attributes = {**handoff.variables, **handoff.attributes}
-            return QueueStep(
-                handoff.queue,
-                priority=handoff.priority,
-                attributes=_frozen({k: v for k, v in attributes.items() if v}),
-                language=language,
-                skills=handoff.skills,
-            )
+            return handoff_step(handoff, language)
         if isinstance(handoff, Transfer):
             await self._transfer(handoff, language)
         elif isinstance(handoff, OfferCallback):
-            await self._register_callback(handoff)
+            await self._register_callback(handoff, language)
         return None
 
     # ------------------------------------------------------------------ waiting for an agent
@@ -435,37 +440,77 @@ class CallFlow:
 
     # ------------------------------------------------------------------ callbacks
 
-    async def _register_callback(self, offer: OfferCallback) -> None:
+    async def _register_callback(self, offer: OfferCallback, language: str) -> None:
         """The IVR's callback node: the caller is queued and at once turned into a callback
         that keeps that place (the ACD rings an agent, then calls ``offer.number`` back)."""
         register = self.services.register_callback
         if register is None:
             logger.warning("call %s: callbacks are not available here", self.call_id)
             return
-        attributes = {"caller_id": self.caller_id, "dialed_number": self.did}
-        attributes.update({k: v for k, v in offer.variables.items() if v})
-        await register(self.call_id, offer.queue, offer.number, attributes, False)
+        await register(self.call_id, handoff_step(offer, language), offer.number, False)
 
     async def offer_callback(self, queue_id: str) -> None:
-        """The queue offers the waiting caller a callback: ``1`` takes it, keeping their place,
-        and ends the call; anything else (or nothing) keeps them waiting."""
-        if not self.waiting or self.queue is None or self.queue.queue_id != queue_id:
+        """The queue offers the waiting caller a callback (its ``callbacks.offer`` prompt): the
+        offer's key takes it, keeping their place, and ends the call after the ``accepted``
+        prompt; anything else (or nothing) keeps them waiting."""
+        step = self.queue
+        spec = self.configuration.queue_file.queues.get(queue_id)
+        if not self.waiting or step is None or step.queue_id != queue_id or spec is None:
             return
+        options = spec.callbacks
         if self._audio is not None:
-            self._audio.announce([AnnouncementPart(text=CALLBACK_OFFER)])
+            self._audio.announce(self._announcement(options.offer))
         result = await self.call.collect_digits(
-            1, terminator=None, first_timeout=CALLBACK_CHOICE_SECONDS
+            1, terminator=None, first_timeout=options.choice_timeout
         )
-        if result.digits != "1" or not self.waiting or self.services.register_callback is None:
+        register = self.services.register_callback
+        still_here = self.waiting and self.queue is step  # not moved to another queue meanwhile
+        if result.digits != options.key or not still_here or register is None:
             return
-        number = self.caller_id
-        registered = await self.services.register_callback(self.call_id, queue_id, number, {}, True)
-        if not registered:
+        if not await register(self.call_id, step, self.caller_id, True):
+            if self._audio is not None:
+                self._audio.announce(self._announcement(options.unavailable))
             return
         # From now on the ACD keeps the place: the caller's hang-up is no abandon.
         self._enqueued = False
+        self._stop_audio()
+        await self._until_caller_leaves(self._play(options.accepted))
         if self._next is not None and not self._next.done():
             self._next.set_result(None)
+
+    def _parts(self, prompt: Prompt) -> tuple[PromptPart, ...]:
+        """``prompt`` in the waiting caller's language (else its first), variables filled."""
+        language = self.queue.language if self.queue is not None else DEFAULT_LANGUAGE
+        variables = {"caller_id": self.caller_id, "dialed_number": self.did, **self.variables}
+        return prompt_parts(
+            (prompt,),
+            language=language,
+            default_language=language,
+            variables=variables,
+            folder=prompts_folder(self.configuration),
+        )
+
+    def _announcement(self, prompt: Prompt) -> list[AnnouncementPart]:
+        return [
+            AnnouncementPart(text=part.text)
+            if part.text is not None
+            else AnnouncementPart(file=Path(part.folder or "") / (part.file or ""))
+            for part in self._parts(prompt)
+        ]
+
+    async def _play(self, prompt: Prompt) -> None:
+        """Play ``prompt`` to the caller (text through text-to-speech, as the IVR's prompts);
+        a prompt that cannot be rendered or played is logged and skipped."""
+        language = self.queue.language if self.queue is not None else DEFAULT_LANGUAGE
+        try:
+            files = await prompt_files(
+                self._parts(prompt), language=language, renderer=self.services.renderer
+            )
+            await self.call.play(files)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("call %s: prompt not played", self.call_id, exc_info=True)
 
     # ------------------------------------------------------------------ helpers
 

@@ -125,10 +125,14 @@ class Transfer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OfferCallback:
-    """Register a callback to ``number`` in ``queue``, keeping the caller's place."""
+    """Register a callback to ``number`` in ``queue``, keeping the caller's place; it is
+    routed by ``priority``, ``skills`` and ``attributes`` as :class:`EnqueueCall` is."""
 
     queue: str
     number: str
+    priority: int = 0
+    skills: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    attributes: Mapping[str, str] = field(default_factory=_empty)
     variables: Mapping[str, str] = field(default_factory=_empty)
 
 

@@ -40,7 +40,6 @@ from ivr.actions import (
     Hangup,
     IvrAction,
     Play,
-    PromptPart,
     RecordVoicemail,
     StopPlayback,
 )
@@ -62,7 +61,7 @@ from ivr.nodes.asking import AskingNode
 from ivr.nodes.exits import exit_for
 from ivr.session_asking import TYPE_AHEAD_LIMIT, AskingMixin
 from ivr.state import IvrOutput, IvrUsageError, Phase
-from ivr.templates import render
+from ivr.templates import prompt_parts, render
 
 __all__ = ["IvrOutput", "IvrSession", "IvrUsageError", "Phase"]
 
@@ -366,18 +365,18 @@ class IvrSession(AskingMixin):
 
     def _play(self, prompts: tuple[Prompt, ...], *, barge_in: bool) -> None:
         language = self.language
-        parts: list[PromptPart] = []
-        for prompt in prompts:
-            for item in prompt.for_language(language, self.tree.default_language):
-                if item.text is not None:
-                    parts.append(PromptPart(text=render(item.text, self._variables)))
-                else:
-                    parts.append(PromptPart(file=item.file, folder=str(self.tree.prompts_dir)))
+        parts = prompt_parts(
+            prompts,
+            language=language,
+            default_language=self.tree.default_language,
+            variables=self._variables,
+            folder=self.tree.prompts_dir,
+        )
         self._awaited_play = self._new_id()
         self._emit(
             Play(
                 play_id=self._awaited_play,
-                prompts=tuple(parts),
+                prompts=parts,
                 barge_in=barge_in,
                 language=language,
             )

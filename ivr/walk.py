@@ -224,18 +224,12 @@ class Walker:
     def _describe(self, node: str, output: IvrOutput) -> None:
         text: str | None = None
         if isinstance(output, EnqueueCall):
-            text = f"enqueue in {output.queue!r} with priority {output.priority}"
-            if output.skills:
-                shown = ", ".join(f"{k} {v}" for k, v in output.skills.items())
-                text += f", skills {shown}"
-            if output.attributes:
-                shown = ", ".join(f"{k}={v}" for k, v in output.attributes.items())
-                text += f", attributes {shown}"
+            text = f"enqueue in {output.queue!r}{_routing(output)}"
         elif isinstance(output, Transfer):
             via = f" through trunk {output.trunk}" if output.trunk else ""
             text = f"transfer to {output.kind} {output.target}{via}"
         elif isinstance(output, OfferCallback):
-            text = f"callback to {output.number} from queue {output.queue!r}"
+            text = f"callback to {output.number} from queue {output.queue!r}{_routing(output)}"
         elif isinstance(output, Hangup):
             text = f"hang up ({output.reason})"
         elif isinstance(output, IvrInput):
@@ -262,3 +256,13 @@ class Walker:
         else:
             text = "says something the recognizer cannot match"
         self.steps.append(Step(node_id=node, kind="answer", text=text))
+
+
+def _routing(handoff: EnqueueCall | OfferCallback) -> str:
+    """How the ACD will route the call: priority, the caller's skills, attributes."""
+    text = f" with priority {handoff.priority}"
+    if handoff.skills:
+        text += ", skills " + ", ".join(f"{k} {v}" for k, v in handoff.skills.items())
+    if handoff.attributes:
+        text += ", attributes " + ", ".join(f"{k}={v}" for k, v in handoff.attributes.items())
+    return text

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.ivr.nodes import IvrNode
+from config.ivr.schema import LANGUAGE_CODE, Prompt
 from config.source import ConfigProblem, Location, YamlDocument
 
-__all__ = ["Known", "check_tree"]
+__all__ = ["Known", "check_tree", "prompt_problems"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,11 +150,8 @@ def _prompts(tree: _Tree, prompts_dir: Path) -> Iterator[ConfigProblem]:
     for node_id, node in tree.nodes.items():
         for location, prompt in node.prompts():
             where = tree.at(node_id, *location)
-            for item in prompt.all_items():
-                if item.file is not None and not (prompts_dir / item.file).is_file():
-                    yield tree.problem(
-                        where, f"prompt file {item.file!r} not found in {prompts_dir}"
-                    )
+            for message in _missing_files(prompt, prompts_dir):
+                yield tree.problem(where, message)
             if prompt.by_language:
                 missing = [lang for lang in tree.languages if lang not in prompt.by_language]
                 extra = [lang for lang in prompt.by_language if lang not in tree.languages]
@@ -169,6 +167,29 @@ def _prompts(tree: _Tree, prompts_dir: Path) -> Iterator[ConfigProblem]:
                         f"language {_join(extra)} is not one of the tree's languages"
                         f" ({_join(tree.languages)})",
                     )
+
+
+def _missing_files(prompt: Prompt, prompts_dir: Path) -> Iterator[str]:
+    for item in prompt.all_items():
+        if item.file is not None and not (prompts_dir / item.file).is_file():
+            yield f"prompt file {item.file!r} not found in {prompts_dir}"
+
+
+def prompt_problems(
+    prompt: Prompt, document: YamlDocument, where: Location, prompts_dir: Path
+) -> Iterator[ConfigProblem]:
+    """Checks of a prompt written outside a tree (a queue's callback offer...), reported at
+    ``where`` in ``document``: its files must be in ``prompts_dir``, and its languages, which
+    no tree lists, must at least be language codes."""
+    field = _dotted(where)
+    for language in prompt.by_language:
+        if not LANGUAGE_CODE.match(language):
+            yield document.problem(
+                (*where, language),
+                f"{field}: {language!r} is not a language code such as 'en' or 'pt-BR'",
+            )
+    for missing in _missing_files(prompt, prompts_dir):
+        yield document.problem(where, f"{field}: {missing}")
 
 
 def _names(tree: _Tree, known: Known) -> Iterator[ConfigProblem]:

@@ -29,13 +29,12 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from config.ivr.checks import Known, check_tree
 from config.ivr.nodes import NODE_TYPES, IvrNode
-from config.ivr.schema import Strict, StrMap, TimeZoneName
+from config.ivr.schema import LANGUAGE_CODE, Strict, StrMap, TimeZoneName
 from config.ivr.tree import HolidayCalendar, IvrTree, IvrTrees
 from config.source import ConfigError, ConfigProblem, YamlDocument, load_yaml, validate
 
 __all__ = ["load_ivr_trees", "parse_ivr_documents"]
 
-_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _DAY = re.compile(r"^(?:(\d{4})-)?(\d{2})-(\d{2})$")
 
 
@@ -76,7 +75,7 @@ class TreeSpec(Strict):
     @classmethod
     def _codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for code in value:
-            if not _LANGUAGE.match(code):
+            if not LANGUAGE_CODE.match(code):
                 raise ValueError(f"{code!r} is not a language code such as 'en' or 'pt-BR'")
         if len(set(value)) != len(value):
             raise ValueError("a language is listed twice")

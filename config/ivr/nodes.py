@@ -428,20 +428,32 @@ CallerSkills = Annotated[
 ]
 
 
-class QueueNode(_Node):
-    """Hand the call to the ACD. ``priority`` may be a template such as ``"{priority}"``.
+def _priority(value: Any) -> Any:
+    """A whole number (``5`` or ``"5"``), or a template such as ``"{priority}"``."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, str) and not placeholders(value):
+        raise ValueError(
+            f"{value!r} is not a priority: a whole number or a template such as '{{priority}}'"
+        )
+    return value
+
+
+class _Routing(_Node):
+    """What the ACD routes a call by, for the nodes that hand it to a queue (now, or as a
+    callback). ``priority`` may be a template such as ``"{priority}"``.
 
     ``skills`` are the caller's own needs, required of the agent on top of the queue's skills:
     a list (``[sales, "{language}"]``: each at proficiency 1 or better) or a mapping of skill to
     minimum proficiency (``{french: 3, "{product}": "{level}"}``). Names and levels may be
     templates filled with the call's variables: a name that comes out empty is left out; a
     level that is not a whole number counts as 1, one outside 1..5 as the nearest of the two
-    (both logged). Names written out must be skills some agent has.
+    (both logged). Names written out must be skills some agent has. ``attributes`` are routing
+    data (templates) that travel with the call to the agent.
     """
 
-    type: Literal["queue"]
     queue: str
-    priority: int | Template = 0
+    priority: Annotated[int | Template, BeforeValidator(_priority)] = 0
     skills: CallerSkills = ()
     attributes: StrMap = Field(default_factory=dict)
 
@@ -465,6 +477,12 @@ class QueueNode(_Node):
                 yield skill, MIN_LEVEL
         else:
             yield from self.skills.items()
+
+
+class QueueNode(_Routing):
+    """Hand the call to the ACD (see :class:`_Routing` for priority, skills and attributes)."""
+
+    type: Literal["queue"]
 
 
 class TransferNode(_Node):
@@ -493,16 +511,14 @@ class VoicemailNode(_Node):
     next: str | None = None
 
 
-class CallbackNode(_Node):
-    """Register a callback in a queue (keeping the caller's place) and end the call."""
+class CallbackNode(_Routing):
+    """Register a callback in a queue (keeping the caller's place) and end the call. The
+    callback is routed like a queued call: by ``priority``, ``skills`` and ``attributes`` (see
+    :class:`_Routing`)."""
 
     type: Literal["callback"]
-    queue: str
     number: Template = "{caller_id}"
     prompt: Prompt | None = None
-
-    def queue_refs(self) -> Iterator[tuple[Location, str]]:
-        yield ("queue",), self.queue
 
 
 class GotoNode(_Node):

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 __all__ = [
     "DTMF_KEYS",
+    "LANGUAGE_CODE",
     "PLACEHOLDER",
     "WEEKDAYS",
     "Condition",
@@ -124,6 +125,9 @@ Dtmf = Annotated[str, BeforeValidator(scalar_text), AfterValidator(_check_dtmf)]
 
 # Prompts --------------------------------------------------------------------------------------
 
+#: A language of prompts: an ISO 639 code with optional BCP 47 subtags (``en``, ``pt-BR``).
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
 
 class PromptItem(Strict):
     """One thing the caller hears: a WAV file in the prompts folder, or text spoken by TTS."""
@@ -191,10 +195,15 @@ class Prompt(Strict):
         return self
 
     def for_language(self, language: str, default: str) -> tuple[PromptItem, ...]:
-        """The items to play for a caller who chose ``language`` (the tree's default otherwise)."""
+        """The items to play for a caller who chose ``language``: else those of ``default``,
+        else those of the first language written."""
         if not self.by_language:
             return self.items
-        return self.by_language.get(language) or self.by_language.get(default) or ()
+        return (
+            self.by_language.get(language)
+            or self.by_language.get(default)
+            or next(iter(self.by_language.values()))
+        )
 
     def all_items(self) -> Iterator[PromptItem]:
         yield from self.items

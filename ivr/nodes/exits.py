@@ -28,22 +28,6 @@ def exit_for(
     node: QueueNode | TransferNode | CallbackNode, variables: Mapping[str, str], call_id: str
 ) -> Exit:
     snapshot = MappingProxyType(dict(variables))
-    if isinstance(node, QueueNode):
-        return Exit(
-            actions=(
-                EnqueueCall(
-                    queue=node.queue,
-                    priority=_priority(node.priority, variables, call_id),
-                    skills=MappingProxyType(_skills(node, variables, call_id)),
-                    attributes=MappingProxyType(
-                        {name: render(value, variables) for name, value in node.attributes.items()}
-                    ),
-                    variables=snapshot,
-                ),
-            ),
-            destination="queue",
-            target=node.queue,
-        )
     if isinstance(node, TransferNode):
         target = render(node.target, variables)
         return Exit(
@@ -53,18 +37,34 @@ def exit_for(
             destination="transfer",
             target=target,
         )
-    return Exit(
-        actions=(
-            OfferCallback(
-                queue=node.queue, number=render(node.number, variables), variables=snapshot
-            ),
-        ),
-        destination="callback",
-        target=node.queue,
+    priority = _priority(node.priority, variables, call_id)
+    skills = MappingProxyType(_skills(node, variables, call_id))
+    attributes = MappingProxyType(
+        {name: render(value, variables) for name, value in node.attributes.items()}
     )
+    if isinstance(node, QueueNode):
+        action: IvrAction = EnqueueCall(
+            queue=node.queue,
+            priority=priority,
+            skills=skills,
+            attributes=attributes,
+            variables=snapshot,
+        )
+        return Exit(actions=(action,), destination="queue", target=node.queue)
+    action = OfferCallback(
+        queue=node.queue,
+        number=render(node.number, variables),
+        priority=priority,
+        skills=skills,
+        attributes=attributes,
+        variables=snapshot,
+    )
+    return Exit(actions=(action,), destination="callback", target=node.queue)
 
 
-def _skills(node: QueueNode, variables: Mapping[str, str], call_id: str) -> dict[str, int]:
+def _skills(
+    node: QueueNode | CallbackNode, variables: Mapping[str, str], call_id: str
+) -> dict[str, int]:
     """The caller's own skills with their levels, templates filled (see ``QueueNode``)."""
     levels: dict[str, int] = {}
     for template, wanted in node.skill_levels():

@@ -179,6 +179,17 @@ def test_speech_collection_falls_back_to_keys(tmp_path: Path) -> None:
     assert call.session.variables["city"] == "75001"
 
 
+def test_speech_below_the_confidence_threshold_is_an_invalid_answer(tmp_path: Path) -> None:
+    call = Harness(tree_from_yaml(tmp_path, SPEECH))
+    call.start()
+    out = call.say("Tokyo", confidence=0.59)  # the node asks for 0.6
+    assert [(i.outcome, i.speech) for i in of_type(out, IvrInput)] == [("low_confidence", "Tokyo")]
+    assert "city" not in call.session.variables
+    call.say("Tokyo", confidence=0.55)
+    call.say("Tokyo", confidence=0.3)
+    assert call.session.destination == ("hangup", "failed")  # three failures: on_failure
+
+
 def test_free_speech_without_phrases(tmp_path: Path) -> None:
     call = Harness(
         tree_from_yaml(tmp_path, SPEECH.replace("phrases: [Paris, New York, Tokyo]", ""))

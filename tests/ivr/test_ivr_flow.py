@@ -244,6 +244,29 @@ def test_play_then_transfer_to_an_external_number(tmp_path: Path) -> None:
     assert of_type(out, IvrExited)[0].destination == "transfer"
 
 
+@pytest.mark.parametrize(
+    ("kind", "target", "expected"),
+    [("agent", "{account_owner}", "carol"), ("extension", "2{desk}", "2042")],
+)
+def test_transfer_to_an_agent_or_an_extension_from_variables(
+    tmp_path: Path, kind: str, target: str, expected: str
+) -> None:
+    text = f"""
+    trees:
+      main:
+        start: out
+        variables: {{account_owner: carol, desk: "042"}}
+        nodes:
+          out: {{type: transfer, kind: {kind}, target: "{target}"}}
+    """
+    call = Harness(tree_from_yaml(tmp_path, text))
+    out = call.start()
+    (transfer,) = of_type(out, Transfer)
+    assert (transfer.kind, transfer.target, transfer.trunk) == (kind, expected, None)
+    assert transfer.variables["account_owner"] == "carol"
+    assert call.session.destination == ("transfer", expected)
+
+
 def test_voicemail_records_and_reports_the_recording(tmp_path: Path) -> None:
     text = """
     trees:

@@ -211,7 +211,13 @@ def _node(
     if kind == "voicemail":
         return {"type": "voicemail"}
     if kind == "callback":
-        return {"type": "callback", "queue": "q1", "prompt": prompt}
+        return {
+            "type": "callback",
+            "queue": "q1",
+            "prompt": prompt,
+            "priority": "{priority}",
+            "skills": {"s1": "{level}"},
+        }
     return {"type": "hangup", "prompt": prompt}
 
 

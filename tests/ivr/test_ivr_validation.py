@@ -400,6 +400,40 @@ def test_menu_with_the_same_key_twice(tmp_path: Path) -> None:
     ]
 
 
+def test_several_trees_per_file_and_calendars_shared_by_every_file(tmp_path: Path) -> None:
+    sales_and_support = """
+    holidays:
+      us: [12-25]
+    trees:
+      sales:
+        start: q
+        nodes:
+          q: {type: queue, queue: sales}
+      support:
+        start: q
+        nodes:
+          q: {type: queue, queue: support}
+    """
+    billing = """
+    trees:
+      billing:
+        start: open
+        nodes:
+          open:
+            type: condition
+            branches:
+              - {when: {holiday: us}, next: closed}
+            otherwise: q
+          q: {type: queue, queue: billing}
+          closed: {type: hangup, reason: holiday}
+    """
+    folder = write_tree_files(tmp_path, {"lines.yaml": sales_and_support, "billing.yaml": billing})
+    trees = load_ivr_trees(folder, queues=QUEUES, skills=SKILLS)
+    assert trees.names == {"sales", "support", "billing"}
+    assert trees["sales"].source == trees["support"].source == folder / "lines.yaml"
+    assert "us" in trees["billing"].holidays
+
+
 def test_tree_defined_in_two_files(tmp_path: Path) -> None:
     text = """
     trees:
