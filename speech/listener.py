@@ -42,6 +42,7 @@ from speech.endpoint import (
     EndPointer,
     EndpointOutcome,
     EndpointSettings,
+    EndpointState,
     MaxSpeech,
     NoInput,
     SpeechEnded,
@@ -91,6 +92,9 @@ class ListenerSettings:
     """Times a failed recogniser is replaced during one call."""
     max_prompt_seconds: float = 300.0
     """Longest wait for the end of a prompt before the no-input timeout starts anyway."""
+    pause_words_wait: float = 0.1
+    """Longest wait past a pause's hangover, in seconds, for the words heard before the pause
+    (a worker round trip) in a menu with phrases of several words; then the pause ends."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_confidence) and 0.0 <= self.min_confidence <= 1.0):
@@ -99,7 +103,7 @@ class ListenerSettings:
             raise ValueError(f"max_pending_frames must be >= 1, got {self.max_pending_frames}")
         if self.max_reopens < 0:
             raise ValueError(f"max_reopens must be >= 0, got {self.max_reopens}")
-        for name in ("engine_timeout", "max_prompt_seconds"):
+        for name in ("engine_timeout", "max_prompt_seconds", "pause_words_wait"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value}")
@@ -190,6 +194,12 @@ class _Listening:
     clock: _FrameClock
     prompt_ended: bool
     malformed: int = 0
+    #: The menu, when some of its phrases have several words (a pause may fall inside one).
+    phrases: PhraseMatcher | None = None
+    #: The words heard so far, asked of the recogniser when the current pause began.
+    pause_words: asyncio.Task[str] | None = None
+    pause_settled: bool = False
+    pause_words_wait: float = 0.1
 
 
 class SpeechInputSession:
@@ -334,6 +344,8 @@ class SpeechInputSession:
             inbox=_FrameInbox(self._settings.max_pending_frames),
             clock=clock,
             prompt_ended=not prompt_playing,
+            phrases=matcher if matcher is not None and matcher.has_long_phrases else None,
+            pause_words_wait=self._settings.pause_words_wait,
         )
         self._listening = listening
         reader = loop.create_task(_read(frames, listening.inbox))
@@ -408,13 +420,16 @@ class SpeechInputSession:
             outcome: EndpointOutcome | None
             if inbox.frames:
                 frame = inbox.frames.popleft()
+                date = clock.frame()
+                await _settle_pause(listening, date)
                 try:
-                    outcome = endpointer.feed(frame, clock.frame())
+                    outcome = endpointer.feed(frame, date)
                 except (FrameSizeError, TypeError):  # not 20 ms of 8 kHz int16: not audio
                     listening.malformed += 1
                     continue
                 if outcome is None and endpointer.capturing:
                     self._to_recogniser(_pcm(frame), prepared, held)
+                    self._watch_pause(listening, prepared)
             else:
                 deadline = endpointer.next_deadline()
                 now = clock.now()
@@ -425,6 +440,7 @@ class SpeechInputSession:
                 if now < due:
                     await inbox.wait(due - now)
                     continue
+                await _settle_pause(listening, now)
                 outcome = endpointer.handle_timer(now)
             if isinstance(outcome, SpeechStarted):
                 for pcm in outcome.pre_roll:
@@ -432,6 +448,24 @@ class SpeechInputSession:
                 _notify(on_speech_started, self.call_id)
             elif outcome is not None:
                 return outcome
+
+    def _watch_pause(
+        self, listening: _Listening, prepared: asyncio.Task[CallSpeech | None]
+    ) -> None:
+        """At the start of each pause in a menu with phrases of several words, ask the
+        recogniser what it heard so far (see :func:`_settle_pause`)."""
+        if listening.phrases is None:
+            return
+        if listening.endpointer.state is EndpointState.IN_SPEECH:
+            listening.pause_words = None  # the next pause asks again
+            listening.pause_settled = False
+            return
+        recogniser = _value(prepared) if prepared.done() else None
+        if listening.pause_words is not None or recogniser is None:
+            return
+        words = self._serialize(recogniser.partial())
+        words.add_done_callback(lambda _: listening.inbox.wake.set())
+        listening.pause_words = words
 
     def _to_recogniser(
         self, pcm: bytes, prepared: asyncio.Task[CallSpeech | None], held: list[bytes]
@@ -511,6 +545,24 @@ def _matcher(
     if not (math.isfinite(level) and 0.0 <= level <= 1.0):
         level = floor
     return PhraseMatcher(choices, threshold=level)
+
+
+async def _settle_pause(listening: _Listening, now: float) -> None:
+    """Once the words heard before the current pause are known, lengthen the pause if they only
+    begin a phrase of several words. Waits for them (a little) only when the hangover is due."""
+    words, endpointer = listening.pause_words, listening.endpointer
+    if words is None or listening.pause_settled or endpointer.state is not EndpointState.TRAILING:
+        return
+    if not words.done():
+        deadline = endpointer.next_deadline()
+        if deadline is None or now < deadline:
+            return
+        await asyncio.wait([words], timeout=listening.pause_words_wait)
+    listening.pause_settled = True
+    heard = _value(words) if words.done() else None
+    phrases = listening.phrases
+    if heard and phrases is not None and phrases.unfinished(heard):
+        endpointer.phrase_unfinished(now)
 
 
 async def _read(frames: AsyncIterator[Frame], inbox: _FrameInbox) -> None:

@@ -273,6 +273,21 @@ class PhraseMatcher:
         """Every allowed phrase, normalised: the grammar to start the recogniser with."""
         return tuple(" ".join(words) for words in self._phrases)
 
+    @property
+    def has_long_phrases(self) -> bool:
+        """Whether some phrase has several words (a caller may pause inside it)."""
+        return any(len(words) > 1 for words in self._phrases)
+
+    def unfinished(self, partial: str) -> bool:
+        """Whether ``partial`` (the words heard so far) begins a longer phrase and is no phrase
+        by itself: "technical" with "technical support" on the menu, not "billing" beside
+        "billing address", nor a word that begins no phrase."""
+        words = tuple(normalize_phrase(partial).split())
+        if not words or words in self._phrases:
+            return False
+        width = len(words)
+        return any(len(phrase) > width and phrase[:width] == words for phrase in self._phrases)
+
     def match(self, result: RecognitionResult) -> PhraseMatch:
         """Map ``result`` (all its N-best candidates) to a choice, or say why it is rejected."""
         return self._match(result.n_best)

@@ -96,6 +96,40 @@ def test_a_stray_voiced_frame_in_the_hangover_neither_resumes_nor_restarts_it() 
     assert ended.detected_at == pytest.approx(t(4) - 0.06 + 0.6)
 
 
+def test_a_pause_inside_a_phrase_waits_the_mid_phrase_hangover() -> None:
+    menu = EndpointSettings(hangover_seconds=0.2, mid_phrase_hangover_seconds=0.6)
+    pointer = EndPointer(menu, now=0.0)
+    # "technical", a 0.4 s pause, "support": longer than the menu's hangover.
+    outcomes = run(pointer, "#####" + ".")
+    assert pointer.state is EndpointState.TRAILING
+    pointer.phrase_unfinished(t(5))  # the words so far begin "technical support"
+    assert pointer.state is EndpointState.TRAILING
+    assert pointer.next_deadline() == pytest.approx(t(4) - 0.06 + 0.6)
+    outcomes += run(pointer, "." * 19 + "#####" + "." * 40, first_index=6)
+    kinds = [type(outcome) for _, outcome in outcomes]
+    assert kinds == [SpeechStarted, SpeechEnded]
+    ended = outcomes[-1][1]
+    assert isinstance(ended, SpeechEnded)
+    # The pause after the phrase's last word gets the short hangover again.
+    assert ended.ended_at == pytest.approx(t(29) - 0.06)
+    assert ended.detected_at == pytest.approx(ended.ended_at + 0.2)
+
+
+def test_without_an_unfinished_phrase_the_menu_hangover_ends_the_pause() -> None:
+    pointer = EndPointer(EndpointSettings(hangover_seconds=0.2), now=0.0)
+    outcomes = run(pointer, "#####" + "." * 20 + "#####")
+    assert [type(outcome) for _, outcome in outcomes] == [SpeechStarted, SpeechEnded]
+
+
+def test_an_unfinished_phrase_outside_a_pause_is_a_caller_error() -> None:
+    pointer = EndPointer(now=0.0)
+    with pytest.raises(EndpointStateError, match="phrase_unfinished"):
+        pointer.phrase_unfinished(0.0)
+    run(pointer, "#####")
+    with pytest.raises(EndpointStateError, match="phrase_unfinished"):
+        pointer.phrase_unfinished(t(5))
+
+
 def test_no_input_after_the_timeout_when_nobody_speaks() -> None:
     pointer = EndPointer(EndpointSettings(no_input_timeout_seconds=5.0), now=10.0)
     reported: list[tuple[int, EndpointOutcome]] = []
@@ -226,6 +260,7 @@ def test_feeding_audio_needs_a_detector() -> None:
         ({"start_voiced_frames": 0}, "start_voiced_frames must be"),
         ({"start_window_frames": 0}, "start_window_frames must be"),
         ({"hangover_seconds": 0.0}, "hangover_seconds must be a positive"),
+        ({"mid_phrase_hangover_seconds": math.nan}, "mid_phrase_hangover_seconds must be"),
         ({"no_input_timeout_seconds": -1.0}, "no_input_timeout_seconds must be a positive"),
         ({"max_speech_seconds": math.inf}, "max_speech_seconds must be a positive"),
         ({"pre_roll_seconds": -0.1}, "pre_roll_seconds must be >= 0"),

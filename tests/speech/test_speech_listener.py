@@ -177,6 +177,36 @@ async def test_menu_words_are_recognised_on_one_warm_recogniser(
     assert all(e.call_id == "call-1" and e.engine == "pocketsphinx" for e in transcripts)
 
 
+async def test_a_pause_between_the_words_of_a_phrase_does_not_cut_it(
+    pool: ProcessEngine, speech_audio: SpeechAudio
+) -> None:
+    first = speech_audio.speech("technical", voice=VOICES[0], lead=0.8, trail=0.05)
+    second = speech_audio.speech("support", voice=VOICES[0], lead=0.0, trail=1.0)
+    assert first.speech_end is not None and second.speech_start is not None
+    assert second.speech_end is not None
+    pause = first.duration - first.speech_end + second.speech_start
+    assert 0.3 < pause < 0.5  # longer than the menu's hangover (0.2 s), shorter than 0.6 s
+    clip = Clip(
+        name="technical-pause-support",
+        pcm=first.pcm + second.pcm,
+        speech_start=first.speech_start,
+        speech_end=first.duration + second.speech_end,
+    )
+    menu = ("technical support", "sales", "yes")
+    # A generous wait for the words so far: the test is about the decision, not the worker's pace.
+    settings = ListenerSettings(pause_words_wait=5.0)
+    service = SpeechService(SharedEngine(pool), workers=2, max_streams=4)
+    session = await SpeechInput(service, settings=settings).open_session(call_id="call-pause")
+    caller = CallerAudio(clip, realtime=True)
+    got = await hear(session, caller, grammar=menu)
+    assert got.result is not None
+    assert got.result.text == "technical support"
+    # The answer came after the second word, not at the pause.
+    assert caller.delivered * 0.02 > first.duration + second.speech_end
+    await session.close()
+    await service.aclose()
+
+
 async def test_speech_over_the_prompt_is_reported_at_its_start(
     listening: Listening, speech_audio: SpeechAudio
 ) -> None:

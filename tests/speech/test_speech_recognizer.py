@@ -169,3 +169,25 @@ def test_an_engine_failure_names_the_engine_and_the_reason() -> None:
     error = RecognizerError("vosk", "model directory not found")
     assert error.engine == "vosk"
     assert str(error) == "speech engine 'vosk' failed: model directory not found"
+
+
+@pytest.mark.parametrize(
+    ("heard", "unfinished"),
+    [
+        ("technical", True),  # begins "technical support"
+        ("Technical,", True),
+        ("billing", False),  # a phrase by itself, though it begins "billing address"
+        ("support", False),  # ends a phrase, begins none
+        ("technical support", False),
+        ("", False),
+        ("banana", False),
+    ],
+)
+def test_words_that_only_begin_a_longer_phrase_are_unfinished(heard: str, unfinished: bool) -> None:
+    matcher = PhraseMatcher.from_phrases(("technical support", "billing", "billing address"))
+    assert matcher.has_long_phrases
+    assert matcher.unfinished(heard) is unfinished
+
+
+def test_a_menu_of_single_words_has_no_long_phrases() -> None:
+    assert not PhraseMatcher.from_phrases(("sales", "billing")).has_long_phrases
