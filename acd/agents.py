@@ -26,6 +26,12 @@ class AgentRuntime:
     # Another node holds a claim on the agent until then (this engine's clock): available here,
     # but out of the routing indexes so that no decision picks them only to be refused.
     held_until: float | None = None
+    # A caller being transferred to their phone rings it (held until the ring ends, see
+    # ``AcdEngine.transfer_ringing``): the call, so that only its outcome releases them.
+    transfer_call: str | None = None
+    # A call of their own that started while paused or logged out: they go on it, instead of
+    # taking queue calls, as soon as they are logged in and unpaused.
+    own_call: str | None = None
     failures: int = 0  # consecutive failed offers that count toward auto-pause
     idle_seq: int = 0  # when they last became available, in the engine's sequence
     calls_answered: int = 0

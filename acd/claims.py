@@ -75,11 +75,15 @@ class NodeClaims:
         if not await self.store.renew_claim(agent_id, holder, lease, now):
             logger.warning("agent %s: claim %s lapsed before ringing", agent_id, holder)
 
-    async def busy(self, agent_id: str) -> None:
-        """The agent is on a call or in wrap-up: hold them for a few heartbeats."""
+    async def busy(self, agent_id: str, call_id: str | None = None) -> None:
+        """The agent is on a call or in wrap-up: hold them for a few heartbeats. An agent this
+        node holds no claim on (one who went on a call of their own as they were unpaused) is
+        claimed for ``call_id``."""
         holder = self._held.get(agent_id)
         if holder is None:
-            return
+            if call_id is None:
+                return
+            holder = self.holder(call_id)
         now = self._now()
         # claim_agent, not renew_claim: a lease that lapsed while nobody else took the agent
         # (a long stall of this node) is taken back rather than lost.
@@ -87,13 +91,15 @@ class NodeClaims:
             logger.error(
                 "agent %s: claim %s taken by another holder after it lapsed", agent_id, holder
             )
+            return
+        self._held[agent_id] = holder
 
-    async def follow(self, agent_id: str, state: str) -> None:
-        """The agent entered ``state`` here: release or extend the claim accordingly."""
+    async def follow(self, agent_id: str, state: str, call_id: str | None = None) -> None:
+        """The agent entered ``state`` (on ``call_id``) here: release or extend the claim."""
         if state in FREE_STATES:
             await self.release(agent_id)
         elif state in BUSY_STATES:
-            await self.busy(agent_id)
+            await self.busy(agent_id, call_id)
 
     async def renew_busy(self, is_busy: Callable[[str], bool]) -> None:
         """The heartbeat: extend the claims of every agent ``is_busy`` says is on a call."""

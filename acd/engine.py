@@ -17,24 +17,21 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Literal
 
-from acd.actions import CancelOffer, CancelReason, DialCallback, RouteCall
-from acd.agent_state import AgentState, AgentTrigger, IllegalTransitionError, next_state
-from acd.agents import AgentRuntime
+from acd.actions import CancelOffer, DialCallback, RouteCall
+from acd.agent_state import AgentState, AgentTrigger, IllegalTransitionError
 from acd.core import Output, UnknownCallError
+from acd.engine_calls import CallEntryPoints
 from acd.events import (
     AgentAnswered,
     CallbackAttempted,
-    CallbackCompleted,
     CallbackFailed,
-    CallbackRequested,
     QueueJoined,
     QueueJoinRejected,
     QueuePriorityChanged,
 )
 from acd.model import OfferFailure, call_skills
-from acd.reconfigure import Reconfiguration
 from acd.timers import TimerKind, elapsed
-from acd.waiting import CallStatus, QueueRuntime, WaitingCall
+from acd.waiting import CallStatus, WaitingCall
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +43,7 @@ CUSTOMER_KEY = "customer_id"  # routing attribute naming the customer, for "last
 MIN_HOLD = 1.0
 
 
-class AcdEngine(Reconfiguration):
+class AcdEngine(CallEntryPoints):
     """Construct with ``AcdEngine(queues, agents, rng=random.Random(seed), settings=...)``."""
 
     # Callers ------------------------------------------------------------------------------------
@@ -224,76 +221,6 @@ class AcdEngine(Reconfiguration):
             self._route_agent(agent, now)
         return self._flush()
 
-    def request_callback(self, call_id: str, destination: str, now: float) -> list[Output]:
-        """The caller hangs up keeping their place; the ACD calls ``destination`` back."""
-        if not destination:
-            raise ValueError("callback destination is empty")
-        call = self._waiting(call_id)
-        if call.is_callback:
-            raise ValueError(f"call {call_id!r} is already a callback")
-        freed = self._withdraw_all(call, now, "withdrawn")
-        runtime = self.queues[call.queue_id]
-        self._leave_queue(call, "callback", now)
-        call.callback_destination = destination
-        call.pending_exit = None
-        self._unstick(call)
-        for kind in (TimerKind.ANNOUNCE, TimerKind.MAX_WAIT):
-            self.timers.cancel(kind, call_id)
-        self._out.append(
-            CallbackRequested(
-                call_id=call_id,
-                queue_id=call.queue_id,
-                destination=destination,
-                position=runtime.position(call),
-            )
-        )
-        self._route_call(call, now)
-        for agent in freed:
-            self._route_agent(agent, now)
-        return self._flush()
-
-    def callback_result(self, call_id: str, connected: bool, now: float) -> list[Output]:
-        """Outcome of dialling a callback customer after the agent answered."""
-        call = self.calls.get(call_id)
-        if call is None or call.status is not CallStatus.DIALING:
-            raise UnknownCallError(f"call {call_id!r} is not a callback being dialled")
-        agent = self.agents[self._dialing_agent(call)]
-        call.offers.clear()
-        runtime = self.queues[call.queue_id]
-        if connected:
-            self._out.append(
-                CallbackCompleted(
-                    call_id=call_id,
-                    queue_id=call.queue_id,
-                    agent_id=agent.agent_id,
-                    attempts=call.callback_attempts,
-                    wait_seconds=elapsed(call.joined_at, now),
-                )
-            )
-            self.calls.pop(call_id, None)
-            self._forget(call)
-            return self._flush()
-        # The agent was on the line only for the dialling: no talk time, no wrap-up.
-        self._end_call(agent, now, "callback_unanswered", talk=None)
-        final = call.callback_attempts >= runtime.config.callback_attempts
-        self._out.append(
-            CallbackFailed(
-                call_id=call_id,
-                queue_id=call.queue_id,
-                attempts=call.callback_attempts,
-                final=final,
-            )
-        )
-        if final:
-            self._forget(call)
-        else:
-            call.status = CallStatus.WAITING
-            call.held_until = now + runtime.config.callback_retry
-            runtime.entries[call_id] = call
-            self.timers.set(TimerKind.CALLBACK_RETRY, call_id, call.held_until)
-        self._route_agent(agent, now)
-        return self._flush()
-
     # Offers -------------------------------------------------------------------------------------
 
     def offer_ringing(self, call_id: str, agent_id: str, now: float) -> list[Output]:
@@ -413,57 +340,6 @@ class AcdEngine(Reconfiguration):
         self._route_agent(agent, now)
         return self._flush()
 
-    def transfer_answered(
-        self, call_id: str, agent_id: str, queue_id: str, ring_seconds: float, now: float
-    ) -> list[Output]:
-        """A caller of ``queue_id`` was transferred to ``agent_id``'s phone (not offered by the
-        ACD: another agent's blind transfer rings it directly) and the agent answered. They are
-        on that call from now, so its talk time from here on is theirs; its end is reported with
-        :meth:`call_ended`. Raises :class:`IllegalTransitionError` unless they were available."""
-        agent = self._agent(agent_id)
-        if agent.state is not AgentState.AVAILABLE:
-            raise IllegalTransitionError(agent_id, agent.state, AgentTrigger.TAKE_TRANSFER)
-        agent.call_id = call_id  # named by the state change
-        self._transition(agent, AgentTrigger.TAKE_TRANSFER, now, "transferred")
-        agent.queue_id = queue_id if queue_id in self.queues else None
-        agent.answered_at = now
-        agent.failures = 0
-        agent.calls_answered += 1
-        self._out.append(
-            AgentAnswered(
-                call_id=call_id,
-                agent_id=agent_id,
-                queue_id=queue_id,
-                wait_seconds=0.0,  # the caller waited for the first agent, not for this one
-                ring_seconds=ring_seconds,
-            )
-        )
-        return self._flush()
-
-    def direct_call_started(self, agent_id: str, call_id: str, now: float) -> list[Output]:
-        """``agent_id`` is on a call of their own, outside the queues (see
-        :mod:`acd.agent_state`): ``on_call`` until :meth:`direct_call_ended`, so that no queue
-        call is offered meanwhile; a wrap-up in progress ends. Raises
-        :class:`IllegalTransitionError` unless they were available or in wrap-up."""
-        agent = self._agent(agent_id)
-        next_state(agent_id, agent.state, AgentTrigger.DIRECT_CALL)  # raises before any change
-        self.timers.cancel(TimerKind.WRAP_UP, agent_id)
-        agent.call_id = call_id  # named by the state change
-        self._transition(agent, AgentTrigger.DIRECT_CALL, now, "direct_call")
-        agent.queue_id = agent.wrap_up_until = None
-        agent.answered_at = now
-        return self._flush()
-
-    def direct_call_ended(self, agent_id: str, call_id: str, now: float) -> list[Output]:
-        """The agent's own call ``call_id`` ended: no wrap-up (no queue call was handled), then
-        a pause or logout asked for meanwhile, else available and routed."""
-        agent = self._agent(agent_id)
-        if agent.state is not AgentState.ON_CALL or agent.call_id != call_id:
-            raise IllegalTransitionError(agent_id, agent.state, AgentTrigger.HANG_UP_NO_WRAP_UP)
-        self._end_call(agent, now, "direct_call_ended", talk=None)
-        self._route_agent(agent, now)
-        return self._flush()
-
     # Agents -------------------------------------------------------------------------------------
 
     def agent_login(self, agent_id: str, now: float, reason: str = "login") -> list[Output]:
@@ -471,7 +347,7 @@ class AcdEngine(Reconfiguration):
             raise KeyError(f"unknown agent {agent_id!r} (removed from the configuration)")
         agent = self._agent(agent_id)
         self._transition(agent, AgentTrigger.LOGIN, now, reason)
-        self._route_agent(agent, now)
+        self._back_to_work(agent, now)
         return self._flush()
 
     def agent_logout(self, agent_id: str, now: float, reason: str = "logout") -> list[Output]:
@@ -501,7 +377,7 @@ class AcdEngine(Reconfiguration):
             return []
         self._transition(agent, AgentTrigger.UNPAUSE, now, "unpause")
         agent.failures = 0
-        self._route_agent(agent, now)
+        self._back_to_work(agent, now)
         return self._flush()
 
     # Restoring a previous run -------------------------------------------------------------------
@@ -538,55 +414,6 @@ class AcdEngine(Reconfiguration):
         self._route_agent(agent, now)
         return self._flush()
 
-    def restore_callback(
-        self,
-        call_id: str,
-        queue_id: str,
-        destination: str,
-        now: float,
-        *,
-        waited: float = 0.0,
-        priority: int = 0,
-        attributes: Mapping[str, str] | None = None,
-        attempts: int = 0,
-        required_skills: Mapping[str, int] | None = None,
-    ) -> list[Output]:
-        """A callback a previous run of this node had not completed: back in ``queue_id``,
-        keeping its place (it has waited ``waited`` seconds) and its attempts so far.
-
-        No ``callback.requested`` again: the request was reported when the caller made it.
-        """
-        if call_id in self.calls:
-            raise ValueError(f"call {call_id!r} is already queued")
-        if not destination:
-            raise ValueError("callback destination is empty")
-        runtime = self._open_queue(queue_id)
-        arrival = now - max(0.0, waited)
-        needs = call_skills(required_skills)
-        call = WaitingCall(
-            call_id=call_id,
-            queue_id=queue_id,
-            priority=priority,
-            attributes=dict(attributes or {}),
-            anchor=arrival,
-            joined_at=arrival,
-            seq=self._next_seq(),
-            wait_class=self.router.class_of(runtime, 0, needs),
-            rank=runtime.rank_of(priority, arrival),
-            callback_destination=destination,
-            callback_attempts=attempts,
-            required=needs,
-        )
-        self.router.enter(call.wait_class, call_id)
-        self.calls[call_id] = call
-        runtime.entries[call_id] = call
-        escalation = runtime.config.escalation
-        if escalation:
-            # Counted from its arrival: steps already due fire at the next timer, in order.
-            self.timers.set(TimerKind.ESCALATE, call_id, arrival + escalation[0].after)
-        self._route_call(call, now)
-        return self._flush()
-
     # Queries ------------------------------------------------------------------------------------
 
     def next_timer(self) -> float | None:
@@ -594,6 +421,10 @@ class AcdEngine(Reconfiguration):
 
     def agent_state(self, agent_id: str) -> AgentState:
         return self._agent(agent_id).state
+
+    def pending_pause(self, agent_id: str) -> str | None:
+        """The reason of a pause asked for during the agent's call, applied when it ends."""
+        return self._agent(agent_id).pending_pause
 
     def agent_call(self, agent_id: str) -> str | None:
         """The call offered to or connected with the agent."""
@@ -618,64 +449,3 @@ class AcdEngine(Reconfiguration):
         """Position / hold-time data for ``call_id`` now, as its periodic announcement would."""
         self._announce(self._waiting(call_id), now)
         return self._flush()
-
-    # Helpers ------------------------------------------------------------------------------------
-
-    def _waiting(self, call_id: str) -> WaitingCall:
-        call = self.calls.get(call_id)
-        if call is None or call.queue_id not in self.queues or call.status is CallStatus.DIALING:
-            raise UnknownCallError(f"call {call_id!r} is not waiting in a queue")
-        if call.call_id not in self.queues[call.queue_id].entries:
-            raise UnknownCallError(f"call {call_id!r} is not waiting in a queue")
-        return call
-
-    def _dialing_agent(self, call: WaitingCall) -> str:
-        return next(iter(call.offers))
-
-    def _withdraw_all(
-        self, call: WaitingCall, now: float, reason: CancelReason
-    ) -> list[AgentRuntime]:
-        """Cancel every pending offer of ``call``; the agents are available again (not routed)."""
-        freed = []
-        for agent_id in list(call.offers):
-            cancel = CancelOffer(call_id=call.call_id, agent_id=agent_id, reason=reason)
-            freed.append(self._withdraw(call, agent_id, now, f"offer_{reason}", cancel))
-        call.status = CallStatus.WAITING if call.status is CallStatus.OFFERED else call.status
-        return freed
-
-    def _end_call(self, agent: AgentRuntime, now: float, reason: str, talk: float | None) -> None:
-        queue_id = agent.queue_id
-        runtime = self.queues.get(queue_id or "")
-        if talk is not None:
-            agent.talk_time += talk
-            if runtime is not None:
-                runtime.talk.record(talk)
-        wrap = agent.profile.wrapuptime
-        if wrap is None:
-            wrap = runtime.config.wrapuptime if runtime is not None else 0.0
-        if talk is not None and wrap > 0:
-            self._transition(agent, AgentTrigger.HANG_UP, now, reason)
-            agent.queue_id = queue_id
-            agent.wrap_up_until = now + wrap
-            self.timers.set(TimerKind.WRAP_UP, agent.agent_id, agent.wrap_up_until)
-        elif agent.pending_logout:
-            agent.pending_logout = False
-            agent.pending_pause = None
-            self._transition(agent, AgentTrigger.HANG_UP_AND_LOGOUT, now, "logout")
-        elif agent.pending_pause is not None:
-            pause, agent.pending_pause = agent.pending_pause, None
-            self._transition(agent, AgentTrigger.HANG_UP_AND_PAUSE, now, pause)
-        else:
-            self._transition(agent, AgentTrigger.HANG_UP_NO_WRAP_UP, now, reason)
-
-    def _open_queue(self, queue_id: str) -> QueueRuntime:
-        """A queue callers may join: configured, not removed by a reload."""
-        if queue_id in self.retired_queues:
-            raise KeyError(f"unknown queue {queue_id!r} (removed from the configuration)")
-        return self._queue(queue_id)
-
-    def _queue(self, queue_id: str) -> QueueRuntime:
-        try:
-            return self.queues[queue_id]
-        except KeyError:
-            raise KeyError(f"unknown queue {queue_id!r}") from None

@@ -1,9 +1,12 @@
-"""The ACD store on Redis, shared by every node: claims and connections decided by Lua scripts.
+"""The ACD store on Redis, shared by every node: claims, connections, agents' statuses and
+callbacks' owners decided by Lua scripts.
 
-Why Lua: a claim is "read the holder, compare its lease with ``now``, write the new holder" and a
-connection is "write unless another agent is written". Done as separate commands, two nodes can
-both read "free" and both write; a script runs atomically on the Redis server (no other command
-runs in between), so exactly one of them wins whatever the interleaving. Everything else is a
+Why Lua: a claim is "read the holder, compare its lease with ``now``, write the new holder", a
+connection is "write unless another agent is written", an agent's status is "write unless its
+version moved on" and adopting a lost node's callback is "write unless the entry changed". Done
+as separate commands, two nodes can both read "free" and both write; a script runs atomically
+on the Redis server (no other command runs in between), so exactly one of them wins whatever
+the interleaving. Everything else is a
 single command (``HINCRBYFLOAT``, ``HSET``...), atomic by itself.
 
 Round trips: a write that answers nothing (an agent's status, a queue entry, a customer's last
@@ -15,11 +18,12 @@ Keys, all under one prefix (``cxos:acd:`` by default; one prefix per deployment 
 
     {prefix}claim:{agent}     hash   call, until      the agent's offer/call lease
     {prefix}conn:{call}       string agent            who answered the call
-    {prefix}status:{agent}    string JSON AgentStatus
+    {prefix}status:{agent}    string JSON AgentStatus, with its version (compare-and-set)
     {prefix}counters:{agent}  hash   counter -> float
     {prefix}entries:{queue}   hash   call -> JSON QueueEntry
     {prefix}last_offered      hash   queue -> agent   round-robin memory
     {prefix}customers         hash   customer -> agent
+    {prefix}nodes             hash   node -> lease    nodes alive (shared clock)
 
 Leases are compared on the shared clock the callers pass in (``now``, ``lease_until``); Redis' own
 clock only collects the garbage: a claim key also expires ``claim_grace`` seconds after its lease,
@@ -29,6 +33,7 @@ restarted server process finds every claim, connection, status and waiting calle
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -95,6 +100,43 @@ return 0
 """
 
 
+# KEYS[1] status key; ARGV: expected version, the new JSON document (carrying the version
+# after it). Written only over the expected version (0: no status stored); otherwise the stored
+# document is returned unchanged, so a node never overwrites a change it has not seen.
+_SET_STATUS: Final = """
+local raw = redis.call('GET', KEYS[1])
+local version = 0
+if raw then
+  version = tonumber(cjson.decode(raw)['version'] or 0)
+end
+if version ~= tonumber(ARGV[1]) then
+  return {0, raw or ''}
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return {1, ''}
+"""
+
+
+# KEYS[1] entries hash; ARGV: call, the entry's JSON as read, the JSON to write. Written only if
+# the entry is still exactly as read (the whole document compared: no re-encoding in Lua).
+_SWAP_ENTRY: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+# KEYS[1] nodes hash; ARGV: node, its lease as read. Dropped only if the node did not renew it.
+_FORGET_NODE: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -110,6 +152,54 @@ def _status(agent_id: str, raw: Any) -> AgentStatus:
         since=float(document.get("since", 0.0)),
         wrap_up_until=None if wrap_up_until is None else float(wrap_up_until),
         node=str(document.get("node", "")),
+        version=int(document.get("version", 0)),
+        commanded=bool(document.get("commanded", False)),
+    )
+
+
+def _status_document(status: AgentStatus) -> str:
+    return json.dumps(
+        {
+            "state": status.state,
+            "reason": status.reason,
+            "call_id": status.call_id,
+            "since": status.since,
+            "wrap_up_until": status.wrap_up_until,
+            "node": status.node,
+            "version": status.version,
+            "commanded": status.commanded,
+        }
+    )
+
+
+def _entry_document(entry: QueueEntry) -> str:
+    return json.dumps(
+        {
+            "priority": entry.priority,
+            "rank": entry.rank,
+            "arrival": entry.arrival,
+            "attributes": dict(entry.attributes),
+            "callback_destination": entry.callback_destination,
+            "callback_attempts": entry.callback_attempts,
+            "node": entry.node,
+            "required_skills": dict(entry.required_skills),
+        }
+    )
+
+
+def _entry(call_id: str, queue_id: str, raw: Any) -> QueueEntry:
+    document = json.loads(_text(raw))
+    return QueueEntry(
+        call_id=call_id,
+        queue_id=queue_id,
+        priority=int(document["priority"]),
+        rank=float(document["rank"]),
+        arrival=float(document["arrival"]),
+        attributes={str(k): str(v) for k, v in document["attributes"].items()},
+        callback_destination=document.get("callback_destination"),
+        callback_attempts=int(document.get("callback_attempts", 0)),
+        node=str(document.get("node", "")),
+        required_skills={str(k): int(v) for k, v in document.get("required_skills", {}).items()},
     )
 
 
@@ -148,6 +238,9 @@ class RedisAcdStore:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._connect = client.register_script(_CONNECT)
+        self._set_status = client.register_script(_SET_STATUS)
+        self._swap_entry = client.register_script(_SWAP_ENTRY)
+        self._forget_node = client.register_script(_FORGET_NODE)
         # Writes whose answer nobody waits for (statuses, queue entries, memories), sent with
         # the next command that needs an answer or by flush(): one round trip, not one each.
         self._pending: list[tuple[str, ...]] = []
@@ -295,15 +388,22 @@ class RedisAcdStore:
     # Agents --------------------------------------------------------------------------------
 
     async def save_agent_status(self, status: AgentStatus) -> None:
-        document = {
-            "state": status.state,
-            "reason": status.reason,
-            "call_id": status.call_id,
-            "since": status.since,
-            "wrap_up_until": status.wrap_up_until,
-            "node": status.node,
-        }
-        self._pending.append(("SET", self._key("status", status.agent_id), json.dumps(document)))
+        self._pending.append(
+            ("SET", self._key("status", status.agent_id), _status_document(status))
+        )
+
+    async def compare_and_set_agent_status(
+        self, status: AgentStatus, expected_version: int
+    ) -> tuple[bool, AgentStatus | None]:
+        saved = dataclasses.replace(status, version=expected_version + 1)
+        written, raw = await self._script(
+            self._set_status,
+            [self._key("status", status.agent_id)],
+            [str(expected_version), _status_document(saved)],
+        )
+        if int(written):
+            return True, saved
+        return False, _status(status.agent_id, raw) if _text(raw) else None
 
     async def agent_status(self, agent_id: str) -> AgentStatus | None:
         await self.flush()
@@ -338,18 +438,8 @@ class RedisAcdStore:
     # Queues --------------------------------------------------------------------------------
 
     async def put_entry(self, entry: QueueEntry) -> None:
-        document = {
-            "priority": entry.priority,
-            "rank": entry.rank,
-            "arrival": entry.arrival,
-            "attributes": dict(entry.attributes),
-            "callback_destination": entry.callback_destination,
-            "callback_attempts": entry.callback_attempts,
-            "node": entry.node,
-            "required_skills": dict(entry.required_skills),
-        }
         self._pending.append(
-            ("HSET", self._key("entries", entry.queue_id), entry.call_id, json.dumps(document))
+            ("HSET", self._key("entries", entry.queue_id), entry.call_id, _entry_document(entry))
         )
 
     async def remove_entry(self, queue_id: str, call_id: str) -> bool:
@@ -359,26 +449,36 @@ class RedisAcdStore:
     async def entries(self, queue_id: str) -> tuple[QueueEntry, ...]:
         await self.flush()
         raw = await self.client.hgetall(self._key("entries", queue_id))
-        found = []
-        for call, encoded in raw.items():
-            document = json.loads(_text(encoded))
-            found.append(
-                QueueEntry(
-                    call_id=_text(call),
-                    queue_id=queue_id,
-                    priority=int(document["priority"]),
-                    rank=float(document["rank"]),
-                    arrival=float(document["arrival"]),
-                    attributes={str(k): str(v) for k, v in document["attributes"].items()},
-                    callback_destination=document.get("callback_destination"),
-                    callback_attempts=int(document.get("callback_attempts", 0)),
-                    node=str(document.get("node", "")),
-                    required_skills={
-                        str(k): int(v) for k, v in document.get("required_skills", {}).items()
-                    },
-                )
-            )
+        found = [_entry(_text(call), queue_id, encoded) for call, encoded in raw.items()]
         return tuple(sorted(found, key=QueueEntry.order_key))
+
+    async def adopt_entry(
+        self, queue_id: str, call_id: str, from_node: str, to_node: str
+    ) -> QueueEntry | None:
+        await self.flush()
+        key = self._key("entries", queue_id)
+        raw = await self.client.hget(key, call_id)
+        if raw is None:
+            return None
+        entry = _entry(call_id, queue_id, raw)
+        if entry.node != from_node:
+            return None
+        adopted = dataclasses.replace(entry, node=to_node)
+        swapped = await self._script(
+            self._swap_entry, [key], [call_id, _text(raw), _entry_document(adopted)]
+        )
+        return adopted if int(swapped) else None
+
+    async def mark_node_alive(self, node_id: str, lease_until: float) -> None:
+        self._pending.append(("HSET", self._key("nodes"), node_id, _number(lease_until)))
+
+    async def node_leases(self) -> Mapping[str, float]:
+        await self.flush()
+        raw = await self.client.hgetall(self._key("nodes"))
+        return {_text(node): float(_text(until)) for node, until in raw.items()}
+
+    async def forget_node(self, node_id: str, lease_until: float) -> None:
+        await self._script(self._forget_node, [self._key("nodes")], [node_id, _number(lease_until)])
 
     async def set_last_offered(self, queue_id: str, agent_id: str) -> None:
         await self.flush()

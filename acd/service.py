@@ -3,7 +3,11 @@
 One worker task applies every input to the engine and carries out the resulting actions, one
 input at a time and in order, so the engine's view and the store's never interleave halfway (an
 answer is checked against the store and applied to the engine with nothing in between). One
-``call_at`` timer is armed for the earlier of ``engine.next_timer()`` and the claim heartbeat.
+``call_at`` timer is armed for the earlier of ``engine.next_timer()`` and the heartbeat (claims
+of busy agents renewed, this node's lease renewed, lost nodes' callbacks adopted:
+:mod:`acd.service_restore`). The service is assembled from parts (:mod:`acd.service_base`):
+restore and takeover, the reports of transfers and agents' own calls (:mod:`acd.service_calls`)
+and the agents' shared statuses, written by compare-and-set (:mod:`acd.shared_status`).
 
 Claims: before ringing an agent the service claims them in the store (:mod:`acd.claims`). A
 refused claim means another node holds the agent: not the agent's failure, so nothing counts
@@ -39,7 +43,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from acd.actions import (
     Announce,
@@ -65,24 +68,17 @@ from acd.events import (
 from acd.feature_codes import AgentCommandKind, FeatureCodeMap
 from acd.model import AgentProfile, EngineSettings, OfferFailure, QueueConfig
 from acd.presence import DevicePresence, PresenceAction, PresenceChange
+from acd.service_base import ServiceSettings
+from acd.service_calls import OwnCallReports
+from acd.service_restore import StoreRestore
+from acd.shared_status import SharedStatuses, is_command
 from acd.store import AcdStore, AgentStatus, QueueEntry
 from acd.telephony_port import TelephonyPort
 from acd.worker import Job, SerialWorker
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceSettings:
-    """Durations in seconds."""
-
-    heartbeat: float = 10.0  # renewal period of the claims of agents on a call or in wrap-up
-    ring_margin: float = 2.0  # a ringing agent's claim outlives the ring timeout by this
-    max_pending: int = 10_000  # inputs waiting for the worker before reports are dropped
-
-    def __post_init__(self) -> None:
-        if self.heartbeat <= 0 or self.ring_margin < 0 or self.max_pending < 1:
-            raise ValueError("heartbeat > 0, ring_margin >= 0 and max_pending >= 1 are required")
+__all__ = ["AcdService", "FeatureCodeResult", "ServiceSettings"]
 
 
 class FeatureCodeResult(enum.StrEnum):
@@ -95,7 +91,7 @@ class FeatureCodeResult(enum.StrEnum):
     DONE = "done"
 
 
-class AcdService:
+class AcdService(StoreRestore, OwnCallReports, SharedStatuses):
     """Runs one :class:`AcdEngine` against a store, a telephony port and an event publisher.
 
     ``clock`` is the engine's monotonic clock; ``shared_clock`` the clock every node shares, used
@@ -139,6 +135,7 @@ class AcdService:
         self.presence = DevicePresence(a.profile for a in engine.agents.values())
         self._offers: dict[tuple[str, str], OfferCall] = {}  # (call, agent) -> pending offer
         self._connected: set[str] = set()  # calls this node connected, until the caller leaves
+        self._status_versions: dict[str, int] = {}
 
     # Life cycle ------------------------------------------------------------------------------
 
@@ -306,27 +303,6 @@ class AcdService:
         """The caller's leg ended: an abandon while waiting, the end of a connected call."""
         self._report(lambda: self._caller_hung_up(call_id))
 
-    def transfer_answered(
-        self, call_id: str, agent_id: str, queue_id: str, ring_seconds: float
-    ) -> None:
-        """``agent_id`` answered the caller of ``call_id`` (from ``queue_id``) transferred to
-        their phone by another agent; they are on the call if they were available here."""
-        self._report(lambda: self._transfer_answered(call_id, agent_id, queue_id, ring_seconds))
-
-    def transfer_ended(self, call_id: str, agent_id: str) -> None:
-        """The leg of an agent who took ``call_id`` by a transfer ended: wrap-up, as for
-        ``agent_hung_up``, if the ACD had put them on that call."""
-        self._report(lambda: self._transfer_ended(call_id, agent_id))
-
-    def direct_call_started(self, agent_id: str, call_id: str) -> None:
-        """``agent_id`` is on ``call_id``, a call of their own outside the queues (placed from
-        their softphone, or an internal call they answered): no queue call is offered to them
-        until :meth:`direct_call_ended`, here or on another node (they are claimed)."""
-        self._report(lambda: self._direct_call_started(agent_id, call_id))
-
-    def direct_call_ended(self, agent_id: str, call_id: str) -> None:
-        self._report(lambda: self._direct_call_ended(agent_id, call_id))
-
     def callback_result(self, call_id: str, connected: bool) -> None:
         self._report(lambda: self._callback_result(call_id, connected))
 
@@ -354,13 +330,12 @@ class AcdService:
 
     def _arm(self) -> None:
         deadline = self.engine.next_timer()
-        if self._claims:
-            if self._next_heartbeat is None:
-                self._next_heartbeat = self._clock() + self.settings.heartbeat
-            if deadline is None or self._next_heartbeat < deadline:
-                deadline = self._next_heartbeat
-        else:
-            self._next_heartbeat = None
+        # The heartbeat always runs: it renews this node's lease (see acd.service_restore)
+        # and the claims of its busy agents.
+        if self._next_heartbeat is None:
+            self._next_heartbeat = self._clock() + self.settings.heartbeat
+        if deadline is None or self._next_heartbeat < deadline:
+            deadline = self._next_heartbeat
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -390,73 +365,8 @@ class AcdService:
     async def _heartbeat(self) -> None:
         engine = self.engine
         await self._claims.renew_busy(lambda a: engine.agent_state(a).value in BUSY_STATES)
-
-    # Restart ---------------------------------------------------------------------------------
-
-    async def _restore(self) -> None:
-        engine, store = self.engine, self.store
-        node = self._claims.node_id
-        restored = callbacks = dropped = 0
-        statuses = await store.agent_statuses(list(engine.agents))
-        for agent_id, status in statuses.items():
-            if status.node != node or engine.agent_state(agent_id) is not AgentState.LOGGED_OUT:
-                continue  # another node's agent (each node routes the agents logged in there)
-            try:
-                state = AgentState(status.state)
-            except ValueError:
-                logger.warning("agent %s: unknown saved state %r", agent_id, status.state)
-                continue
-            if state is AgentState.LOGGED_OUT:
-                continue
-            if state in OFFER_STATES or state is AgentState.ON_CALL:
-                await self._release_stale_claim(agent_id)
-            shared_now = self._shared_clock()
-            wrap_up_left = 0.0
-            if state is AgentState.WRAP_UP and status.wrap_up_until is not None:
-                wrap_up_left = status.wrap_up_until - shared_now
-            reason = status.reason if state is AgentState.PAUSED else "restored"
-            await self._perform(
-                engine.restore_agent(
-                    agent_id, state, self._clock(), reason=reason, wrap_up_left=wrap_up_left
-                )
-            )
-            restored += 1
-        for queue_id in list(engine.queues):
-            for entry in await store.entries(queue_id):
-                if entry.node != node:
-                    continue  # another node's caller (or saved before entries named a node)
-                if entry.callback_destination is None:
-                    await store.remove_entry(queue_id, entry.call_id)  # the call died with us
-                    dropped += 1
-                    continue
-                await self._perform(
-                    engine.restore_callback(
-                        entry.call_id,
-                        queue_id,
-                        entry.callback_destination,
-                        self._clock(),
-                        waited=max(0.0, self._shared_clock() - entry.arrival),
-                        priority=entry.priority,
-                        attributes=entry.attributes,
-                        attempts=entry.callback_attempts,
-                        required_skills=entry.required_skills,
-                    )
-                )
-                callbacks += 1
-        if restored or callbacks or dropped:
-            logger.info(
-                "restored %d agent(s) and %d callback(s) from the store; %d caller(s) of the "
-                "previous run are gone",
-                restored,
-                callbacks,
-                dropped,
-            )
-
-    async def _release_stale_claim(self, agent_id: str) -> None:
-        """Drop a claim this node's previous run held on ``agent_id``: its call is gone."""
-        claim = await self.store.claim_of(agent_id, self._shared_clock())
-        if claim is not None and claim.call_id.startswith(self._claims.holder("")):
-            await self.store.release_agent(agent_id, claim.call_id)
+        await self._keep_alive()
+        await self._catch_up()
 
     async def _held_until(self, agent_id: str) -> float:
         """When the claim another node holds on ``agent_id`` ends, on the engine's clock."""
@@ -508,58 +418,6 @@ class AcdService:
             await self.store.finish_call(call_id)
             return
         await self._perform(self.engine.caller_abandoned(call_id, self._clock()))
-
-    async def _transfer_answered(
-        self, call_id: str, agent_id: str, queue_id: str, ring_seconds: float
-    ) -> None:
-        engine = self.engine
-        state = engine.agent_state(agent_id)
-        # The phone rang whatever the ACD thought of the agent: only an available agent is put
-        # on the call (a paused or logged-out one who answers anyway stays as they are).
-        if state is not AgentState.AVAILABLE or not await self._claims.claim(
-            agent_id, call_id, self.settings.heartbeat
-        ):
-            logger.info(
-                "call %s: transferred to %s, who is %s here or held elsewhere: not counted as "
-                "their call",
-                call_id,
-                agent_id,
-                state.value,
-            )
-            return
-        await self._perform(
-            engine.transfer_answered(call_id, agent_id, queue_id, ring_seconds, self._clock())
-        )
-
-    async def _transfer_ended(self, call_id: str, agent_id: str) -> None:
-        engine = self.engine
-        if engine.agent_call(agent_id) == call_id and engine.agent_state(agent_id) is (
-            AgentState.ON_CALL
-        ):
-            await self._perform(engine.call_ended(agent_id, self._clock()))
-
-    async def _direct_call_started(self, agent_id: str, call_id: str) -> None:
-        engine = self.engine
-        if agent_id not in engine.agents:
-            return
-        state = engine.agent_state(agent_id)
-        # Paused and logged-out agents are offered nothing anyway; one offered or on a queue
-        # call is busy already.
-        if state not in (AgentState.AVAILABLE, AgentState.WRAP_UP):
-            return
-        if not await self._claims.claim(agent_id, call_id, self.settings.heartbeat):
-            logger.info("agent %s: on a call of their own but held elsewhere", agent_id)
-            return
-        await self._perform(engine.direct_call_started(agent_id, call_id, self._clock()))
-
-    async def _direct_call_ended(self, agent_id: str, call_id: str) -> None:
-        engine = self.engine
-        if (
-            agent_id in engine.agents
-            and engine.agent_call(agent_id) == call_id
-            and (engine.agent_state(agent_id) is AgentState.ON_CALL)
-        ):
-            await self._perform(engine.direct_call_ended(agent_id, call_id, self._clock()))
 
     async def _callback_result(self, call_id: str, connected: bool) -> None:
         outputs = self.engine.callback_result(call_id, connected, self._clock())
@@ -658,16 +516,19 @@ class AcdService:
             queue_id = self.engine.agents[agent_id].queue_id or ""
             await self._claims.ringing(agent_id, self.engine.queues[queue_id].config.ring_timeout)
         else:
-            await self._claims.follow(agent_id, event.state)
+            await self._claims.follow(agent_id, event.state, event.call_id)
         if event.state in FREE_STATES and event.call_id is not None:
             self._offers.pop((event.call_id, agent_id), None)  # the offer ended unanswered
+        agent = self.engine.agents.get(agent_id)
+        if agent is not None and agent.state.value != event.state:
+            return  # passed through within the input: the state it ended in is shared
         shared_now = self._shared_clock()
         wrap_up_until = None
         if event.state == AgentState.WRAP_UP.value:
             ends = self.engine.agents[agent_id].wrap_up_until
             if ends is not None:
                 wrap_up_until = shared_now + (ends - self._clock())
-        await self.store.save_agent_status(
+        await self._share_status(
             AgentStatus(
                 agent_id=agent_id,
                 state=event.state,
@@ -676,6 +537,7 @@ class AcdService:
                 since=shared_now,
                 wrap_up_until=wrap_up_until,
                 node=self._claims.node_id,
+                commanded=is_command(event.state, event.previous_state),
             )
         )
 

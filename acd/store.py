@@ -4,7 +4,9 @@ The engine decides on its own view; the store is the arbiter between nodes. Befo
 agent, the service around the engine claims them with :meth:`AcdStore.claim_agent`; a claim that
 fails (another node got there first) is reported back to the engine as a failed offer. Before
 bridging an answer it calls :meth:`AcdStore.connect_call`, so a ring-all race or two nodes can never
-connect one caller to two agents.
+connect one caller to two agents. An agent's shared status is changed by compare-and-set on its
+version (:meth:`AcdStore.compare_and_set_agent_status`), so no node overwrites a change it has
+not seen; a lost node's callbacks are adopted one by one (:meth:`AcdStore.adopt_entry`).
 
 Every method is a coroutine: the in-process store answers at once, a Redis store makes each
 method that answers something one round trip (the claim and connect checks as Lua scripts,
@@ -14,6 +16,7 @@ passed in (``now``, ``lease_until``: seconds on a clock all nodes share), never 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -39,6 +42,12 @@ class AgentStatus:
     since: float = 0.0
     wrap_up_until: float | None = None  # in wrap-up: when it ends (shared clock)
     node: str = ""  # the node that saved it
+    # Counts the saves of the agent's status (0: never saved): a node changes the agent only
+    # over the version it last saw (``compare_and_set_agent_status``).
+    version: int = 0
+    # The state is the outcome of an agent command (log in or out, pause, unpause, auto-pause)
+    # rather than of a call: other nodes apply it to the agent too (see acd.shared_status).
+    commanded: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +111,22 @@ class AcdStore(Protocol):
 
     # Agents.
 
-    async def save_agent_status(self, status: AgentStatus) -> None: ...
+    async def save_agent_status(self, status: AgentStatus) -> None:
+        """Store ``status`` as it is, version included, over whatever is stored (seeding,
+        tools). Nodes change agents with :meth:`compare_and_set_agent_status`."""
+        ...
+
+    async def compare_and_set_agent_status(
+        self, status: AgentStatus, expected_version: int
+    ) -> tuple[bool, AgentStatus | None]:
+        """Store ``status`` as version ``expected_version + 1`` if the stored status is still
+        at ``expected_version`` (0: none stored), atomically.
+
+        Returns ``(True, saved)``, or ``(False, current)`` with the status another writer
+        stored meanwhile (None if there is none), unchanged: two nodes changing one agent from
+        the same version never both succeed, so neither overwrites a change it has not seen.
+        """
+        ...
 
     async def agent_status(self, agent_id: str) -> AgentStatus | None: ...
 
@@ -142,6 +166,27 @@ class AcdStore(Protocol):
 
     async def agent_for_customer(self, customer: str) -> str | None: ...
 
+    # Nodes: who is alive, so that the survivors take over a lost node's callbacks.
+
+    async def mark_node_alive(self, node_id: str, lease_until: float) -> None:
+        """``node_id`` is running until at least ``lease_until`` (renewed every heartbeat)."""
+        ...
+
+    async def node_leases(self) -> Mapping[str, float]:
+        """Every node that marked itself alive, with its lease (lapsed ones included)."""
+        ...
+
+    async def forget_node(self, node_id: str, lease_until: float) -> None:
+        """Drop ``node_id``'s lease if it is still ``lease_until`` (it did not come back)."""
+        ...
+
+    async def adopt_entry(
+        self, queue_id: str, call_id: str, from_node: str, to_node: str
+    ) -> QueueEntry | None:
+        """Make ``to_node`` the owner of a waiting entry ``from_node`` owns, atomically: of
+        two nodes adopting one entry, one gets it (returned), the other None."""
+        ...
+
     async def flush(self) -> None:
         """Send the writes the store held back (statuses, queue entries, memories: the methods
         that answer nothing). A store may hold them back to send them with its next round trip;
@@ -161,6 +206,7 @@ class InProcessAcdStore:
         self._entries: dict[str, dict[str, QueueEntry]] = {}
         self._last_offered: dict[str, str] = {}
         self._customers: dict[str, str] = {}
+        self._nodes: dict[str, float] = {}
 
     async def claim_agent(
         self, agent_id: str, call_id: str, lease_until: float, now: float
@@ -204,6 +250,16 @@ class InProcessAcdStore:
     async def save_agent_status(self, status: AgentStatus) -> None:
         self._statuses[status.agent_id] = status
 
+    async def compare_and_set_agent_status(
+        self, status: AgentStatus, expected_version: int
+    ) -> tuple[bool, AgentStatus | None]:
+        current = self._statuses.get(status.agent_id)
+        if (current.version if current is not None else 0) != expected_version:
+            return False, current
+        saved = dataclasses.replace(status, version=expected_version + 1)
+        self._statuses[status.agent_id] = saved
+        return True, saved
+
     async def agent_status(self, agent_id: str) -> AgentStatus | None:
         return self._statuses.get(agent_id)
 
@@ -243,6 +299,27 @@ class InProcessAcdStore:
 
     async def agent_for_customer(self, customer: str) -> str | None:
         return self._customers.get(customer)
+
+    async def mark_node_alive(self, node_id: str, lease_until: float) -> None:
+        self._nodes[node_id] = lease_until
+
+    async def node_leases(self) -> Mapping[str, float]:
+        return dict(self._nodes)
+
+    async def forget_node(self, node_id: str, lease_until: float) -> None:
+        if self._nodes.get(node_id) == lease_until:
+            del self._nodes[node_id]
+
+    async def adopt_entry(
+        self, queue_id: str, call_id: str, from_node: str, to_node: str
+    ) -> QueueEntry | None:
+        entries = self._entries.get(queue_id, {})
+        entry = entries.get(call_id)
+        if entry is None or entry.node != from_node:
+            return None
+        adopted = dataclasses.replace(entry, node=to_node)
+        entries[call_id] = adopted
+        return adopted
 
     async def flush(self) -> None:
         return None  # every write is done at once

@@ -22,6 +22,7 @@ class TimerHandlers(EngineCore):
                 self._wrap_up_done(key, now)
             elif kind is TimerKind.HELD:
                 agent = self.agents[key]
+                agent.transfer_call = None  # a transfer's ring ended without any report
                 self._release_hold(agent)
                 self._route_agent(agent, now)
             else:

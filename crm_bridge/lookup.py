@@ -10,6 +10,12 @@ The CRM's JSON answer is mapped by ``fields`` (attribute → dotted path, ``case
 ``CustomerRecord``; ``routing_attributes`` turns that into what the ACD uses (priority, skills,
 preferred agent) plus the screen-pop data that travels to the agent.
 
+``skills`` in a record are the caller's own needs, applied at queue arrival on top of the
+queue's and the IVR's: a list of skill names (minimum proficiency 1, ``"billing:3"`` for
+another), a mapping skill → minimum proficiency (1 to 5), or the same as text
+(``"billing:3,french"``, the form screen-pop data and IVR variables carry). A skill whose level
+is not a whole number from 1 to 5 is left out rather than failing the call.
+
 ``CrmLookupClient.lookup(key, fields)`` is the IVR's ``CustomerLookup`` (``ivr.ports``), met
 structurally.
 """
@@ -33,6 +39,9 @@ from config.crm import ROUTING_FIELDS, LookupSettings
 
 logger = logging.getLogger(__name__)
 
+#: The record's skills (see the module documentation); not text, so not in ROUTING_FIELDS.
+SKILLS_FIELD = "skills"
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -47,6 +56,8 @@ class CustomerRecord:
     language: str | None = None
     preferred_agent: str | None = None
     open_case: str | None = None
+    skills: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Skills the caller needs: skill -> minimum proficiency."""
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Other attributes named in ``fields``, as text."""
 
@@ -60,6 +71,8 @@ class CustomerRecord:
                 fields[name] = "true" if value else "false"
             elif value is not None:
                 fields[name] = value
+        if self.skills:
+            fields[SKILLS_FIELD] = skills_text(self.skills)
         fields.update(self.extra)
         return fields
 
@@ -70,8 +83,9 @@ class RoutingAttributes:
 
     priority: int
     """Queue priority from the tier and VIP flag (0: no change)."""
-    skills: tuple[str, ...]
-    """Skills the call requires (the language's, when configured)."""
+    skills: Mapping[str, int]
+    """Skills the call requires, with the minimum proficiency: the record's own, and the
+    language's (proficiency 1) when configured."""
     preferred_agent: str | None
     screen_pop: Mapping[str, str]
 
@@ -108,14 +122,53 @@ def _truthy(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in {"true", "yes", "1", "vip"}
 
 
+def _level(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        level = int(value)
+    except ValueError:
+        return None
+    return level if 1 <= level <= 5 else None
+
+
+def parse_skills(value: Any) -> dict[str, int]:
+    """A record's ``skills`` (see the module documentation) as skill -> minimum proficiency."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(value, Mapping):
+        pairs = [(str(skill), level) for skill, level in value.items()]
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str):
+                name, _, written = item.partition(":")
+                pairs.append((name, written or 1))
+    skills: dict[str, int] = {}
+    for skill, raw in pairs:
+        level = _level(raw)
+        if not skill.strip() or level is None:
+            logger.info("CRM skill %r with proficiency %r left out", skill, raw)
+            continue
+        skills[skill.strip()] = max(level, skills.get(skill.strip(), 0))
+    return skills
+
+
+def skills_text(skills: Mapping[str, int]) -> str:
+    """``skills`` as text: ``billing:3,french`` (proficiency 1 is not written)."""
+    return ",".join(name if level == 1 else f"{name}:{level}" for name, level in skills.items())
+
+
 def map_answer(answer: Mapping[str, Any], fields: Mapping[str, str]) -> CustomerRecord:
     """The record in a CRM answer; attributes absent from ``fields`` use their own name."""
-    paths = {name: name for name in ROUTING_FIELDS} | dict(fields)
+    paths = {name: name for name in (*ROUTING_FIELDS, SKILLS_FIELD)} | dict(fields)
     values = {name: resolve_path(answer, path) for name, path in paths.items()}
     extra = {
         name: text
         for name, value in values.items()
-        if name not in ROUTING_FIELDS and (text := _text(value)) is not None
+        if name not in ROUTING_FIELDS
+        and name != SKILLS_FIELD
+        and (text := _text(value)) is not None
     }
     return CustomerRecord(
         name=_text(values["name"]),
@@ -124,6 +177,7 @@ def map_answer(answer: Mapping[str, Any], fields: Mapping[str, str]) -> Customer
         language=_text(values["language"]),
         preferred_agent=_text(values["preferred_agent"]),
         open_case=_text(values["open_case"]),
+        skills=MappingProxyType(parse_skills(values[SKILLS_FIELD])),
         extra=MappingProxyType(extra),
     )
 
@@ -132,10 +186,13 @@ def routing_attributes(record: CustomerRecord, settings: LookupSettings) -> Rout
     priority = settings.tier_priorities.get(record.tier, 0) if record.tier else 0
     if record.vip:
         priority = max(priority, settings.vip_priority)
+    skills = dict(record.skills)
     skill = settings.language_skills.get(record.language) if record.language else None
+    if skill:
+        skills.setdefault(skill, 1)
     return RoutingAttributes(
         priority=priority,
-        skills=(skill,) if skill else (),
+        skills=MappingProxyType(skills),
         preferred_agent=record.preferred_agent,
         screen_pop=MappingProxyType(record.as_fields()),
     )

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -51,8 +51,9 @@ from acd.events import CallbackCompleted, CallbackFailed
 from acd.service import AcdService
 from acd.store import AcdStore, InProcessAcdStore
 from config.loader import Configuration
-from cxos.agent_calls import AgentCallFlow
-from cxos.call_flow import CallFlow, CrmRouting, FlowServices
+from config.settings import Agent
+from cxos.agent_calls import AgentCallFlow, rings_a_colleague
+from cxos.call_flow import CallFlow, CrmRouting, FlowServices, QueueStep
 from cxos.telephony_port import CallTelephonyPort
 from ivr.ports import CustomerLookup, PromptRenderer, SpeechRecognizer
 from ivr.prompts import SpokenPrompts
@@ -71,6 +72,7 @@ from telephony.events import (
 )
 from telephony.media.calls import MediaCall
 from telephony.service import TelephonyService
+from telephony.sip.core_types import IncomingCall
 from telephony.sip.registrar_events import (
     RegistrationAdded,
     RegistrationExpired,
@@ -168,12 +170,21 @@ class CallCenter:
     async def start(self) -> None:
         await self.acd.start()
         self.telephony.call_handler = self.handle_call
+        self.telephony.ring_first = self.rings_first
+
+    def rings_first(self, call: IncomingCall) -> bool:
+        """A call from an agent's softphone to a colleague rings until the colleague answers."""
+        if call.agent is None:
+            return False
+        codes = self.acd.feature_codes
+        return rings_a_colleague(self.configuration, codes, call.agent, call.did)
 
     async def stop(self, grace: float) -> None:
         """No new calls reach the flow; callers on the line are hung up and their flows given
         ``grace`` seconds to end, so the ACD hears of each before it stops."""
         if self.telephony.call_handler == self.handle_call:
             self.telephony.call_handler = None
+            self.telephony.ring_first = None
         calls = [f.call for f in self._flows.values()]
         for call in calls + [f.call for f in self._agent_calls.values()]:
             call.hangup()
@@ -260,6 +271,7 @@ class CallCenter:
             self._starting.pop(event.call_id, None)
         elif isinstance(event, CallRinging):
             self.port.on_ringing(event.call_id, event.sip_user)
+            self._transfer_ringing(event)
         elif isinstance(event, RegistrationAdded):  # agents with login_on_register follow it
             self.acd.contact_added(event.aor, event.contact)
         elif isinstance(event, RegistrationRefreshed):
@@ -276,13 +288,30 @@ class CallCenter:
             self._ring_seconds.pop(event.leg_id, None)
         elif isinstance(event, CallTransferred) and event.succeeded:
             self._transferred(event)
+        elif isinstance(event, CallTransferred):
+            agent = self._agent_named(event.target)
+            if agent is not None:
+                self.acd.transfer_failed(event.call_id, agent.id)
+
+    def _agent_named(self, target: str) -> Agent | None:
+        return next((a for a in self.configuration.agents if target in (a.sip_user, a.id)), None)
+
+    def _transfer_ringing(self, event: CallRinging) -> None:
+        """A phone rings for a caller who is with an agent: a transfer (REFER, or the call
+        API). When it is another agent's phone, the ACD reserves them until the transfer is
+        answered or fails, so that no queue call rings it meanwhile."""
+        call = self.telephony.call(event.call_id)
+        if call is None or call.agent is None or call.agent.sip_user == event.sip_user:
+            return
+        agent = self._agent_named(event.sip_user)
+        if agent is not None and event.call_id in self._flows:
+            ring_seconds = self.configuration.server.sip.ring_timeout
+            self.acd.transfer_ringing(event.call_id, agent.id, ring_seconds)
 
     def _transferred(self, event: CallTransferred) -> None:
         """The caller is now bridged to the phone the transfer named: when it is an agent's,
         the ACD puts them on the call in the queue the caller came from."""
-        agent = next(
-            (a for a in self.configuration.agents if event.target in (a.sip_user, a.id)), None
-        )
+        agent = self._agent_named(event.target)
         call = self.telephony.call(event.call_id)
         leg = call.agent if call is not None else None
         flow = self._flows.get(event.call_id)
@@ -361,22 +390,26 @@ class CallCenter:
     # ------------------------------------------------------------------ callbacks
 
     async def register_callback(
-        self,
-        call_id: str,
-        queue_id: str,
-        number: str,
-        attributes: Mapping[str, str],
-        queued: bool,
+        self, call_id: str, step: QueueStep, number: str, queued: bool
     ) -> bool:
-        """Make ``call_id`` a callback to ``number`` in ``queue_id`` (queued there first unless
-        ``queued``); False when the ACD did not take it (unknown queue, full, no number...)."""
+        """Make ``call_id`` a callback to ``number`` in ``step``'s queue (queued there first,
+        with the step's priority, skills and attributes, unless ``queued``); False when the ACD
+        did not take it (unknown queue, full, no number...)."""
+        queue_id = step.queue_id
         if not number or number == "anonymous":
             logger.info("call %s: no number to call back", call_id)
             return False
         self.port.expect_callback(call_id)
         try:
             if not queued:
-                await self.acd.enqueue(call_id, queue_id, attributes=attributes)
+                await self.acd.enqueue(
+                    call_id,
+                    queue_id,
+                    priority=step.priority,
+                    attributes=step.attributes,
+                    preferred_agent=step.preferred_agent,
+                    required_skills=step.skills,
+                )
             await self.acd.request_callback(call_id, number)
         except (LookupError, ValueError, RuntimeError) as exc:
             self.port.forget_callback(call_id)

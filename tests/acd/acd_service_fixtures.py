@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from acd.actions import CancelReason, RouteReason
 from acd.engine import AcdEngine
 from acd.events import AcdEvent
-from acd.model import AgentProfile, QueueConfig
+from acd.model import AgentProfile, QueueConfig, SkillRequirement
 from acd.service import AcdService, ServiceSettings
 from acd.store import AcdStore, InProcessAcdStore
 
@@ -112,6 +112,11 @@ class FakeTelephony:
         return [r[1:] for r in self.requests if r[0] == kind]
 
 
+def sales_queue() -> QueueConfig:
+    """A queue ``sales`` that needs the skill ``sales``."""
+    return QueueConfig(queue_id="sales", required_skills=(SkillRequirement(skill="sales"),))
+
+
 @dataclass
 class Node:
     """A running service with its fake telephony, store and published events."""
@@ -132,6 +137,7 @@ def make_node(
     *,
     store: AcdStore | None = None,
     settings: ServiceSettings | None = None,
+    node_id: str = "node-1",
     **service_options: Any,
 ) -> Node:
     engine = AcdEngine(queues, agents, rng=random.Random(0))
@@ -143,7 +149,7 @@ def make_node(
         store,
         telephony,
         events.append,
-        node_id="node-1",
+        node_id=node_id,
         clock=clock,
         shared_clock=clock,
         settings=settings,

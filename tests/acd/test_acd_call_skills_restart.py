@@ -3,18 +3,13 @@ reading the store) sees them, and a restored callback still needs them."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-
 import pytest
 
-from acd.engine import AcdEngine
 from acd.events import AcdEvent, QueueJoined
 from acd.model import AgentProfile, QueueConfig, SkillRequirement
 from acd.service import AcdService
-from acd.store import AcdStore, InProcessAcdStore
-from tests.acd.acd_redis import redis_store
+from acd.store import AcdStore
+from tests.acd.acd_node_fixtures import STORES, Clocks, node_service, open_store
 from tests.acd.acd_service_fixtures import FakeTelephony
 
 QUEUES = [QueueConfig(queue_id="support", required_skills=(SkillRequirement(skill="support"),))]
@@ -24,46 +19,19 @@ AGENTS = [
 ]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@asynccontextmanager
-async def _in_process() -> AsyncIterator[AcdStore]:
-    yield InProcessAcdStore()
-
-
-@pytest.fixture(params=[_in_process, redis_store], ids=["in_process", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[AcdStore]:
-    factory: Callable[[], AbstractAsyncContextManager[AcdStore]] = request.param
-    async with factory() as opened:
-        yield opened
+store = pytest.fixture(params=STORES, name="store")(open_store)
 
 
 def _service(
-    store: AcdStore, clock: Clock, events: list[AcdEvent]
+    store: AcdStore, clocks: Clocks, events: list[AcdEvent]
 ) -> tuple[AcdService, FakeTelephony]:
-    telephony = FakeTelephony()
-    service = AcdService(
-        AcdEngine(QUEUES, AGENTS, rng=random.Random(0)),
-        store,
-        telephony,
-        events.append,
-        node_id="node-1",
-        clock=clock,
-        shared_clock=lambda: clock() + 1.7e9,
-    )
-    return service, telephony
+    return node_service(store, clocks, events, QUEUES, AGENTS)
 
 
 async def test_a_restored_callback_still_needs_the_callers_skills(store: AcdStore) -> None:
-    clock = Clock()
+    clocks = Clocks()
     events: list[AcdEvent] = []
-    first, telephony = _service(store, clock, events)
+    first, telephony = _service(store, clocks, events)
     await first.start()
     await first.login("en")
     await first.enqueue("c1", "support", required_skills={"french": 2})
@@ -76,8 +44,8 @@ async def test_a_restored_callback_still_needs_the_callers_skills(store: AcdStor
     assert dict(entry.required_skills) == {"french": 2}
     await first.stop()  # as a killed node leaves it
 
-    clock.now += 5
-    second, telephony = _service(store, clock, [])
+    clocks.mono += 5
+    second, telephony = _service(store, clocks, [])
     await second.start()
     try:
         assert second.engine.calls["c1"].required_skills == {"french": 2}

@@ -6,34 +6,14 @@ a new engine and service for the same node start on the same store (the same Red
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-
 import pytest
 
-from acd.engine import AcdEngine
 from acd.events import AcdEvent, AgentStateChanged
 from acd.model import AgentProfile, QueueConfig, SkillRequirement
 from acd.service import AcdService
-from acd.store import AcdStore, AgentStatus, InProcessAcdStore
-from tests.acd.acd_redis import redis_store
+from acd.store import AcdStore, AgentStatus
+from tests.acd.acd_node_fixtures import STORES, Clocks, node_service, open_store
 from tests.acd.acd_service_fixtures import FakeTelephony
-
-
-class Clocks:
-    """The engine's monotonic clock and the wall clock nodes share, moved by hand."""
-
-    def __init__(self) -> None:
-        self.mono = 1000.0
-        self.offset = 1.7e9  # the shared clock reads another origin
-
-    def engine(self) -> float:
-        return self.mono
-
-    def shared(self) -> float:
-        return self.mono + self.offset
-
 
 QUEUES = [
     QueueConfig(
@@ -54,17 +34,7 @@ AGENTS = [
 def _service(
     store: AcdStore, clocks: Clocks, events: list[AcdEvent]
 ) -> tuple[AcdService, FakeTelephony]:
-    telephony = FakeTelephony()
-    service = AcdService(
-        AcdEngine(QUEUES, AGENTS, rng=random.Random(0)),
-        store,
-        telephony,
-        events.append,
-        node_id="node-1",
-        clock=clocks.engine,
-        shared_clock=clocks.shared,
-    )
-    return service, telephony
+    return node_service(store, clocks, events, QUEUES, AGENTS)
 
 
 async def _answer(service: AcdService, call_id: str, agent_id: str) -> None:
@@ -73,16 +43,7 @@ async def _answer(service: AcdService, call_id: str, agent_id: str) -> None:
     await service.drain()
 
 
-@asynccontextmanager
-async def _in_process() -> AsyncIterator[AcdStore]:
-    yield InProcessAcdStore()
-
-
-@pytest.fixture(params=[_in_process, redis_store], ids=["in_process", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[AcdStore]:
-    factory: Callable[[], AbstractAsyncContextManager[AcdStore]] = request.param
-    async with factory() as opened:
-        yield opened
+store = pytest.fixture(params=STORES, name="store")(open_store)
 
 
 async def _previous_run(store: AcdStore, clocks: Clocks) -> None:

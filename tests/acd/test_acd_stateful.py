@@ -28,6 +28,7 @@ from tests.acd.acd_fixtures import agent, need, queue
 AGENTS = ("a1", "a2", "a3", "a4", "a5")  # a5 exists only in the reloaded configuration
 QUEUES = ("sales", "support", "all")
 OFFER_STATES = ("reserved", "ringing")
+OUTSIDE_CALLS = ("t", "own")  # call ids of transfers and agents' own calls: never offered
 # Callers' own needs: languages some agents speak at some level, and one nobody speaks.
 CALL_SKILLS = (
     {"french": 1},
@@ -109,6 +110,9 @@ class AcdMachine(RuleBasedStateMachine):
             if isinstance(out, OfferCall):
                 assert out.agent_id not in self.offer_of, f"double offer to {out.agent_id}"
                 assert out.agent_id not in self.connected, f"{out.agent_id} offered while on call"
+                runtime = self.engine.agents[out.agent_id]
+                assert runtime.transfer_call is None, f"{out.agent_id} offered, a transfer rings"
+                assert runtime.own_call is None, f"{out.agent_id} offered on a call of their own"
                 self._check_callers_skills(out.call_id, out.agent_id)
                 self.offer_of[out.agent_id] = out.call_id
             elif isinstance(out, CancelOffer):
@@ -119,7 +123,8 @@ class AcdMachine(RuleBasedStateMachine):
             elif isinstance(out, AgentStateChanged):
                 if out.state == "on_call":
                     assert out.call_id is not None
-                    assert self.offer_of.get(out.agent_id) == out.call_id, "answer without offer"
+                    if not out.call_id.startswith(OUTSIDE_CALLS):
+                        assert self.offer_of.get(out.agent_id) == out.call_id, "not offered"
                     assert out.call_id not in self.connected.values(), f"{out.call_id} twice"
                     self.connected[out.agent_id] = out.call_id
                 else:
@@ -236,11 +241,39 @@ class AcdMachine(RuleBasedStateMachine):
     def hang_up(self, data: st.DataObject) -> None:
         agent_id = data.draw(st.sampled_from(sorted(self.connected)))
         call = self.engine.calls.get(self.connected[agent_id])
-        if call is not None and call.status is CallStatus.DIALING:
+        if self.connected[agent_id].startswith("own"):
+            self._try("direct_call_ended", agent_id, self.connected[agent_id])
+        elif call is not None and call.status is CallStatus.DIALING:
             connected = data.draw(st.booleans())
             self._try("callback_result", call.call_id, connected=connected)
         else:
             self._try("call_ended", agent_id)
+
+    @rule(
+        agent_id=st.sampled_from(AGENTS),
+        call_no=st.integers(1, 3),
+        report=st.sampled_from(["ringing", "answered", "failed"]),
+    )
+    def transfer(self, agent_id: str, call_no: int, report: str) -> None:
+        # Another agent's phone transfers a caller to this agent's phone, outside the queues.
+        call_id = f"t{call_no}"
+        if report == "ringing":
+            self._try("transfer_ringing", call_id, agent_id, ring_seconds=20.0)
+        elif report == "answered" and call_id not in self.connected.values():
+            self._try("transfer_answered", call_id, agent_id, "sales", ring_seconds=1.0)
+        else:
+            self._try("transfer_failed", call_id, agent_id)
+
+    @rule(agent_id=st.sampled_from(AGENTS), call_no=st.integers(1, 3), ended=st.booleans())
+    def own_call(self, agent_id: str, call_no: int, ended: bool) -> None:
+        # A call the agent placed from their softphone (whatever state they are in).
+        call_id = f"own{call_no}"
+        if ended:
+            self._try("direct_call_ended", agent_id, call_id)
+        elif call_id not in self.connected.values() and all(
+            a.own_call != call_id for a in self.engine.agents.values()
+        ):
+            self._try("direct_call_started", agent_id, call_id)
 
     @rule(call_no=st.integers(1, 30))
     def abandon(self, call_no: int) -> None:

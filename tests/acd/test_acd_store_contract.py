@@ -1,35 +1,17 @@
-"""The contract every ACD store keeps. A new implementation adds itself to STORES."""
+"""The contract every ACD store keeps, run against each of ``STORES``."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import dataclasses
 
 import pytest
 
-from acd.store import AcdStore, AgentStatus, InProcessAcdStore, QueueEntry
-from tests.acd.acd_redis import redis_store
+from acd.store import AcdStore, AgentStatus, QueueEntry
+from tests.acd.acd_node_fixtures import STORES, open_store
 
-
-@asynccontextmanager
-async def _in_process() -> AsyncIterator[AcdStore]:
-    yield InProcessAcdStore()
-
-
-# Each entry opens a fresh, empty store and cleans up after it (the Redis one works under a key
-# prefix of its own and deletes its keys at the end).
-STORES: list[object] = [
-    pytest.param(_in_process, id="in_process"),
-    pytest.param(redis_store, id="redis"),
-]
-
-
-@pytest.fixture(params=STORES)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[AcdStore]:
-    factory: Callable[[], AbstractAsyncContextManager[AcdStore]] = request.param
-    async with factory() as opened:
-        yield opened
+# A new implementation adds itself to STORES (tests/acd/acd_node_fixtures.py).
+store = pytest.fixture(params=STORES, name="store")(open_store)
 
 
 async def test_an_agent_can_be_claimed_by_only_one_call(store: AcdStore) -> None:
@@ -91,6 +73,47 @@ async def test_agent_status_round_trip(store: AcdStore) -> None:
     status = AgentStatus(agent_id="a", state="paused", reason="lunch", since=5.0)
     await store.save_agent_status(status)
     assert await store.agent_status("a") == status
+
+
+async def test_an_agent_status_is_changed_only_over_the_version_last_seen(
+    store: AcdStore,
+) -> None:
+    paused = AgentStatus(agent_id="a", state="paused", reason="lunch", node="n1", commanded=True)
+    saved, current = await store.compare_and_set_agent_status(paused, expected_version=0)
+    assert saved and current == AgentStatus(
+        agent_id="a", state="paused", reason="lunch", node="n1", commanded=True, version=1
+    )
+    # Another node that has not seen version 1 does not overwrite it; it is shown what is there.
+    available = AgentStatus(agent_id="a", state="available", node="n2")
+    saved, current = await store.compare_and_set_agent_status(available, expected_version=0)
+    assert not saved and current == await store.agent_status("a")
+    assert current is not None and current.state == "paused" and current.version == 1
+    saved, current = await store.compare_and_set_agent_status(available, expected_version=1)
+    assert saved and current is not None and current.version == 2
+    assert await store.agent_status("a") == current
+    # Over a version nobody saved: refused, and nothing is stored for an unknown agent.
+    saved, current = await store.compare_and_set_agent_status(
+        AgentStatus(agent_id="b", state="available"), expected_version=4
+    )
+    assert (saved, current) == (False, None)
+    assert await store.agent_status("b") is None
+
+
+async def test_of_two_writers_racing_from_one_version_exactly_one_wins(store: AcdStore) -> None:
+    await store.compare_and_set_agent_status(AgentStatus(agent_id="a", state="on_call"), 0)
+    for version in range(1, 21):
+        writers = [
+            AgentStatus(agent_id="a", state="paused", reason="break", node="n1", commanded=True),
+            AgentStatus(agent_id="a", state="wrap_up", node="n2"),
+        ]
+        results = await asyncio.gather(
+            *(store.compare_and_set_agent_status(w, version) for w in writers)
+        )
+        assert sorted(saved for saved, _ in results) == [False, True]
+        (winner,) = [status for saved, status in results if saved]
+        (loser,) = [status for saved, status in results if not saved]
+        assert loser == winner == await store.agent_status("a")  # the loser sees the winner
+        assert winner is not None and winner.version == version + 1
 
 
 async def test_counters_add_atomically_and_reset(store: AcdStore) -> None:
@@ -169,3 +192,41 @@ async def test_a_queue_entry_keeps_the_callers_own_skills(store: AcdStore) -> No
     assert await store.entries("q") == (french, plain)
     (stored, _) = await store.entries("q")
     assert dict(stored.required_skills) == {"french": 3, "mortgage": 1}
+
+
+async def test_nodes_mark_themselves_alive_and_a_lapsed_one_is_forgotten_once(
+    store: AcdStore,
+) -> None:
+    await store.mark_node_alive("n1", 30.0)
+    await store.mark_node_alive("n2", 40.5)
+    assert dict(await store.node_leases()) == {"n1": 30.0, "n2": 40.5}
+    await store.forget_node("n1", 25.0)  # n1 renewed meanwhile: kept
+    await store.forget_node("n2", 40.5)
+    assert dict(await store.node_leases()) == {"n1": 30.0}
+
+
+async def test_of_two_nodes_adopting_a_lost_nodes_entry_exactly_one_gets_it(
+    store: AcdStore,
+) -> None:
+    entry = QueueEntry(
+        call_id="cb1",
+        queue_id="q",
+        priority=2,
+        rank=-3.5,
+        arrival=1_700_000_123.456789,
+        callback_destination="+15550100",
+        callback_attempts=1,
+        node="lost",
+        required_skills={"french": 2},
+    )
+    await store.put_entry(entry)
+    results = await asyncio.gather(
+        store.adopt_entry("q", "cb1", "lost", "n1"), store.adopt_entry("q", "cb1", "lost", "n2")
+    )
+    (adopted,) = [r for r in results if r is not None]
+    assert adopted.node in ("n1", "n2")
+    # Everything else, its place (arrival) included, is kept exactly.
+    assert dataclasses.replace(adopted, node="lost") == entry
+    assert await store.entries("q") == (adopted,)
+    assert await store.adopt_entry("q", "cb1", "lost", "n3") is None
+    assert await store.adopt_entry("q", "nobody", "lost", "n3") is None

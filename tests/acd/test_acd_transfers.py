@@ -3,13 +3,15 @@ that phone directly, with no offer): the agent who answers is on the call from t
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from acd.agent_state import IllegalTransitionError
 from acd.events import AgentAnswered
 from acd.model import AgentProfile, QueueConfig, SkillRequirement
 from tests.acd.acd_fixtures import Harness, agent, need, of_type, offers, queue, states
-from tests.acd.acd_service_fixtures import VirtualClock, make_node, run_virtual
+from tests.acd.acd_service_fixtures import Node, VirtualClock, make_node, run_virtual, sales_queue
 
 
 def _harness() -> Harness:
@@ -91,6 +93,91 @@ def test_the_service_claims_the_agent_and_ends_only_the_call_it_put_them_on() ->
         await service.drain()
         assert service.engine.agent_state("bob").value == "wrap_up"
         assert n.types().count("agent.answered") == 2  # alice's, then bob's
+        await service.stop()
+
+    run_virtual(main)
+
+
+def test_a_transfer_target_is_offered_no_queue_call_while_their_phone_rings() -> None:
+    h = _harness()
+    h.call("transfer_ringing", "c1", "bob", 20.0)
+    assert h.state("bob") == "available"  # reserved for the transfer: held, not offered
+    assert offers(h.enqueue("c2", "support")) == []
+    out = h.call("transfer_answered", "c1", "bob", "sales", 3.0)
+    assert states(out, "bob") == [("on_call", "transferred")]
+    assert offers(out) == []  # c2 still waits: bob is on the transferred call
+
+
+def test_a_transfer_that_fails_frees_its_target_for_the_waiting_caller() -> None:
+    h = _harness()
+    h.call("transfer_ringing", "c1", "bob", 20.0)
+    h.enqueue("c2", "support")
+    assert h.call("transfer_failed", "c9", "bob") == []  # another call's outcome: stale
+    assert offers(h.call("transfer_failed", "c1", "bob")) == [("c2", "bob")]
+
+
+def test_a_transfer_reservation_ends_with_the_ring_time_whatever_is_reported() -> None:
+    h = _harness()
+    h.call("transfer_ringing", "c1", "bob", 20.0)
+    h.enqueue("c2", "support")
+    assert offers(h.advance(19)) == []
+    assert offers(h.advance(2)) == [("c2", "bob")]
+    assert h.engine.agents["bob"].transfer_call is None
+
+
+SALES_AGENTS = [
+    AgentProfile(agent_id="alice", skills={"sales": 5}, sip_user="1001"),
+    AgentProfile(agent_id="bob", skills={"sales": 5}, sip_user="1002"),
+]
+
+
+async def _alice_transfers_c1_to_bob(clock: VirtualClock) -> Node:
+    """Alice is on c1; her phone transfers it to bob's, which starts ringing."""
+    n = make_node(clock, [sales_queue()], SALES_AGENTS)
+    service = n.service
+    await service.start()
+    await service.login("alice")
+    await service.enqueue("c1", "sales")
+    service.answered("c1", "alice")
+    await service.drain()
+    await service.login("bob")
+    service.transfer_ringing("c1", "bob", 15.0)
+    return n
+
+
+def test_the_service_reserves_a_transfer_target_against_other_nodes_too() -> None:
+    async def main(clock: VirtualClock) -> None:
+        n = await _alice_transfers_c1_to_bob(clock)
+        service = n.service
+        await service.enqueue("c2", "sales")
+        assert ("c2", "bob", "1002") not in n.telephony.of("ring")
+        claim = await n.store.claim_of("bob", clock())
+        assert claim is not None and claim.call_id == "node-1/c1"  # other nodes are refused
+
+        service.transfer_failed("c1", "bob")
+        await service.drain()
+        assert ("c2", "bob", "1002") in n.telephony.of("ring")
+        claim = await n.store.claim_of("bob", clock())
+        assert claim is not None and claim.call_id == "node-1/c2"
+        await service.stop()
+
+    run_virtual(main)
+
+
+def test_the_service_puts_a_reserved_transfer_target_on_the_call_when_they_answer() -> None:
+    async def main(clock: VirtualClock) -> None:
+        n = await _alice_transfers_c1_to_bob(clock)
+        service = n.service
+        await asyncio.sleep(5)
+        service.transfer_answered("c1", "bob", "sales", 5.0)
+        service.agent_hung_up("alice")
+        await service.drain()
+        assert service.engine.agent_state("bob").value == "on_call"
+        await asyncio.sleep(60)  # long past the ring time: he stays on the call, claimed
+        claim = await n.store.claim_of("bob", clock())
+        assert claim is not None and claim.call_id == "node-1/c1"
+        await service.enqueue("c2", "sales")
+        assert ("c2", "bob", "1002") not in n.telephony.of("ring")
         await service.stop()
 
     run_virtual(main)

@@ -113,9 +113,9 @@ async def test_answer_is_mapped_to_routing_attributes(crm: tuple[FakeCrm, str]) 
         }
         routing = await client.routing("+33123456789")
         assert routing is not None
-        assert (routing.priority, routing.skills, routing.preferred_agent) == (
+        assert (routing.priority, dict(routing.skills), routing.preferred_agent) == (
             10,
-            ("french",),
+            {"french": 1},
             "agent-7",
         )
         assert routing.screen_pop["name"] == "Ada Lovelace"
