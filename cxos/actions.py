@@ -7,7 +7,8 @@ calls of this node. Each refusal names what was wrong, so the API answers 404/40
 Supervisor listen, whisper and barge ring the supervisor's own phone (the SIP account of the
 agent entry named in the request) through telephony's call API and return once it rings; the
 phone joins the call when answered, reported as ``call.monitor_started`` (or
-``call.monitor_failed``). Asking again for the same supervisor changes the mode at once.
+``call.monitor_failed``). Asking again for the same supervisor changes the mode at once;
+``end_monitor`` takes the supervisor off the call.
 """
 
 from __future__ import annotations
@@ -181,6 +182,15 @@ class CallCenterActions:
         logger.info(
             "call %s: ringing %s (%s) to %s, by %s", call_id, agent_id, sip_user, wanted, by
         )
+
+    async def end_monitor(self, call_id: str, *, by: str) -> None:
+        call = self._call(call_id)
+        if not call.monitoring:
+            raise ActionRefusedError(
+                RefusalKind.WRONG_STATE, f"no supervisor is on call {call_id!r} or being rung"
+            )
+        call.end_monitor()
+        logger.info("call %s: monitoring ended by %s", call_id, by)
 
     def _call(self, call_id: str) -> Call:
         call = self._center.call(call_id)

@@ -161,6 +161,10 @@ call_monitor = _action(
     "agent_id",
 )
 
+call_end_monitor = _action(
+    "end_monitor", Access.SUPERVISOR, lambda a, call, d, by: a.end_monitor(call, by=by)
+)
+
 
 @access(Access.ADMIN)
 async def reload_configuration(request: web.Request) -> web.Response:

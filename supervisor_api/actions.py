@@ -84,6 +84,11 @@ class SupervisorActions(Protocol):
         when the call has no agent yet (wrong state) or the phone is not registered
         (unavailable)."""
 
+    async def end_monitor(self, call_id: str, *, by: str) -> None:
+        """Take the supervisor off the call (their phone gets BYE; ``call.monitor_ended``
+        with reason ``server``), or stop ringing their phone if it has not answered yet.
+        Refused when nobody monitors the call (wrong state)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReloadProblem:

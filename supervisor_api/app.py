@@ -119,6 +119,7 @@ def create_app(dependencies: ApiDependencies) -> web.Application:
     router.add_post("/api/calls/{call_id}/recording/start", actions.recording_start)
     router.add_post("/api/calls/{call_id}/recording/stop", actions.recording_stop)
     router.add_post("/api/calls/{call_id}/monitor", actions.call_monitor)
+    router.add_delete("/api/calls/{call_id}/monitor", actions.call_end_monitor)
     router.add_get("/api/kpis/queues", rest.queue_kpis)
     router.add_get("/api/kpis/agents", rest.agent_kpis)
     router.add_get("/api/history/queues", history.queue_history)

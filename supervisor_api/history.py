@@ -5,9 +5,9 @@ KPIs are not written twice. The events of each interval are read back from ``eve
 to the same `compute_kpis` as the live figures (docs/metrics.md), so a formula lives in one
 place. What `compute_kpis` needs beyond the interval's own events is read with them:
 
-- each agent's last state change in the day before the interval (the state it was in at the
-  start) and the calls answered in that day (which queue a call whose talk ends in the interval
-  came from);
+- each agent's last state change before the interval, however long ago (the state it was in
+  at the start: an agent logged in for days is still listed), and the calls answered in the
+  day before it (which queue a call whose talk ends in the interval came from);
 - for an agent still in wrap-up at the end of an interval, its next state change (a handled
   call's handle time includes the wrap-up that followed, even after the interval).
 
@@ -25,18 +25,19 @@ import datetime
 import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from config.api import QueueTargets
 from cxos.envelope import format_time
+from cxos.storage.agent_history import AGENTS_WITH_STATES
 from cxos.storage.database import Connection, Pool
 from supervisor_api.kpi import KPI_EVENT_TYPES, EventRecord, KpiReport, compute_kpis
 
-#: How far before an interval its context is looked for (an agent's current state, the answer
-#: of a call still talking): a day covers every state but a login left untouched for longer.
+#: How far before an interval the answer of a call still talking in it is looked for, and after
+#: it the end of a wrap-up still going on at its end.
 CONTEXT_SECONDS: Final = 86_400.0
 #: Most buckets one request may ask for (a month of hours is 744).
 MAX_BUCKETS: Final = 1000
@@ -52,15 +53,26 @@ WHERE time >= $1 AND time < $2 AND type = ANY($3::text[])
 ORDER BY time, node, seq
 """
 
-# Each agent's last state change, and every call answered, in the context window.
-_CONTEXT = """
+# Each agent's last state change before $2, however long ago (one index probe per agent),
+# unless it was a logout of an agent not in $3; and every call answered from $1 to $2.
+_CONTEXT = (
+    AGENTS_WITH_STATES
+    + """
 SELECT t, seq, type, data FROM (
-    (SELECT DISTINCT ON (envelope #>> '{data,agent_id}')
-            extract(epoch FROM time)::float8 AS t, seq, type,
-            (envelope -> 'data')::text AS data, node
-     FROM events
-     WHERE type = 'agent.state_changed' AND time >= $1 AND time < $2
-     ORDER BY envelope #>> '{data,agent_id}', time DESC, node DESC, seq DESC)
+    (SELECT latest.t, latest.seq, latest.type, latest.data, latest.node
+     FROM agents AS a
+     CROSS JOIN LATERAL (
+         SELECT extract(epoch FROM e.time)::float8 AS t, e.seq, e.type,
+                (e.envelope -> 'data')::text AS data, e.node,
+                e.envelope #>> '{data,state}' AS state
+         FROM events AS e
+         WHERE e.type = 'agent.state_changed' AND e.envelope #>> '{data,agent_id}' = a.agent_id
+           AND e.time < $2
+         ORDER BY e.time DESC, e.seq DESC
+         LIMIT 1
+     ) AS latest
+     WHERE a.agent_id IS NOT NULL
+       AND (latest.state <> 'logged_out' OR a.agent_id = ANY($3::text[])))
     UNION ALL
     (SELECT extract(epoch FROM time)::float8, seq, type, (envelope -> 'data')::text, node
      FROM events
@@ -68,6 +80,7 @@ SELECT t, seq, type, data FROM (
 ) AS context
 ORDER BY t, node, seq
 """
+)
 
 # The first state change of each named agent from $1 on (the events_type_time index is read
 # forward from $1 for each agent and stops at its first row).
@@ -172,10 +185,12 @@ def _records(rows: Iterable[Any]) -> list[EventRecord]:
 @dataclass(slots=True)
 class _Context:
     """What the buckets already read tell the next one: each agent's last state change, and
-    the calls answered within `CONTEXT_SECONDS`."""
+    the calls answered within `CONTEXT_SECONDS`. An agent logged out before a bucket and not
+    in `known` (configured) has no row in that bucket unless an event in it names them."""
 
-    states: dict[str, EventRecord]
-    answered: dict[str, EventRecord]
+    known: frozenset[str]
+    states: dict[str, EventRecord] = field(default_factory=dict)
+    answered: dict[str, EventRecord] = field(default_factory=dict)
 
     def fold(self, records: Iterable[EventRecord], horizon: float) -> None:
         for record in records:
@@ -192,7 +207,12 @@ class _Context:
             del self.answered[call_id]
 
     def records(self) -> list[EventRecord]:
-        both = [*self.states.values(), *self.answered.values()]
+        states = [
+            r
+            for agent_id, r in self.states.items()
+            if agent_id in self.known or r.data.get("state") != "logged_out"
+        ]
+        both = [*states, *self.answered.values()]
         return sorted(both, key=lambda r: (r.time, r.seq))
 
     def wrapping_up(self) -> list[str]:
@@ -206,18 +226,23 @@ async def kpi_history(
     now: float,
     targets_for: Callable[[str], QueueTargets],
     known_queues: Iterable[str] = (),
+    known_agents: Iterable[str] = (),
 ) -> list[KpiReport]:
-    """KPIs of each ``[start, end)`` of ``spans`` (contiguous, in order) from the event log."""
+    """KPIs of each ``[start, end)`` of ``spans`` (contiguous, in order) from the event log.
+
+    Each bucket lists every known queue and agent, and every other agent logged in at some
+    time of it (whenever they logged in)."""
     queues = list(known_queues)
+    agents = sorted(known_agents)
     reports: list[KpiReport] = []
     if not spans:
         return reports
     async with pool.acquire() as connection:
         first = spans[0][0]
         context_rows = await connection.fetch(
-            _CONTEXT, _instant(first - CONTEXT_SECONDS), _instant(first)
+            _CONTEXT, _instant(first - CONTEXT_SECONDS), _instant(first), agents
         )
-        context = _Context(states={}, answered={})
+        context = _Context(known=frozenset(agents))
         context.fold(await asyncio.to_thread(_records, context_rows), first - CONTEXT_SECONDS)
         for start, end in spans:
             rows = await connection.fetch(
@@ -229,7 +254,9 @@ async def kpi_history(
             after = await _next_states(connection, end, context.wrapping_up())
             records = [*before, *inside, *after]
             reports.append(
-                await asyncio.to_thread(compute_kpis, records, start, end, now, targets_for, queues)
+                await asyncio.to_thread(
+                    compute_kpis, records, start, end, now, targets_for, queues, agents
+                )
             )
     return reports
 

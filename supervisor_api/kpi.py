@@ -32,6 +32,8 @@ DIRECT_CALL_ENDED = "direct_call_ended"
 def ends_handled_call(previous_state: object, reason: object) -> bool:
     """Whether an agent's state change ends the talk of a handled (queue or transfer) call."""
     return previous_state == "on_call" and reason != DIRECT_CALL_ENDED
+
+
 READY_STATES = frozenset({"available", "reserved", "ringing"})
 #: Queue exits that mean the caller went to another queue: offered there, not here.
 TRANSFERRED_OUT = frozenset({"moved", "escalated"})
@@ -236,11 +238,14 @@ def compute_kpis(
     now: float,
     targets_for: Callable[[str], QueueTargets],
     known_queues: Iterable[str] = (),
+    known_agents: Iterable[str] = (),
 ) -> KpiReport:
     """KPIs per queue and per agent for ``[start, end)``, with ``now`` closing open agent states.
 
     ``records`` must be in publication order and should reach back before ``start`` far enough
-    to know which queue each call came from and which state each agent was in.
+    to know which queue each call came from and which state each agent was in. Every known
+    queue and agent has a row, with zeros when no event concerns it; other agents have one when
+    a record names them.
     """
     if end < start:
         raise ValueError("the interval ends before it starts")
@@ -248,7 +253,7 @@ def compute_kpis(
     queues: dict[str, QueueReport] = {
         q: QueueReport(QueueTally(targets_for(q))) for q in known_queues
     }
-    agents: dict[str, AgentTally] = {}
+    agents: dict[str, AgentTally] = {a: AgentTally() for a in known_agents}
     call_queue: dict[str, str] = {}
     call_agent: dict[str, str] = {}
     open_state: dict[str, tuple[str, float]] = {}

@@ -1,124 +1,116 @@
 """The OpenAPI 3.1 description of the API, served at ``/api/openapi.json``.
 
 Written by hand next to the handlers and kept true by tests: every route of the application is
-described here (and nothing else), and the schemathesis run checks each answer against it.
+described here (and nothing else), and the schemathesis run checks each answer against it. The
+``/api/history/*`` paths and their schemas are described beside their handlers
+(``supervisor_api/history_routes.py``), with the building blocks of ``supervisor_api/schema.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-Schema = dict[str, Any]
+from supervisor_api.history_routes import HISTORY_SCHEMAS, history_paths
+from supervisor_api.schema import (
+    COUNT,
+    INTERVAL,
+    PERCENT,
+    SECONDS,
+    TEXT,
+    TIME,
+    Schema,
+    array,
+    nullable,
+    obj,
+    path_param,
+    query,
+    ref,
+    responses,
+)
 
 API_VERSION = "1.0.0"
 
-
-def _nullable(kind: str) -> Schema:
-    return {"type": [kind, "null"]}
-
-
-def _object(properties: dict[str, Schema], *, closed: bool = True) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties, "required": list(properties)}
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-_TIME = {"type": "string", "format": "date-time"}
-_SECONDS = {"type": "number", "minimum": 0}
-_PERCENT = {"type": ["number", "null"], "minimum": 0, "maximum": 100}
-_COUNT = {"type": "integer", "minimum": 0}
-_TEXT = {"type": "string"}
-_OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
-_OPTIONAL_SECONDS = {"type": ["number", "null"], "minimum": 0}
-_THRESHOLDS = _object({"warn": {"type": "number"}, "alarm": {"type": "number"}})
+_THRESHOLDS = obj({"warn": {"type": "number"}, "alarm": {"type": "number"}})
 
 SCHEMAS: dict[str, Schema] = {
-    "Error": _object(
-        {"error": _TEXT, "message": _TEXT, "field": _nullable("string")}, closed=False
+    "Error": obj({"error": TEXT, "message": TEXT, "field": nullable("string")}, closed=False),
+    "AgentCounts": obj(
+        {k: COUNT for k in ("available", "busy", "wrap_up", "paused", "logged_out")}
     ),
-    "AgentCounts": _object(
-        {k: _COUNT for k in ("available", "busy", "wrap_up", "paused", "logged_out")}
-    ),
-    "ServiceLevel": _object(
+    "ServiceLevel": obj(
         {
-            "threshold_seconds": _SECONDS,
-            "target_percent": _PERCENT,
-            "now": _PERCENT,
-            "today": _PERCENT,
-            "offered_today": _COUNT,
-            "answered_today": _COUNT,
-            "abandoned_today": _COUNT,
+            "threshold_seconds": SECONDS,
+            "target_percent": PERCENT,
+            "now": PERCENT,
+            "today": PERCENT,
+            "offered_today": COUNT,
+            "answered_today": COUNT,
+            "abandoned_today": COUNT,
         }
     ),
-    "WaitingCall": _object(
+    "WaitingCall": obj(
         {
-            "call_id": _TEXT,
+            "call_id": TEXT,
             "position": {"type": "integer"},
             "priority": {"type": "integer"},
-            "wait_seconds": _SECONDS,
-            "joined_at": _TIME,
-            "offered_to": _nullable("string"),
+            "wait_seconds": SECONDS,
+            "joined_at": TIME,
+            "offered_to": nullable("string"),
         }
     ),
-    "QueueTile": _object(
+    "QueueTile": obj(
         {
-            "queue_id": _TEXT,
-            "waiting": _COUNT,
-            "longest_wait_seconds": _SECONDS,
-            "callbacks_waiting": _COUNT,
-            "agents": _ref("AgentCounts"),
-            "service_level": _ref("ServiceLevel"),
+            "queue_id": TEXT,
+            "waiting": COUNT,
+            "longest_wait_seconds": SECONDS,
+            "callbacks_waiting": COUNT,
+            "agents": ref("AgentCounts"),
+            "service_level": ref("ServiceLevel"),
         }
     ),
-    "Agent": _object(
+    "Agent": obj(
         {
-            "agent_id": _TEXT,
-            "state": _TEXT,
+            "agent_id": TEXT,
+            "state": TEXT,
             "since": {"type": ["string", "null"], "format": "date-time"},
             "time_in_state_seconds": {"type": ["number", "null"], "minimum": 0},
-            "reason": _TEXT,
-            "call_id": _nullable("string"),
-            "calls_handled": _COUNT,
-            "talk_seconds": _SECONDS,
-            "wrap_up_seconds": _SECONDS,
-            "pause_seconds": _SECONDS,
+            "reason": TEXT,
+            "call_id": nullable("string"),
+            "calls_handled": COUNT,
+            "talk_seconds": SECONDS,
+            "wrap_up_seconds": SECONDS,
+            "pause_seconds": SECONDS,
         }
     ),
-    "Segment": _object(
+    "Segment": obj(
         {
             "kind": {"enum": ["ivr", "queue", "agent", "transfer"]},
-            "started_at": _TIME,
+            "started_at": TIME,
             "ended_at": {"type": ["string", "null"], "format": "date-time"},
-            "duration_seconds": _SECONDS,
-            "queue_id": _nullable("string"),
-            "agent_id": _nullable("string"),
-            "outcome": _nullable("string"),
+            "duration_seconds": SECONDS,
+            "queue_id": nullable("string"),
+            "agent_id": nullable("string"),
+            "outcome": nullable("string"),
         }
     ),
-    "Call": _object(
+    "Call": obj(
         {
-            "call_id": _TEXT,
-            "state": _TEXT,
-            "started_at": _TIME,
-            "duration_seconds": _SECONDS,
-            "caller_id": _nullable("string"),
-            "did": _nullable("string"),
-            "trunk_id": _nullable("string"),
-            "queue_id": _nullable("string"),
-            "agent_id": _nullable("string"),
-            "segments": {"type": "array", "items": _ref("Segment")},
+            "call_id": TEXT,
+            "state": TEXT,
+            "started_at": TIME,
+            "duration_seconds": SECONDS,
+            "caller_id": nullable("string"),
+            "did": nullable("string"),
+            "trunk_id": nullable("string"),
+            "queue_id": nullable("string"),
+            "agent_id": nullable("string"),
+            "segments": {"type": "array", "items": ref("Segment")},
+            "monitor": {"anyOf": [ref("Monitor"), {"type": "null"}]},
         }
     ),
-    "QueueKpis": _object(
+    "QueueKpis": obj(
         {
-            "queue_id": _TEXT,
+            "queue_id": TEXT,
             **{
-                k: _COUNT
+                k: COUNT
                 for k in (
                     "offered",
                     "answered",
@@ -136,7 +128,7 @@ SCHEMAS: dict[str, Schema] = {
                 )
             },
             **{
-                k: _PERCENT
+                k: PERCENT
                 for k in (
                     "service_level",
                     "service_level2",
@@ -145,136 +137,61 @@ SCHEMAS: dict[str, Schema] = {
                     "transfer_rate",
                 )
             },
-            "sl_threshold_seconds": _SECONDS,
-            "sl2_threshold_seconds": _SECONDS,
+            "sl_threshold_seconds": SECONDS,
+            "sl2_threshold_seconds": SECONDS,
             "asa_seconds": {"type": ["number", "null"], "minimum": 0},
             "aht_seconds": {"type": ["number", "null"], "minimum": 0},
-            "longest_answer_wait_seconds": _SECONDS,
+            "longest_answer_wait_seconds": SECONDS,
         }
     ),
-    "AgentKpis": _object(
+    "AgentKpis": obj(
         {
-            "agent_id": _TEXT,
-            **{k: _COUNT for k in ("handled", "offers", "no_answers", "rejections", "transfers")},
+            "agent_id": TEXT,
+            **{k: COUNT for k in ("handled", "offers", "no_answers", "rejections", "transfers")},
             **{
-                k: _PERCENT
+                k: PERCENT
                 for k in ("occupancy", "utilisation", "ring_no_answer_rate", "transfer_rate")
             },
             "aht_seconds": {"type": ["number", "null"], "minimum": 0},
-            "talk_seconds": _SECONDS,
-            "wrap_up_seconds": _SECONDS,
-            "seconds_by_state": {"type": "object", "additionalProperties": _SECONDS},
+            "talk_seconds": SECONDS,
+            "wrap_up_seconds": SECONDS,
+            "seconds_by_state": {"type": "object", "additionalProperties": SECONDS},
         }
     ),
-    "Accepted": _object({"accepted": {"const": True}, "action": _TEXT}, closed=False),
-    "CdrSegment": _object(
+    "Accepted": obj({"accepted": {"const": True}, "action": TEXT}, closed=False),
+    "Monitor": obj(
         {
-            "index": _COUNT,
-            "kind": _TEXT,
-            "started_at": _TIME,
-            "ended_at": _OPTIONAL_TIME,
-            "outcome": _nullable("string"),
-            "ivr_tree_id": _nullable("string"),
-            "queue_id": _nullable("string"),
-            "agent_id": _nullable("string"),
-            "destination": _nullable("string"),
-            **{
-                k: _OPTIONAL_SECONDS
-                for k in (
-                    "wait_seconds",
-                    "ring_seconds",
-                    "talk_seconds",
-                    "hold_seconds",
-                    "wrap_up_seconds",
-                )
-            },
-            "offers": _COUNT,
+            "call_id": TEXT,
+            "agent_id": nullable("string"),
+            "supervisor_id": nullable("string"),
+            "sip_user": TEXT,
+            "mode": {"enum": ["listen", "whisper", "barge"]},
+            "since": TIME,
+            "seconds": SECONDS,
         }
     ),
-    "Cdr": _object(
-        {
-            **{
-                k: _TEXT for k in ("call_id", "node", "trunk_id", "did", "caller_id", "caller_name")
-            },
-            "started_at": _TIME,
-            "answered_at": _OPTIONAL_TIME,
-            "ended_at": _OPTIONAL_TIME,
-            "end_reason": _nullable("string"),
-            "hangup_by": _nullable("string"),
-            "disposition": _TEXT,
-            **{
-                k: _OPTIONAL_SECONDS
-                for k in (
-                    "duration_seconds",
-                    "ivr_seconds",
-                    "wait_seconds",
-                    "talk_seconds",
-                    "hold_seconds",
-                    "wrap_up_seconds",
-                )
-            },
-            "agents": {"type": "array", "items": _TEXT},
-            "segments": {"type": "array", "items": _ref("CdrSegment")},
-        }
-    ),
+    **HISTORY_SCHEMAS,
 }
-
-_ERRORS = {
-    "400": "Bad input; `field` names it",
-    "401": "No or invalid bearer token",
-    "403": "The token's role does not allow this",
-    "404": "Unknown id",
-}
-
-
-def _responses(ok: str, schema: Schema, *errors: str, ok_status: str = "200") -> Schema:
-    responses: Schema = {
-        ok_status: {"description": ok, "content": {"application/json": {"schema": schema}}}
-    }
-    for status in ("401", "403", *errors):
-        responses[status] = {
-            "description": _ERRORS.get(status, "Refused"),
-            "content": {"application/json": {"schema": _ref("Error")}},
-        }
-    return responses
-
-
-def _path_param(name: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _query(name: str, description: str, schema: Schema | None = None) -> Schema:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
 
 
 def _body(properties: dict[str, Schema]) -> Schema:
     return {
         "required": True,
-        "content": {"application/json": {"schema": _object(properties)}},
+        "content": {"application/json": {"schema": obj(properties)}},
     }
 
 
-def _action(summary: str, target: str, body: dict[str, Schema] | None = None) -> Schema:
+def _action(
+    summary: str, target: str, body: dict[str, Schema] | None = None, *, method: str = "post"
+) -> Schema:
     operation: Schema = {
         "summary": summary,
-        "parameters": [_path_param(target)],
-        "responses": _responses("Accepted", _ref("Accepted"), "400", "404", "409", ok_status="202"),
+        "parameters": [path_param(target)],
+        "responses": responses("Accepted", ref("Accepted"), "400", "404", "409", ok_status="202"),
     }
     if body is not None:
         operation["requestBody"] = _body(body)
-    return {"post": operation}
-
-
-_INTERVAL = [
-    _query("from", "Start of the interval (default: today's midnight)", {**_TIME}),
-    _query("to", "End of the interval (default: now)", {**_TIME}),
-]
+    return {method: operation}
 
 
 def openapi_document() -> Schema:
@@ -289,7 +206,7 @@ def openapi_document() -> Schema:
                     "200": {
                         "description": "Alive",
                         "content": {
-                            "application/json": {"schema": _object({"status": {"const": "ok"}})}
+                            "application/json": {"schema": obj({"status": {"const": "ok"}})}
                         },
                     }
                 },
@@ -304,9 +221,7 @@ def openapi_document() -> Schema:
                         "description": text,
                         "content": {
                             "application/json": {
-                                "schema": _object(
-                                    {"ready": {"type": "boolean"}, "last_seq": _COUNT}
-                                )
+                                "schema": obj({"ready": {"type": "boolean"}, "last_seq": COUNT})
                             }
                         },
                     }
@@ -317,19 +232,19 @@ def openapi_document() -> Schema:
         "/api/openapi.json": {
             "get": {
                 "summary": "This document",
-                "responses": _responses("OpenAPI document", {"type": "object"}),
+                "responses": responses("OpenAPI document", {"type": "object"}),
             }
         },
         "/api/me": {
             "get": {
                 "summary": "Who the token belongs to",
-                "responses": _responses(
+                "responses": responses(
                     "The caller",
-                    _object(
+                    obj(
                         {
-                            "name": _TEXT,
+                            "name": TEXT,
                             "role": {"enum": ["agent", "supervisor", "admin"]},
-                            "agent_id": _nullable("string"),
+                            "agent_id": nullable("string"),
                         }
                     ),
                 ),
@@ -338,9 +253,9 @@ def openapi_document() -> Schema:
         "/api/queues": {
             "get": {
                 "summary": "Live snapshot of every queue",
-                "responses": _responses(
+                "responses": responses(
                     "Queues",
-                    _object({"queues": {"type": "array", "items": _queue_with_calls()}}),
+                    obj({"queues": {"type": "array", "items": _queue_with_calls()}}),
                     "400",
                 ),
             }
@@ -348,23 +263,23 @@ def openapi_document() -> Schema:
         "/api/queues/{queue_id}": {
             "get": {
                 "summary": "Live snapshot of one queue, with its waiting callers",
-                "parameters": [_path_param("queue_id")],
-                "responses": _responses("Queue", _queue_with_calls(), "400", "404"),
+                "parameters": [path_param("queue_id")],
+                "responses": responses("Queue", _queue_with_calls(), "400", "404"),
             }
         },
         "/api/agents": {
             "get": {
                 "summary": "Every agent's state",
-                "responses": _responses(
-                    "Agents", _object({"agents": {"type": "array", "items": _ref("Agent")}}), "400"
+                "responses": responses(
+                    "Agents", obj({"agents": {"type": "array", "items": ref("Agent")}}), "400"
                 ),
             }
         },
         "/api/agents/{agent_id}": {
             "get": {
                 "summary": "One agent's state (an agent token: its own only)",
-                "parameters": [_path_param("agent_id")],
-                "responses": _responses("Agent", _ref("Agent"), "400", "404"),
+                "parameters": [path_param("agent_id")],
+                "responses": responses("Agent", ref("Agent"), "400", "404"),
             }
         },
         "/api/agents/{agent_id}/login": _action("Log the agent in", "agent_id"),
@@ -378,16 +293,16 @@ def openapi_document() -> Schema:
         "/api/calls": {
             "get": {
                 "summary": "Calls in progress with their segments so far",
-                "responses": _responses(
-                    "Calls", _object({"calls": {"type": "array", "items": _ref("Call")}}), "400"
+                "responses": responses(
+                    "Calls", obj({"calls": {"type": "array", "items": ref("Call")}}), "400"
                 ),
             }
         },
         "/api/calls/{call_id}": {
             "get": {
                 "summary": "One call in progress",
-                "parameters": [_path_param("call_id")],
-                "responses": _responses("Call", _ref("Call"), "400", "404"),
+                "parameters": [path_param("call_id")],
+                "responses": responses("Call", ref("Call"), "400", "404"),
             }
         },
         "/api/calls/{call_id}/priority": _action(
@@ -403,92 +318,64 @@ def openapi_document() -> Schema:
         "/api/calls/{call_id}/hangup": _action("Hang up the call", "call_id"),
         "/api/calls/{call_id}/recording/start": _action("Start recording the call", "call_id"),
         "/api/calls/{call_id}/recording/stop": _action("Stop recording the call", "call_id"),
-        "/api/calls/{call_id}/monitor": _action(
-            "Join a supervisor's phone to the call: listen, whisper (agent only) or barge",
-            "call_id",
-            {
-                "mode": {"enum": ["listen", "whisper", "barge"]},
-                "agent_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"\S"},
-            },
-        ),
+        "/api/calls/{call_id}/monitor": {
+            **_action(
+                "Ring a supervisor's phone and join it to the call in a mode: listen, whisper "
+                "(the agent hears the supervisor, the caller does not) or barge; asked again for "
+                "the supervisor already on the call, switches the mode",
+                "call_id",
+                {
+                    "mode": {"enum": ["listen", "whisper", "barge"]},
+                    "agent_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 128,
+                        "pattern": r"\S",
+                    },
+                },
+            ),
+            **_action(
+                "Take the supervisor off the call (their phone gets BYE), or stop ringing it",
+                "call_id",
+                method="delete",
+            ),
+        },
         "/api/kpis/queues": {
             "get": {
                 "summary": "Queue KPIs over an interval (docs/metrics.md)",
-                "parameters": [*_INTERVAL, _query("queue_id", "Only this queue")],
-                "responses": _responses("KPIs", _kpi_report("queues", "QueueKpis"), "400", "404"),
+                "parameters": [*INTERVAL, query("queue_id", "Only this queue")],
+                "responses": responses("KPIs", _kpi_report("queues", "QueueKpis"), "400", "404"),
             }
         },
         "/api/kpis/agents": {
             "get": {
                 "summary": "Agent KPIs over an interval (docs/metrics.md)",
-                "parameters": [*_INTERVAL, _query("agent_id", "Only this agent")],
-                "responses": _responses("KPIs", _kpi_report("agents", "AgentKpis"), "400", "404"),
+                "parameters": [*INTERVAL, query("agent_id", "Only this agent")],
+                "responses": responses("KPIs", _kpi_report("agents", "AgentKpis"), "400", "404"),
             }
         },
-        "/api/history/queues": _history(
-            "Queue KPIs per hour or day from the event log (docs/metrics.md)",
-            "queue_id",
-            "Only this queue",
-            "queues",
-            "QueueKpis",
-        ),
-        "/api/history/agents": _history(
-            "Agent KPIs per hour or day from the event log (docs/metrics.md)",
-            "agent_id",
-            "Only this agent",
-            "agents",
-            "AgentKpis",
-        ),
-        "/api/history/calls": {
-            "get": {
-                "summary": "Call detail records of calls started in the interval, oldest first",
-                "parameters": [
-                    *_INTERVAL,
-                    _query(
-                        "limit",
-                        "Records per page (default 100)",
-                        {"type": "integer", "minimum": 1, "maximum": 1000},
-                    ),
-                    _query("cursor", "`next_cursor` of the previous page"),
-                    _query("agent_id", "Only calls this agent took part in"),
-                    _query("queue_id", "Only calls that waited in this queue"),
-                ],
-                "responses": _responses(
-                    "A page of CDRs",
-                    _object(
-                        {
-                            "from": _TIME,
-                            "to": _TIME,
-                            "calls": {"type": "array", "items": _ref("Cdr")},
-                            "next_cursor": _nullable("string"),
-                        }
-                    ),
-                    "400",
-                    "404",
-                ),
-            }
-        },
+        **history_paths(),
         "/api/wallboard": {
             "get": {
                 "summary": "Everything the wallboard shows, with its colour thresholds",
-                "responses": _responses("Wallboard", _wallboard(), "400"),
+                "responses": responses("Wallboard", _wallboard(), "400"),
             }
         },
         "/api/events": {
             "get": {
                 "summary": "The live event stream (WebSocket; see docs/api.md)",
                 "parameters": [
-                    _query("types", "Comma-separated types or families (`queue.*`)"),
-                    _query("queue_id", "Events of this queue and of its calls"),
-                    _query("agent_id", "Events of this agent and of its calls"),
-                    _query("call_id", "Events of this call"),
-                    _query("resume_from", "First seq wanted", {"type": "integer", "minimum": 1}),
+                    query("types", "Comma-separated types or families (`queue.*`)"),
+                    query("queue_id", "Events of this queue and of its calls"),
+                    query("agent_id", "Events of this agent and of its calls"),
+                    query("call_id", "Events of this call"),
+                    query("resume_from", "First seq wanted", {"type": "integer", "minimum": 1}),
                 ],
                 "responses": {
                     "101": {"description": "Switching to the WebSocket protocol"},
                     **{
                         k: v
-                        for k, v in _responses("unused", {}, "400", "426", "503").items()
+                        for k, v in responses("unused", {}, "400", "426", "503").items()
                         if k != "200"
                     },
                 },
@@ -498,8 +385,8 @@ def openapi_document() -> Schema:
             "post": {
                 "summary": "Validate the configuration directory, then swap it in",
                 "responses": {
-                    **_responses(
-                        "Reloaded", _object({"reloaded": {"const": True}}), "400", "404", "422"
+                    **responses(
+                        "Reloaded", obj({"reloaded": {"const": True}}), "400", "404", "422"
                     ),
                 },
             }
@@ -512,7 +399,7 @@ def openapi_document() -> Schema:
                         "description": "Metrics",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **{k: v for k, v in _responses("unused", {}).items() if k != "200"},
+                    **{k: v for k, v in responses("unused", {}).items() if k != "200"},
                 },
             }
         },
@@ -535,60 +422,29 @@ def openapi_document() -> Schema:
 
 def _queue_with_calls() -> Schema:
     tile = SCHEMAS["QueueTile"]
-    properties = {**tile["properties"], "calls": {"type": "array", "items": _ref("WaitingCall")}}
-    return _object(properties)
+    properties = {**tile["properties"], "calls": {"type": "array", "items": ref("WaitingCall")}}
+    return obj(properties)
 
 
 def _kpi_report(key: str, item: str) -> Schema:
-    return _object(
+    return obj(
         {
-            "from": _TIME,
-            "to": _TIME,
+            "from": TIME,
+            "to": TIME,
             "complete": {"type": "boolean"},
             "events_from": {"type": ["string", "null"], "format": "date-time"},
-            key: {"type": "array", "items": _ref(item)},
+            key: {"type": "array", "items": ref(item)},
         }
     )
 
 
-def _history(summary: str, id_name: str, id_text: str, key: str, item: str) -> Schema:
-    bucket = _object({"from": _TIME, "to": _TIME, key: {"type": "array", "items": _ref(item)}})
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": [
-                *_INTERVAL,
-                _query(
-                    "interval",
-                    "One bucket per hour or per day of api.yaml's time zone (default: none)",
-                    {"enum": ["none", "hour", "day"]},
-                ),
-                _query(id_name, id_text),
-            ],
-            "responses": _responses(
-                "KPIs per bucket",
-                _object(
-                    {
-                        "from": _TIME,
-                        "to": _TIME,
-                        "interval": {"enum": ["none", "hour", "day"]},
-                        "buckets": {"type": "array", "items": bucket},
-                    }
-                ),
-                "400",
-                "404",
-            ),
-        }
-    }
-
-
 def _wallboard() -> Schema:
-    return _object(
+    return obj(
         {
-            "time": _TIME,
-            "node": _TEXT,
-            "last_seq": _COUNT,
-            "thresholds": _object(
+            "time": TIME,
+            "node": TEXT,
+            "last_seq": COUNT,
+            "thresholds": obj(
                 {
                     "waiting": _THRESHOLDS,
                     "longest_wait_seconds": _THRESHOLDS,
@@ -596,7 +452,8 @@ def _wallboard() -> Schema:
                     "state_seconds": _THRESHOLDS,
                 }
             ),
-            "queues": {"type": "array", "items": _ref("QueueTile")},
-            "agents": {"type": "array", "items": _ref("Agent")},
+            "queues": {"type": "array", "items": ref("QueueTile")},
+            "agents": {"type": "array", "items": ref("Agent")},
+            "monitoring": array(ref("Monitor")),
         }
     )

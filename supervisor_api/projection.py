@@ -49,6 +49,16 @@ class Segment:
 
 
 @dataclass(slots=True)
+class MonitorView:
+    """A supervisor's phone (``sip_user``) on a call, in ``mode`` since ``since``."""
+
+    leg_id: str
+    sip_user: str
+    mode: str
+    since: float
+
+
+@dataclass(slots=True)
 class CallView:
     call_id: str
     started_at: float
@@ -59,6 +69,8 @@ class CallView:
     queue_id: str | None = None
     agent_id: str | None = None
     segments: list[Segment] = field(default_factory=list)
+    #: The supervisor on the call; at a transfer they follow the caller to the new agent.
+    monitor: MonitorView | None = None
 
     @property
     def open_segment(self) -> Segment | None:
@@ -191,6 +203,9 @@ class LiveProjection:
             "callback.requested": self._callback_requested,
             "callback.completed": self._callback_done,
             "callback.failed": self._callback_failed,
+            "call.monitor_started": self._monitor_started,
+            "call.monitor_changed": self._monitor_changed,
+            "call.monitor_ended": self._monitor_ended,
         }
 
     def apply(self, record: EventRecord) -> None:
@@ -281,6 +296,31 @@ class LiveProjection:
                 agent.call_id = None
         if call is not None:
             call.close_segment(at, _optional_text(data, "cause") or "ended")
+
+    def _monitor_started(self, data: Mapping[str, Any], at: float) -> None:
+        call = self.calls.get(_text(data, "call_id"))
+        if call is not None:
+            call.monitor = MonitorView(
+                leg_id=_text(data, "leg_id"),
+                sip_user=_text(data, "sip_user"),
+                mode=_text(data, "mode"),
+                since=at,
+            )
+
+    def _monitor_changed(self, data: Mapping[str, Any], at: float) -> None:
+        monitor = self._monitor_of(data)
+        if monitor is not None:
+            monitor.mode = _text(data, "mode")
+
+    def _monitor_ended(self, data: Mapping[str, Any], at: float) -> None:
+        if self._monitor_of(data) is not None:
+            self.calls[_text(data, "call_id")].monitor = None
+
+    def _monitor_of(self, data: Mapping[str, Any]) -> MonitorView | None:
+        """The monitoring an event is about: its call's, if on the event's leg."""
+        call = self.calls.get(_text(data, "call_id"))
+        monitor = call.monitor if call is not None else None
+        return monitor if monitor is not None and monitor.leg_id == _text(data, "leg_id") else None
 
     # ---------------------------------------------------------------- queues
 

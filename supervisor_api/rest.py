@@ -88,7 +88,23 @@ def agent_json(agent: AgentView, now: float) -> Json:
     }
 
 
-def call_json(call: CallView, now: float) -> Json:
+def monitor_json(state: ApiState, call: CallView, now: float) -> Json | None:
+    """The supervisor on ``call``: who (the agent entry whose phone it is), how, since when."""
+    monitor = call.monitor
+    if monitor is None:
+        return None
+    return {
+        "call_id": call.call_id,
+        "agent_id": call.agent_id,
+        "supervisor_id": state.deps.phones.get(monitor.sip_user),
+        "sip_user": monitor.sip_user,
+        "mode": monitor.mode,
+        "since": format_time(monitor.since),
+        "seconds": round(max(0.0, now - monitor.since), 3),
+    }
+
+
+def call_json(state: ApiState, call: CallView, now: float) -> Json:
     return {
         "call_id": call.call_id,
         "state": call.state,
@@ -111,6 +127,7 @@ def call_json(call: CallView, now: float) -> Json:
             }
             for s in call.segments
         ],
+        "monitor": monitor_json(state, call, now),
     }
 
 
@@ -184,7 +201,7 @@ _CALLS: _View[CallView] = _View(
     "call_id",
     lambda p: p.calls,
     lambda c: (c.started_at, c.call_id),
-    lambda state, c, now: call_json(c, now),
+    call_json,
     "no such call in progress",
 )
 list_queues = _list(_QUEUES)
@@ -216,6 +233,11 @@ async def wallboard(request: web.Request) -> web.Response:
             },
             "queues": [queue_json(state, q, now, with_calls=False) for q in queues],
             "agents": [agent_json(a, now) for a in agents],
+            "monitoring": [
+                monitor
+                for call in sorted(state.projection.calls.values(), key=lambda c: c.call_id)
+                if (monitor := monitor_json(state, call, now)) is not None
+            ],
         }
     )
 
@@ -319,6 +341,7 @@ def _report(state: ApiState, start: float, end: float) -> KpiReport:
         state.now(),
         state.settings.targets_for,
         known_queues=state.projection.queues,
+        known_agents=state.configured_agents,
     )
 
 

@@ -60,6 +60,7 @@ class SupervisorService:
                 administration=self.administration,
                 queues=sorted(self.configuration.queues),
                 agents=[agent.id for agent in self.configuration.agents],
+                phones=_phones(self.configuration),
                 clock=self.clock,
                 extra_collectors=self.extra_collectors,
                 history=self.history,
@@ -103,7 +104,10 @@ class SupervisorService:
         self.configuration = configuration
         if configuration.server.api != previous:
             logger.warning("server.api changed: the API keeps its address until a restart")
-        if self.api_settings is not None or self.app is None:
+        if self.app is None:
+            return
+        self.app[STATE].adopt_agents([a.id for a in configuration.agents], _phones(configuration))
+        if self.api_settings is not None:
             return
         try:
             settings = load_api_settings(configuration.directory)
@@ -113,3 +117,8 @@ class SupervisorService:
             return
         self.app[STATE].reconfigure(settings)
         logger.info("api.yaml reloaded")
+
+
+def _phones(configuration: Configuration) -> dict[str, str]:
+    """Each agent's SIP user -> agent id (a supervisor's phone is an agent entry's)."""
+    return {agent.sip_user: agent.id for agent in configuration.agents}

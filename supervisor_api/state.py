@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,8 @@ class ApiDependencies:
     #: Queue and agent ids from the configuration, shown even before any event mentions them.
     queues: Iterable[str] = ()
     agents: Iterable[str] = ()
+    #: Agents' phones: SIP user -> agent id, to name the supervisor whose phone monitors a call.
+    phones: Mapping[str, str] = field(default_factory=dict)
     #: Wall clock (seconds since the epoch), the same clock the bus stamps events with.
     clock: Callable[[], float] = time.time
     #: More Prometheus collectors to expose (e.g. SIP and RTP counters of telephony).
@@ -57,15 +59,18 @@ class ApiState:
     projection: LiveProjection = field(init=False)
     metrics: ApiMetrics = field(init=False)
     hub: StreamHub = field(init=False)
+    #: The agents of the configuration: KPIs list each of them, with zeros if idle.
+    configured_agents: tuple[str, ...] = field(init=False)
     subscription: Subscription | None = None
 
     def __post_init__(self) -> None:
         deps = self.deps
         self.settings = deps.settings
         self.tokens = TokenTable(deps.settings.tokens)
+        self.configured_agents = tuple(deps.agents)
         self.projection = LiveProjection(
             queues=list(deps.queues) + list(deps.settings.queues),
-            agents=deps.agents,
+            agents=self.configured_agents,
             journal_size=deps.settings.kpi_journal_events,
         )
         self.hub = StreamHub(
@@ -89,6 +94,13 @@ class ApiState:
         self.tokens = TokenTable(settings.tokens)
         for queue_id in settings.queues:
             self.projection.queue(queue_id)
+
+    def adopt_agents(self, agents: Iterable[str], phones: Mapping[str, str]) -> None:
+        """Adopt the agents and phones of a reloaded configuration."""
+        self.configured_agents = tuple(agents)
+        self.deps.phones = phones
+        for agent_id in self.configured_agents:
+            self.projection.agent(agent_id)
 
     @property
     def ready(self) -> bool:

@@ -21,9 +21,10 @@ from acd.events import AgentStateChanged, AgentStateName
 from cxos.storage.cdr import SERVER_RESTART
 from cxos.storage.database import Connection
 
-# Each agent's latest state change (a loose index scan of ``events_agent_state``: one probe per
-# agent, however long the history), kept when this node published it and it is not a logout.
-_OPEN_STATES = """
+#: Every agent id with a state change in the log, as the table ``agents (agent_id)`` of a query
+#: that starts with it (a loose index scan of ``events_agent_state``: one probe per agent, however
+#: long the history; a last row's ``agent_id`` is NULL).
+AGENTS_WITH_STATES = """
 WITH RECURSIVE agents (agent_id) AS (
     SELECT min(envelope #>> '{data,agent_id}')
     FROM events
@@ -36,6 +37,12 @@ WITH RECURSIVE agents (agent_id) AS (
     FROM agents AS a
     WHERE a.agent_id IS NOT NULL
 )
+"""
+
+# Each agent's latest state change, kept when this node published it and it is not a logout.
+_OPEN_STATES = (
+    AGENTS_WITH_STATES
+    + """
 SELECT a.agent_id, latest.state, latest.time
 FROM agents AS a
 CROSS JOIN LATERAL (
@@ -48,6 +55,7 @@ CROSS JOIN LATERAL (
 WHERE a.agent_id IS NOT NULL AND latest.node = $1 AND latest.state <> 'logged_out'
 ORDER BY a.agent_id
 """
+)
 
 _STATES: frozenset[str] = frozenset(
     ("available", "reserved", "ringing", "on_call", "wrap_up", "paused")

@@ -91,9 +91,17 @@
     }
   }
 
+  const MODE_VERB = { listen: "listens", whisper: "whispers", barge: "barges in" };
+
+  function supervisorName(m) {
+    return m.supervisor_id || m.sip_user;
+  }
+
   function renderAgents() {
     const t = board.thresholds.state_seconds;
     const body = $("agents").querySelector("tbody");
+    const watchers = new Map(board.monitoring.filter((m) => m.agent_id)
+                                              .map((m) => [m.agent_id, m]));
     body.replaceChildren();
     for (const a of board.agents) {
       const inState = a.time_in_state_seconds === null ? null : a.time_in_state_seconds + elapsed();
@@ -103,8 +111,28 @@
       row.append(el("td", "", a.agent_id), el("td", "", a.state.replace("_", " ")),
                  el("td", "", duration(inState)), el("td", "", a.reason || ""),
                  el("td", "", String(a.calls_handled)));
+      const watcher = watchers.get(a.agent_id);
+      const cell = el("td", watcher ? `monitor ${watcher.mode}` : "",
+                      watcher ? `${supervisorName(watcher)} ${MODE_VERB[watcher.mode]}` : "");
+      cell.dataset.supervisor = watcher ? supervisorName(watcher) : "";
+      row.append(cell);
       body.append(row);
     }
+  }
+
+  // Which supervisor listens to, whispers to or barges in on which agent's call.
+  function renderMonitoring() {
+    const body = $("monitoring").querySelector("tbody");
+    body.replaceChildren();
+    for (const m of board.monitoring) {
+      const row = el("tr", `monitor ${m.mode}`);
+      row.dataset.call = m.call_id;
+      row.append(el("td", "", supervisorName(m)), el("td", "", m.mode),
+                 el("td", "", m.agent_id || "–"), el("td", "", m.call_id),
+                 el("td", "", duration(m.seconds + elapsed())));
+      body.append(row);
+    }
+    $("monitoring-section").hidden = board.monitoring.length === 0;
   }
 
   function render() {
@@ -113,6 +141,7 @@
     $("clock").textContent = new Date().toLocaleTimeString();
     renderQueues();
     renderAgents();
+    renderMonitoring();
     document.body.dataset.lastSeq = String(board.last_seq);
   }
 

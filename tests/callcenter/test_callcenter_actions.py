@@ -56,6 +56,13 @@ class FakeCall:
             raise MonitorError(self.monitor_refusal, f"refused: {self.monitor_refusal}")
         self.monitored.append((sip_user, mode))
 
+    @property
+    def monitoring(self) -> bool:
+        return bool(self.monitored)
+
+    def end_monitor(self) -> None:
+        self.monitored.clear()
+
 
 @dataclass
 class Center:
@@ -179,6 +186,19 @@ async def test_monitoring_refusals_say_why(
     assert unknown_call.kind is RefusalKind.UNKNOWN_CALL
     unknown_agent = await refusal(api.monitor("c1", MonitorMode.LISTEN, "eve", by="supervisor"))
     assert (unknown_agent.kind, unknown_agent.field) == (RefusalKind.UNKNOWN_AGENT, "body.agent_id")
+
+
+async def test_ending_monitoring_takes_the_supervisor_off_and_is_refused_when_none_is_on(
+    center: Center, tmp_path: Path
+) -> None:
+    api = actions(center, tmp_path)
+    await api.monitor("c1", MonitorMode.BARGE, "bob", by="supervisor")
+    await api.end_monitor("c1", by="supervisor")
+    assert center.calls["c1"].monitored == []
+    again = await refusal(api.end_monitor("c1", by="supervisor"))
+    assert again.kind is RefusalKind.WRONG_STATE and "no supervisor" in again.message
+    unknown = await refusal(api.end_monitor("c9", by="supervisor"))
+    assert unknown.kind is RefusalKind.UNKNOWN_CALL
 
 
 class Application:

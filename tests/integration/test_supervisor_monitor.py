@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -26,6 +28,7 @@ from pyVoIP.VoIP import PhoneStatus
 
 from telephony.rtp.g711 import Law, decode_alaw
 from tests.integration.contact_center import (
+    SUPERVISOR_TOKEN,
     ContactCenter,
     phone_done,
     prepare,
@@ -33,6 +36,7 @@ from tests.integration.contact_center import (
     start,
 )
 from tests.integration.e2e_peers import (
+    BARESIP_HZ,
     CALLER_HZ,
     PYVOIP_HZ,
     SOUND_RMS,
@@ -144,19 +148,42 @@ def baresip_with_tone(directory: Path, frequency: float) -> Iterator[Baresip]:
         yield phone
 
 
-async def register_supervisor(center: ContactCenter, phone: Baresip) -> None:
-    """Bob's phone, registered and answering by itself; bob stays logged out of the queues."""
-    line = account_line("1002", "change-me-1002", center.server.port, auto_answer=True)
+async def register_supervisor(center: ContactCenter, phone: Baresip, user: str = "1002") -> None:
+    """A baresip phone (bob's unless `user` says), registered and answering by itself; its agent
+    stays logged out of the queues."""
+    line = account_line(user, f"change-me-{user}", center.server.port, auto_answer=True)
     assert phone.command("uanew", line)["ok"]
     event = await asyncio.to_thread(phone.wait_event, ("REGISTER_OK", "REGISTER_FAIL"))
     assert event is not None and event["type"] == "REGISTER_OK", phone.log()[-2000:]
 
 
-async def monitor(center: ContactCenter, call_id: str, mode: str) -> None:
+async def pyvoip_registered(agent: PyvoipAgent) -> None:
+    assert agent.phone is not None
+    settled = (PhoneStatus.REGISTERED, PhoneStatus.FAILED)
+    assert await asyncio.to_thread(wait_for_status, agent.phone, settled) is PhoneStatus.REGISTERED
+
+
+def dial_sales_line(caller: Baresip, port: int) -> None:
+    """A trunk caller (no registration) dials 200, the sales line."""
+    line = f"<sip:5551234@127.0.0.1:{port};transport=udp>;regint=0"
+    assert caller.command("uanew", line)["ok"]
+    assert caller.command("dial", f"sip:200@127.0.0.1:{port}")["ok"]
+
+
+async def monitor(center: ContactCenter, call_id: str, mode: str, supervisor: str = "bob") -> None:
     status, body = await center.post(
-        f"/api/calls/{call_id}/monitor", {"mode": mode, "agent_id": "bob"}
+        f"/api/calls/{call_id}/monitor", {"mode": mode, "agent_id": supervisor}
     )
     assert (status, body.get("mode")) == (202, mode), body
+
+
+async def end_monitor(center: ContactCenter, call_id: str) -> tuple[int, dict[str, Any]]:
+    """``DELETE /api/calls/{call_id}/monitor``: its status and JSON body."""
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as session,
+        session.delete(f"{center.api}/api/calls/{call_id}/monitor") as response,
+    ):
+        return response.status, await response.json()
 
 
 def start_with_direct_line(config_dir: Path, workdir: Path) -> ContactCenter:
@@ -197,9 +224,7 @@ async def run_modes(
     center: ContactCenter, alice: PyvoipAgent, bob: Baresip, caller: Baresip
 ) -> None:
     port = center.server.port
-    assert alice.phone is not None
-    settled = (PhoneStatus.REGISTERED, PhoneStatus.FAILED)
-    assert await asyncio.to_thread(wait_for_status, alice.phone, settled) is PhoneStatus.REGISTERED
+    await pyvoip_registered(alice)
     await register_supervisor(center, bob)
     agent, supervisor, customer = (
         heard_by_pyvoip(alice),
@@ -208,10 +233,8 @@ async def run_modes(
     )
 
     async with center.event_stream() as events:
-        # A trunk caller (no registration) dials the sales line and waits: alice is logged out.
-        line = f"<sip:5551234@127.0.0.1:{port};transport=udp>;regint=0"
-        assert caller.command("uanew", line)["ok"]
-        assert caller.command("dial", f"sip:200@127.0.0.1:{port}")["ok"]
+        # The caller waits: alice is logged out.
+        dial_sales_line(caller, port)
         (queued,) = await settle(events, "queue.joined", queue_id="sales", within=30)
         call_id = queued["call_id"]
         status, body = await center.post(
@@ -382,3 +405,100 @@ async def test_supervisor_hears_the_callers_speech_and_gets_bye_when_the_call_en
             (ended,) = await settle(events, "call.monitor_ended", call_id=call_id)
             assert (ended["data"]["reason"], ended["data"]["mode"]) == ("call_ended", "whisper")
             assert ended["data"]["monitor_seconds"] > 0
+
+
+# --- a transfer: the supervisor follows the caller; the API takes the supervisor off ------------
+
+
+async def test_the_supervisor_follows_the_caller_to_the_agent_they_are_transferred_to(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    center = await asyncio.to_thread(start_with_direct_line, config_dir, tmp_path)
+    try:
+        with (
+            baresip_with_tone(tmp_path / "alice", BARESIP_HZ) as alice,
+            pyvoip_agent(center.server.port, "1002", "change-me-1002") as bob,
+            baresip_with_tone(tmp_path / "carol", SUPERVISOR_HZ) as carol,
+            baresip_with_tone(tmp_path / "caller", CALLER_HZ) as caller,
+        ):
+            await run_transfer(center, alice, bob, carol, caller)
+    finally:
+        code = await asyncio.to_thread(center.stop)
+    assert code == 0, f"server exited with {code}:\n{center.server.log()[-4000:]}"
+
+
+async def run_transfer(
+    center: ContactCenter, alice: Baresip, bob: PyvoipAgent, carol: Baresip, caller: Baresip
+) -> None:
+    """Alice (sales) takes the call, carol listens, alice's phone transfers the caller to bob
+    (REFER); carol stays on and hears bob, whispers to him, and is taken off through the API."""
+    port = center.server.port
+    await register_supervisor(center, alice, "1001")
+    await register_supervisor(center, carol, "1003")
+    await pyvoip_registered(bob)
+    for agent in ("alice", "bob"):  # bob has no sales skill: only the transfer reaches him
+        status, _ = await center.post(f"/api/agents/{agent}/login")
+        assert status == 202
+    supervisor, customer, new_agent = (
+        heard_by_baresip(carol),
+        heard_by_baresip(caller),
+        heard_by_pyvoip(bob),
+    )
+
+    async with center.event_stream() as events:
+        dial_sales_line(caller, port)
+        (answered,) = await settle(events, "agent.answered", agent_id="alice", within=30)
+        call_id = answered["call_id"]
+        await monitor(center, call_id, "listen", "carol")
+        await settle(events, "call.monitor_started", call_id=call_id)
+        await wait_until_true(
+            lambda: supervisor.since(0, BARESIP_HZ) >= HEARD, 30, "carol hears alice"
+        )
+
+        # Alice's phone transfers the caller to bob; carol stays on the call, with bob.
+        answer = await asyncio.to_thread(alice.command, "transfer", f"sip:1002@127.0.0.1:{port}")
+        assert answer["ok"], answer
+        (moved,) = await settle(events, "call.transferred", call_id=call_id, within=30)
+        assert moved["data"]["succeeded"], moved
+        await settle(events, "agent.answered", agent_id="bob", call_id=call_id)
+        mark = supervisor.mark()
+        await wait_until_true(
+            lambda: (
+                supervisor.since(mark, PYVOIP_HZ) >= HEARD
+                and supervisor.since(mark, CALLER_HZ) >= HEARD
+            ),
+            30,
+            "carol hears bob and the caller",
+        )
+        assert supervisor.since(mark, BARESIP_HZ, settle=IN_FLIGHT) == 0.0  # alice is gone
+        call = await center.get(f"/api/calls/{call_id}")
+        assert call["monitor"]["agent_id"] == "bob", call
+        assert (call["monitor"]["supervisor_id"], call["monitor"]["mode"]) == ("carol", "listen")
+
+        # Whispering reaches bob now, not the caller.
+        await monitor(center, call_id, "whisper", "carol")
+        await settle(events, "call.monitor_changed", call_id=call_id, mode="whisper")
+        marks = (new_agent.mark(), customer.mark())
+        await wait_until_true(
+            lambda: new_agent.since(marks[0], SUPERVISOR_HZ) >= HEARD, 30, "bob hears carol"
+        )
+        await wait_until_true(
+            lambda: customer.since(marks[1], PYVOIP_HZ) >= HEARD, 30, "the caller hears bob"
+        )
+        assert customer.since(marks[1], SUPERVISOR_HZ) == 0.0
+
+        # The API takes carol off the call: her phone gets BYE, caller and bob talk on.
+        status, body = await end_monitor(center, call_id)
+        assert (status, body["action"]) == (202, "end_monitor"), body
+        (ended,) = await settle(events, "call.monitor_ended", call_id=call_id)
+        assert (ended["data"]["reason"], ended["data"]["mode"]) == ("server", "whisper")
+        closed = await asyncio.to_thread(carol.wait_event, ("CALL_CLOSED",), 10)
+        assert closed is not None, carol.log()[-2000:]
+        status, body = await end_monitor(center, call_id)
+        assert (status, body["error"]) == (409, "wrong_state"), body
+        assert (await center.get(f"/api/calls/{call_id}"))["monitor"] is None
+
+        assert caller.command("hangup")["ok"]
+        await settle(events, "call.ended", call_id=call_id)
+    phases = [e["type"] for e in events if e["type"].startswith("call.monitor")]
+    assert phases == ["call.monitor_started", "call.monitor_changed", "call.monitor_ended"]

@@ -108,6 +108,12 @@ class FakeActions:
         self._agent(agent_id)
         self.done.append(("monitor", call_id, mode, agent_id, by))
 
+    async def end_monitor(self, call_id: str, *, by: str) -> None:
+        self._call(call_id)
+        if not any(d[:2] == ("monitor", call_id) for d in self.done):
+            raise ActionRefusedError(RefusalKind.WRONG_STATE, f"nobody monitors {call_id!r}")
+        self.done.append(("end_monitor", call_id, by))
+
 
 @dataclass
 class FakeAdministration:
@@ -146,6 +152,7 @@ def build(
             administration=administration,
             queues=["sales", "support"],
             agents=["a1", "a2", "a3"],
+            phones={"1001": "a1", "1002": "a2", "1003": "a3"},
             clock=clock,
             history=history,
             extra_collectors=collectors,

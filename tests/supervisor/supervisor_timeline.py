@@ -10,6 +10,7 @@ from cxos.bus import DomainEvent, EventBus, Published
 from supervisor_api.kpi import EventRecord
 from supervisor_api.projection import record_of
 from telephony import events as tel
+from telephony.media.mix import MonitorMode
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 
@@ -101,6 +102,31 @@ def answered(call: str, agent: str, wait: float, queue: str = "sales") -> acd.Ag
 def no_answer(call: str, agent: str, queue: str = "sales") -> acd.AgentNoAnswer:
     return acd.AgentNoAnswer(
         call_id=call, agent_id=agent, queue_id=queue, ring_seconds=15, consecutive_failures=1
+    )
+
+
+def monitoring(
+    call: str, mode: str, previous: str | None = None, *, sip_user: str = "1003"
+) -> tel.MonitorStarted | tel.MonitorModeChanged:
+    """A supervisor's phone joins ``call`` in ``mode``, or changes to it from ``previous``."""
+    leg = f"{call}-supervisor"
+    if previous is None:
+        return tel.MonitorStarted(
+            call_id=call, leg_id=leg, sip_user=sip_user, mode=MonitorMode(mode)
+        )
+    return tel.MonitorModeChanged(
+        call_id=call, leg_id=leg, mode=MonitorMode(mode), previous_mode=MonitorMode(previous)
+    )
+
+
+def monitor_ended(call: str, mode: str, seconds: float) -> tel.MonitorEnded:
+    return tel.MonitorEnded(
+        call_id=call,
+        leg_id=f"{call}-supervisor",
+        sip_user="1003",
+        mode=MonitorMode(mode),
+        reason="supervisor",
+        monitor_seconds=seconds,
     )
 
 

@@ -30,6 +30,7 @@ SUPERVISOR_ROUTES = [
     ("POST", "/api/calls/c1/hangup"),
     ("POST", "/api/calls/c1/priority"),
     ("POST", "/api/calls/c1/monitor"),
+    ("DELETE", "/api/calls/c1/monitor"),
 ]
 
 

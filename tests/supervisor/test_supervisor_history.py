@@ -22,7 +22,13 @@ from cxos.storage.events_store import row_from_published, store_events
 from supervisor_api.kpi import compute_kpis
 from supervisor_api.rest import agent_rows, queue_rows
 from tests.supervisor.supervisor_app import SUPERVISOR, bearer, build, client_for, settings
-from tests.supervisor.supervisor_timeline import T0, Timeline, busy_morning, sales_morning
+from tests.supervisor.supervisor_timeline import (
+    T0,
+    Timeline,
+    busy_morning,
+    sales_morning,
+    state,
+)
 
 Client = TestClient[web.Request, web.Application]
 AUTH = bearer(SUPERVISOR)
@@ -154,6 +160,27 @@ async def test_a_wrap_up_after_the_bucket_counts_in_its_handle_time(history_pool
     assert a1["handled"] == 1
     assert a1["aht_seconds"] == 70  # 60 s talk + the 10 s wrap-up that ended after 'to'
     assert a1["seconds_by_state"]["wrap_up"] == 5  # clipped to the bucket
+
+
+async def test_agents_logged_in_days_before_the_interval_and_configured_ones_are_listed(
+    history_pool: Pool,
+) -> None:
+    timeline = Timeline()
+    two_days = -2 * 86_400
+    # a2 (configured) and yy (not) log in two days before and stay in; zz logs in and out.
+    timeline.at(two_days, state("a2", "logged_out", "available", 0))
+    timeline.at(two_days, state("yy", "logged_out", "available", 0))
+    timeline.at(two_days, state("zz", "logged_out", "available", 0))
+    timeline.at(two_days + 10, state("zz", "available", "logged_out", 10))
+    await store(history_pool, timeline)
+    timeline.now = T0 + 3600
+    async for client in history_client(timeline, history_pool):
+        body = await get(client, "/api/history/agents", **{"from": iso(0), "to": iso(3600)})
+    rows = {row["agent_id"]: row for row in body["buckets"][0]["agents"]}
+    assert sorted(rows) == ["a1", "a2", "a3", "yy"]  # zz was logged out the whole hour
+    assert rows["a2"]["seconds_by_state"] == {"available": 3600}
+    assert rows["yy"]["seconds_by_state"] == {"available": 3600}
+    assert rows["a1"]["seconds_by_state"] == {} and rows["a1"]["handled"] == 0
 
 
 async def test_call_records_page_by_page(history_pool: Pool) -> None:

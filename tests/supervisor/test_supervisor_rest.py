@@ -10,7 +10,14 @@ from aiohttp.test_utils import TestClient
 
 from supervisor_api.actions import MonitorMode, ReloadProblem
 from tests.supervisor.supervisor_app import ADMIN, SUPERVISOR, Harness, bearer
-from tests.supervisor.supervisor_timeline import T0, Timeline, sales_morning
+from tests.supervisor.supervisor_timeline import (
+    T0,
+    Timeline,
+    answered,
+    monitor_ended,
+    monitoring,
+    sales_morning,
+)
 
 Client = TestClient[web.Request, web.Application]
 AUTH = bearer(SUPERVISOR)
@@ -78,6 +85,34 @@ async def test_agents_and_calls_in_progress(client: Client, timeline: Timeline) 
     await get(client, "/api/queues/zz", status=404)
 
 
+async def test_a_supervisor_on_a_call_shows_on_the_call_and_the_wallboard(
+    client: Client, timeline: Timeline
+) -> None:
+    sales_morning(timeline)  # a1 talks with c4 from +95 s
+    timeline.at(100, monitoring("c4", "listen"))
+    timeline.at(110, monitoring("c4", "whisper", "listen"))
+    timeline.now = T0 + 115
+    call = await get(client, "/api/calls/c4")
+    assert call["monitor"] == {
+        "call_id": "c4",
+        "agent_id": "a1",
+        "supervisor_id": "a3",  # the agent entry whose phone (1003) joined
+        "sip_user": "1003",
+        "mode": "whisper",
+        "since": "2024-05-01T12:01:40.000Z",
+        "seconds": 15.0,
+    }
+    # The caller is transferred to a2: the supervisor stays on, now with a2.
+    timeline.at(120, answered("c4", "a2", 0))
+    board = await get(client, "/api/wallboard")
+    assert [(m["supervisor_id"], m["mode"], m["agent_id"]) for m in board["monitoring"]] == [
+        ("a3", "whisper", "a2")
+    ]
+    timeline.at(130, monitor_ended("c4", "whisper", 30))
+    assert (await get(client, "/api/wallboard"))["monitoring"] == []
+    assert (await get(client, "/api/calls/c4"))["monitor"] is None
+
+
 async def test_kpis_over_an_interval(client: Client, timeline: Timeline) -> None:
     sales_morning(timeline)
     timeline.now = T0 + 200
@@ -135,6 +170,28 @@ async def test_actions_reach_the_actions_interface(client: Client, harness: Harn
         ("monitor", "c1", MonitorMode.WHISPER, "a3", "sup"),
         ("hangup", "c1", "sup"),
     ]
+
+
+async def test_ending_monitoring_answers_202_then_409_once_nobody_monitors(
+    client: Client, harness: Harness
+) -> None:
+    body = {"mode": "listen", "agent_id": "a3"}
+    assert (await client.post("/api/calls/c1/monitor", json=body, headers=AUTH)).status == 202
+    # Switching mode while monitoring: the same request with another mode.
+    body["mode"] = "barge"
+    assert (await client.post("/api/calls/c1/monitor", json=body, headers=AUTH)).status == 202
+    response = await client.delete("/api/calls/c1/monitor", headers=AUTH)
+    assert response.status == 202
+    assert await response.json() == {"accepted": True, "action": "end_monitor", "call_id": "c1"}
+    assert harness.actions.done[-1] == ("end_monitor", "c1", "sup")
+    harness.actions.done.clear()
+    response = await client.delete("/api/calls/c1/monitor", headers=AUTH)
+    assert response.status == 409
+    assert (await response.json())["error"] == "wrong_state"
+    response = await client.delete("/api/calls/nope/monitor", headers=AUTH)
+    assert (response.status, (await response.json())["field"]) == (404, "path.call_id")
+    response = await client.delete("/api/calls/c1/monitor", json={"mode": "x"}, headers=AUTH)
+    assert (response.status, (await response.json())["field"]) == (400, "body.mode")
 
 
 @pytest.mark.parametrize(

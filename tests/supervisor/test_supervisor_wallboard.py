@@ -12,7 +12,15 @@ from aiohttp import web
 
 from tests.supervisor.supervisor_app import SUPERVISOR, Harness
 from tests.supervisor.supervisor_png import decode_png
-from tests.supervisor.supervisor_timeline import Timeline, joined, started, state
+from tests.supervisor.supervisor_timeline import (
+    Timeline,
+    answered,
+    joined,
+    monitor_ended,
+    monitoring,
+    started,
+    state,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -67,7 +75,21 @@ async def test_wallboard_shows_live_queue_and_agent_data(
             busy = page.locator('[data-queue="sales"] [data-count="busy"]')
             await playwright_api.expect(busy).to_have_text("busy 1", timeout=1000)
 
+            # A supervisor (a3's phone) listens to a1's call, then whispers to a1.
+            timeline.at(4, answered("w1", "a1", 3), monitoring("w1", "listen"))
+            supervisor = row.locator("[data-supervisor]")
+            watched = page.locator('tr[data-agent="a1"] [data-supervisor]')
+            await playwright_api.expect(watched).to_have_text("a3 listens", timeout=1000)
+            listed = page.locator('#monitoring tr[data-call="w1"]')
+            await playwright_api.expect(listed).to_contain_text("a3listena1w1")
+            timeline.at(5, monitoring("w1", "whisper", "listen"))
+            await playwright_api.expect(watched).to_have_text("a3 whispers", timeout=1000)
+            await playwright_api.expect(supervisor).to_have_text("")  # nobody on a2's calls
+
             shot = await page.screenshot(path=str(tmp_path / "wallboard.png"))
+            timeline.at(6, monitor_ended("w1", "whisper", 2))
+            await playwright_api.expect(watched).to_have_text("", timeout=1000)
+            await playwright_api.expect(page.locator("#monitoring-section")).to_be_hidden()
         finally:
             await browser.close()
     pixels = decode_png(shot)
