@@ -35,20 +35,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any
 
+from bench_setup import scratch_directory, sipp_binary, tools_present
+from erlang import DayResult, ErlangC, comparison_text, rows
 from machine import this_machine
 from report import load_average, markdown_table, write_markdown
 from ruamel.yaml import YAML
@@ -60,50 +58,6 @@ QUEUE = "day"
 NUMBER = "200"
 #: SIPp starts one (possible) caller per tick; each dials with probability rate × tick.
 TICK_MS = 20
-
-
-# --- Erlang C (pure) -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErlangC:
-    """Erlang C (M/M/N) for ``agents`` agents offered ``traffic`` erlangs (arrival rate × mean
-    handle time) with mean handle time ``aht`` seconds."""
-
-    agents: int
-    traffic: float
-    aht: float
-
-    @property
-    def wait_probability(self) -> float:
-        """P(wait > 0): the Erlang C formula, from Erlang B by the recurrence
-        B(0) = 1, B(k) = A·B(k−1) / (k + A·B(k−1)), then C = N·B / (N − A·(1 − B))."""
-        n, a = self.agents, self.traffic
-        if a >= n:
-            return 1.0  # no steady state: the queue grows without bound
-        b = 1.0
-        for k in range(1, n + 1):
-            b = a * b / (k + a * b)
-        return n * b / (n - a * (1 - b))
-
-    def service_level(self, seconds: float) -> float:
-        """Share of callers answered within ``seconds``: 1 − P_w · e^(−(N − A)·t / AHT)."""
-        n, a = self.agents, self.traffic
-        if a >= n:
-            return 0.0
-        return 1 - self.wait_probability * math.exp(-(n - a) * seconds / self.aht)
-
-    @property
-    def asa(self) -> float:
-        """Average speed of answer, seconds: P_w · AHT / (N − A)."""
-        n, a = self.agents, self.traffic
-        if a >= n:
-            return math.inf
-        return self.wait_probability * self.aht / (n - a)
-
-    @property
-    def occupancy(self) -> float:
-        return min(1.0, self.traffic / self.agents)
 
 
 # --- configuration and SIPp scenarios ------------------------------------------------------------
@@ -340,7 +294,7 @@ def sipp_command(port: int, cpu: int | None, *args: str) -> list[str]:
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     return [
         *pin,
-        shutil.which("sipp") or "sipp",
+        sipp_binary(),
         f"127.0.0.1:{port}",
         *("-i", "127.0.0.1", "-nostdin"),
         *args,
@@ -443,25 +397,6 @@ def start_agents(
 
 
 # --- the run -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DayResult:
-    agents: int
-    minutes: float
-    window_s: float
-    offered: int
-    answered: int
-    abandoned: int
-    service_level: float | None
-    asa: float | None
-    abandon_rate: float | None
-    aht: float | None
-    occupancy: float | None
-    sl_seconds: float
-    predicted: ErlangC | None
-    """Erlang C for the arrival rate measured in the window and the AHT of every call."""
-    server_cpu_pct: float
 
 
 def run_day(args: argparse.Namespace, work: Path) -> DayResult:
@@ -591,38 +526,6 @@ def _status(api: Api, started: float) -> None:
     sys.stdout.flush()
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f} %"
-
-
-def _s(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f} s"
-
-
-def rows(result: DayResult) -> list[tuple[str, str, str]]:
-    p = result.predicted
-    inputs = "(input)" if p else "-"
-    return [
-        (
-            "callers offered / answered / abandoned",
-            f"{result.offered} / {result.answered} / {result.abandoned}",
-            "-",
-        ),
-        ("arrival rate", f"{result.offered / result.window_s * 60:.1f} calls/min", inputs),
-        ("mean handle time (every call)", _s(result.aht), inputs),
-        ("traffic (arrival rate × AHT)", f"{p.traffic:.1f} erlangs" if p else "-", inputs),
-        ("agent occupancy", _pct(result.occupancy), _pct(p.occupancy * 100) if p else "-"),
-        (
-            f"service level ({result.sl_seconds:g} s)",
-            _pct(result.service_level),
-            _pct(p.service_level(result.sl_seconds) * 100, 2) if p else "-",
-        ),
-        ("callers who wait at all", "-", _pct(p.wait_probability * 100, 2) if p else "-"),
-        ("ASA", _s(result.asa, 2), _s(p.asa, 2) if p else "-"),
-        ("abandon rate", _pct(result.abandon_rate), "0 % (callers never give up)"),
-    ]
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="arrival window")
@@ -653,21 +556,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for tool in ("sipp", "taskset"):
-        if shutil.which(tool) is None:
-            sys.stderr.write(f"{tool} not found (Debian packages sip-tester, util-linux)\n")
-            return 2
+    if not tools_present(("sipp", "taskset")):
+        return 2
     write = sys.stdout.write
     load_before = load_average()
     write(f"{this_machine()}\nload average {load_before}\n")
-    with tempfile.TemporaryDirectory(prefix="cxos-day-") as scratch:
-        work = Path(scratch)
-        work.chmod(0o755)  # the embedded PostgreSQL runs as its own account
+    with scratch_directory("cxos-day-") as work:
         result = run_day(args, work)
     table = rows(result)
-    write(f"\n{'':32s} {'measured':>18s}  Erlang C\n")
-    for name, measured, predicted in table:
-        write(f"{name:32s} {measured:>18s}  {predicted}\n")
+    write(comparison_text(table))
     load_after = load_average()
     write(
         f"window {result.window_s:.0f} s of {result.minutes * 60:.0f} s; "

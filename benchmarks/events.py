@@ -11,7 +11,9 @@ side runs on uvloop, as ``cxos run`` does; so does the receiver.
 
 Then it checks that every event is in ``events`` once, every delivery is ``delivered``, the
 receiver holds every event id exactly once and each call's events in publication order, and
-reports the rate sustained end to end, the peak outbox backlog and the time to drain.
+reports the rate sustained end to end, the peak outbox backlog, the time to drain, and the CPU
+per event of each process (this one, the PostgreSQL backends serving its database, the
+receiver; read from /proc) from the start of delivery to the last result recorded.
 
 ``--backlog N`` first stores N events with no worker running (as a receiver that was down
 leaves them), then starts delivery: with ``--rate 0`` it measures how fast a backlog drains,
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import socket
 import sys
 import tempfile
@@ -34,9 +35,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from events_store import ADMIN_DSN, event_stream
+from bench_setup import temporary_database
+from events_store import event_stream
 from machine import this_machine
+from report import load_average
+from sip_cps import cpu_seconds
 
 from config.crm import CrmSettings, DeliverySettings, WebhookEndpoint
 from config.settings import StorageSettings
@@ -44,6 +47,7 @@ from crm_bridge.outbox import Outbox
 from crm_bridge.service import CrmBridgeService
 from crm_bridge.signing import WebhookSecret
 from cxos.bus import EventBus
+from cxos.storage.database import Pool
 from cxos.storage.service import StorageOptions, StorageService
 
 RECEIVER = Path(__file__).resolve().parent.parent / "examples" / "crm_receiver.py"
@@ -81,6 +85,21 @@ async def wait_listening(port: int, within: float = 10.0) -> None:
         else:
             writer.close()
             return
+
+
+async def database_cpu(pool: Pool) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving this database."""
+    async with pool.acquire() as connection:
+        pids = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    used: dict[int, float] = {}
+    for record in pids:
+        try:
+            used[record["pid"]] = cpu_seconds(record["pid"])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or another machine's server
+    return used
 
 
 def acknowledged(crm: CrmBridgeService) -> int:
@@ -139,6 +158,8 @@ async def run(database_url: str, rate: int, seconds: float, in_flight: int, back
             if backlog:
                 await Outbox(pool, owner="bench").sync_endpoints([endpoint])
                 await fill_backlog(bus, storage, backlog)
+            database_before = await database_cpu(pool)
+            server_before, receiver_before = time.process_time(), cpu_seconds(receiver.pid)
             await crm.start()
             stream = event_stream()
             for _ in range(backlog):  # the calls of the backlog are not published again
@@ -175,6 +196,13 @@ async def run(database_url: str, rate: int, seconds: float, in_flight: int, back
                     break
                 await asyncio.sleep(0.05)
             done_in = time.perf_counter() - start
+            server_cpu = time.process_time() - server_before
+            receiver_cpu = cpu_seconds(receiver.pid) - receiver_before
+            database_after = await database_cpu(pool)
+            postgres_cpu = sum(
+                used - database_before.get(pid, 0.0) for pid, used in database_after.items()
+            )
+            load = load_average()
             async with pool.acquire() as connection:
                 rows = await connection.fetchval("SELECT count(*) FROM events")
                 other = await connection.fetchval("SELECT count(*) FROM webhook_deliveries")
@@ -220,21 +248,20 @@ async def run(database_url: str, rate: int, seconds: float, in_flight: int, back
         f"peak outbox backlog {peak_backlog:,} events; worker: {worker.failed_attempts} failed "
         f"attempts, breaker {worker.breaker}; max in flight {in_flight}\n"
     )
+    # From the start of delivery to the last result recorded; a backlog's storing is before.
+    per_event = 1000 / max(published, 1)
+    out(
+        f"CPU per event delivered: server {server_cpu * per_event:.3f} ms, PostgreSQL backends "
+        f"{postgres_cpu * per_event:.3f} ms, receiver {receiver_cpu * per_event:.3f} ms, "
+        f"total {(server_cpu + postgres_cpu + receiver_cpu) * per_event:.3f} ms; "
+        f"load average {load}\n"
+    )
     return 0 if lost == 0 and out_of_order == 0 and rows == published else 1
 
 
 async def with_temporary_database(rate: int, seconds: float, in_flight: int, backlog: int) -> int:
-    name = f"cxos_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    try:
-        url = ADMIN_DSN.rpartition("/")[0] + "/" + name
+    async with temporary_database() as url:
         return await run(url, rate, seconds, in_flight, backlog)
-    finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:

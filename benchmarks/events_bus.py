@@ -14,9 +14,10 @@ import platform
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar
+
+from machine import cpu_model
 
 from cxos.bus import EventBus, Published, Subscription
 from cxos.envelope import to_json
@@ -34,16 +35,6 @@ class QueueJoined:
     position: int
     skills: tuple[str, ...] = ()
     attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def sample_event(n: int) -> QueueJoined:

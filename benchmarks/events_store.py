@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import os
 import platform
-import secrets
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
+from bench_setup import temporary_database
+from machine import cpu_model
 
 from acd.events import AgentAnswered, AgentOffered, AgentStateChanged, QueueJoined, QueueLeft
 from config.settings import StorageSettings
@@ -32,18 +32,6 @@ from cxos.bus import DomainEvent, EventBus
 from cxos.storage.service import StorageService
 from ivr.events import IvrEntered, IvrExited
 from telephony.events import CallAnswered, CallEnded, CallStarted
-
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def call_events(n: int) -> list[DomainEvent]:
@@ -185,16 +173,8 @@ async def run(database_url: str, rate: int, seconds: float) -> None:
 
 
 async def with_temporary_database(rate: int, seconds: float) -> None:
-    name = f"cxos_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    try:
-        await run(ADMIN_DSN.rpartition("/")[0] + "/" + name, rate, seconds)
-    finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with temporary_database() as url:
+        await run(url, rate, seconds)
 
 
 def main() -> None:

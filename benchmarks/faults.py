@@ -32,13 +32,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from bench_setup import scratch_directory, tools_present
 from cc_day import (
     CALLERS,
     NUMBER,
@@ -459,16 +459,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for tool in ("sipp", "taskset", "redis-server", "redis-cli", "psql"):
-        if shutil.which(tool) is None:
-            sys.stderr.write(f"{tool} not found\n")
-            return 2
+    if not tools_present(("sipp", "taskset", "redis-server", "redis-cli", "psql"), None):
+        return 2
     write = sys.stdout.write
     load_before = load_average()
     write(f"{this_machine()}\nload average {load_before}\n")
-    with tempfile.TemporaryDirectory(prefix="cxos-faults-") as scratch:
-        work = Path(scratch)
-        work.chmod(0o755)  # PostgreSQL runs as its own account
+    with scratch_directory("cxos-faults-") as work:
         report = run(args, work)
     load_after = load_average()
     write(f"\n{report}load average {load_after}\n")

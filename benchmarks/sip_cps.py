@@ -31,12 +31,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_setup import scratch_directory, sipp_binary, tools_present
 from machine import this_machine
 from ruamel.yaml import YAML
 
@@ -261,7 +261,7 @@ def run_rate(
     workdir.mkdir(parents=True)
     limit = int(calls / rate) + 20
     command = [
-        *("taskset", "-c", str(cpu), shutil.which("sipp") or "sipp", f"127.0.0.1:{port}"),
+        *("taskset", "-c", str(cpu), sipp_binary(), f"127.0.0.1:{port}"),
         *("-sn", "uac", "-s", "100", "-r", str(rate), "-m", str(calls), "-d", str(hold_ms)),
         *("-i", "127.0.0.1", "-p", str(free_udp_port()), "-nostdin"),
         *("-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", "100"),
@@ -379,17 +379,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     rates = [int(r) for r in str(args.rates).split(",") if r.strip()]
-    for tool in ("sipp", "taskset"):
-        if shutil.which(tool) is None:
-            sys.stderr.write(f"{tool} not found (Debian packages sip-tester, util-linux)\n")
-            return 2
+    if not tools_present(("sipp", "taskset")):
+        return 2
     write = sys.stdout.write
     began = time.monotonic()
     results: list[RateResult] = []
-    with tempfile.TemporaryDirectory(prefix="cxos-cps-") as scratch:
-        work = Path(scratch)
-        # The embedded PostgreSQL runs as its own account, which must reach its data directory.
-        work.chmod(0o755)
+    with scratch_directory("cxos-cps-") as work:
         port = free_udp_port()
         write_config(work / "conf", port, args.database_url, tune_gc=not args.no_gc_tuning)
         server = start_server(

@@ -35,15 +35,14 @@ import argparse
 import importlib.util
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_setup import scratch_directory, sipp_binary, tools_present
 from machine import this_machine
 from report import load_average, markdown_table, write_markdown
 from sip_cps import (
@@ -113,7 +112,7 @@ def start_uas(work: Path, cpu: int) -> tuple[subprocess.Popen[bytes], int]:
     module docstring)."""
     folder = work / "uas"
     folder.mkdir()
-    sipp = shutil.which("sipp") or "sipp"
+    sipp = sipp_binary()
     # `sipp -sd` prints the scenario and exits 99 (its "help" exit status).
     stock = subprocess.run([sipp, "-sd", "uas"], capture_output=True, text=True, check=False)
     if "<scenario" not in stock.stdout:
@@ -318,18 +317,14 @@ def _figures(result: RateResult | None) -> tuple[str, str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for tool in ("sipp", "taskset"):
-        if shutil.which(tool) is None:
-            sys.stderr.write(f"{tool} not found (Debian packages sip-tester, util-linux)\n")
-            return 2
+    if not tools_present(("sipp", "taskset")):
+        return 2
     if not ensure_sippy(not args.no_install):
         return 2
     write = sys.stdout.write
     load_before = load_average()
     write(f"{this_machine()}\nload average {load_before}\n")
-    with tempfile.TemporaryDirectory(prefix="cxos-sippy-") as scratch:
-        work = Path(scratch)
-        work.chmod(0o755)  # the embedded PostgreSQL runs as its own account
+    with scratch_directory("cxos-sippy-") as work:
         sippy_results = measure_sippy(args, work)
         cxos_results = measure_cxos(args, work)
     load_after = load_average()

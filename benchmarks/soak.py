@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -34,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from bench_setup import scratch_directory, tools_present
 from cc_day import (
     CALLERS,
     NUMBER,
@@ -243,16 +242,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for tool in ("sipp", "taskset"):
-        if shutil.which(tool) is None:
-            sys.stderr.write(f"{tool} not found (Debian packages sip-tester, util-linux)\n")
-            return 2
+    if not tools_present(("sipp", "taskset")):
+        return 2
     write = sys.stdout.write
     load_before = load_average()
     write(f"{this_machine()}\nload average {load_before}\n")
-    with tempfile.TemporaryDirectory(prefix="cxos-soak-") as scratch:
-        work = Path(scratch)
-        work.chmod(0o755)  # the embedded PostgreSQL runs as its own account
+    with scratch_directory("cxos-soak-") as work:
         samples, idle_before, idle_after = run(args, work)
     if not samples:
         write("no sample taken under load\n")

@@ -7,7 +7,8 @@ One worker per endpoint. Its loop:
    is open, one probe when half-open) and lease that many due deliveries from the outbox, at
    most one per lane (``crm_bridge.outbox``);
 3. POST each, signed per Standard Webhooks (``crm_bridge.signing``) with the event id as
-   ``webhook-id`` on every attempt, so a receiver can drop repeats;
+   ``webhook-id`` on every attempt, so a receiver can drop repeats, over the endpoint's
+   kept-alive connections (``crm_bridge.webhook_http``);
 4. sleep until an attempt finishes or ``poll_interval`` passes.
 
 What an attempt comes to is decided by ``decide`` (pure): 2xx is delivered; anything else is
@@ -28,8 +29,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from config.crm import DeliverySettings, WebhookEndpoint
 from crm_bridge.backoff import (
     BreakerState,
@@ -39,8 +38,10 @@ from crm_bridge.backoff import (
     RetryPolicy,
     Transition,
 )
+from crm_bridge.http1 import HttpProtocolError
 from crm_bridge.outbox import ClaimedDelivery, DeliveryResult, DeliveryState, Outbox
 from crm_bridge.signing import WebhookSecret, signature_headers
+from crm_bridge.webhook_http import WebhookHttpClient
 
 logger = logging.getLogger(__name__)
 
@@ -142,15 +143,17 @@ class DeliveryWorker:
         self,
         endpoint: WebhookEndpoint,
         outbox: Outbox,
-        session: aiohttp.ClientSession,
         *,
+        client: WebhookHttpClient | None = None,
         settings: DeliverySettings | None = None,
         rng: RandomSource | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = endpoint
         self._outbox = outbox
-        self._session = session
+        self._client = client or WebhookHttpClient(endpoint.url, max_idle=endpoint.max_in_flight)
+        # Sent with every request; the signature headers come first.
+        self._fixed_headers = (("content-type", "application/json"), ("user-agent", USER_AGENT))
         self._settings = settings or DeliverySettings()
         self._rng: RandomSource = rng or random.Random()
         self._wall_clock = wall_clock
@@ -212,6 +215,7 @@ class DeliveryWorker:
         except Exception:
             # Their leases expire by themselves; the next start takes them back anyway.
             logger.warning("webhooks %r: could not record the last results", self.endpoint.name)
+        await self._client.close()
 
     def stats(self) -> WorkerStats:
         return WorkerStats(
@@ -408,23 +412,15 @@ class DeliveryWorker:
 
     async def _post(self, delivery: ClaimedDelivery, body: bytes) -> Attempt:
         timestamp = int(self._wall_clock())
-        headers = signature_headers(self._secrets, delivery.event_id, timestamp, body)
-        headers["content-type"] = "application/json"
-        headers["user-agent"] = USER_AGENT
+        signed = signature_headers(self._secrets, delivery.event_id, timestamp, body)
         timeout = self.endpoint.timeout
         try:
-            async with (
-                asyncio.timeout(timeout),
-                self._session.post(
-                    self.endpoint.url, data=body, headers=headers, allow_redirects=False
-                ) as response,
-            ):
-                await response.read()  # so the connection can be reused
-                retry_after = parse_retry_after(
-                    response.headers.get("retry-after"), self._wall_clock()
-                )
-                return Attempt(status=response.status, retry_after=retry_after)
+            async with asyncio.timeout(timeout):
+                # Redirects are not followed: a 3xx is a failed attempt like any other.
+                response = await self._client.post((*signed.items(), *self._fixed_headers), body)
         except TimeoutError:
             return Attempt(error=f"no answer within {timeout:g} s")
-        except (aiohttp.ClientError, OSError) as exc:
+        except (HttpProtocolError, OSError) as exc:
             return Attempt(error=f"{type(exc).__name__}: {exc}"[:500])
+        retry_after = parse_retry_after(response.header("retry-after"), self._wall_clock())
+        return Attempt(status=response.status, retry_after=retry_after)

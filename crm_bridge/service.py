@@ -103,7 +103,7 @@ class CrmBridgeService:
         return dict(self._workers)
 
     async def start(self) -> None:
-        # One connection pool for every endpoint; each worker bounds its own requests.
+        # For the look-up; each webhook worker keeps its own connections to its endpoint.
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         if self._pool is not None:
             self._outbox = Outbox(self._pool, owner=self._node)
@@ -203,7 +203,7 @@ class CrmBridgeService:
     async def _apply_workers(
         self, endpoints: tuple[WebhookEndpoint, ...], *, delivery_changed: bool
     ) -> None:
-        assert self._outbox is not None and self._session is not None
+        assert self._outbox is not None
         wanted = {endpoint.name: endpoint for endpoint in endpoints}
         retiring = [
             worker
@@ -215,9 +215,7 @@ class CrmBridgeService:
         await asyncio.gather(*(worker.stop(RECONFIGURE_GRACE) for worker in retiring))
         for name, endpoint in wanted.items():
             if name not in self._workers:
-                worker = DeliveryWorker(
-                    endpoint, self._outbox, self._session, settings=self.settings.delivery
-                )
+                worker = DeliveryWorker(endpoint, self._outbox, settings=self.settings.delivery)
                 worker.start()
                 self._workers[name] = worker
                 logger.info("webhooks %r: delivering to %s", name, endpoint.url)

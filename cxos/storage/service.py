@@ -30,7 +30,7 @@ from cxos.bus import EventBus
 from cxos.storage.agent_history import open_agent_states, restart_logout
 from cxos.storage.cdr import SERVER_RESTART, restart_closure
 from cxos.storage.cdr_store import last_event_time, next_seq, open_calls
-from cxos.storage.database import Database, open_database
+from cxos.storage.database import Database, connect, open_database
 from cxos.storage.events_store import EventWriter, WriterOptions, WriterStats
 from cxos.storage.migrations import apply_migrations
 from cxos.storage.retention import RetentionTask
@@ -109,8 +109,13 @@ class StorageService:
         )
         spool = Spool(self.data_dir / "spool", max_bytes=self._options.spool_max_bytes)
         try:
-            async with database.pool.acquire() as connection:
-                await apply_migrations(connection)
+            # A connection of its own, without the pool's command timeout: building an index
+            # on a large table takes as long as it takes.
+            migrating = await connect(database.dsn)
+            try:
+                await apply_migrations(migrating)
+            finally:
+                await migrating.close()
             spool.open()
             writer = EventWriter(
                 database.pool, spool, node=self._node, options=self._options.writer

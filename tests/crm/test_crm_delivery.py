@@ -11,7 +11,6 @@ import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from config.crm import DeliverySettings, WebhookEndpoint
@@ -61,12 +60,6 @@ async def receiver() -> AsyncIterator[tuple[CrmReceiver, str]]:
         yield crm, url
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 async def until(condition: Callable[[], bool], within: float, what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -75,21 +68,19 @@ async def until(condition: Callable[[], bool], within: float, what: str) -> None
         await asyncio.sleep(0.01)
 
 
-def worker_for(
-    ep: WebhookEndpoint, outbox: Outbox, session: aiohttp.ClientSession
-) -> DeliveryWorker:
-    return DeliveryWorker(ep, outbox, session, settings=FAST, rng=random.Random(7))
+def worker_for(ep: WebhookEndpoint, outbox: Outbox) -> DeliveryWorker:
+    return DeliveryWorker(ep, outbox, settings=FAST, rng=random.Random(7))
 
 
 async def test_receiver_failing_then_hanging_gets_every_event_in_order_per_call(
-    pool: Pool, tmp_path: Path, receiver: tuple[CrmReceiver, str], session: aiohttp.ClientSession
+    pool: Pool, tmp_path: Path, receiver: tuple[CrmReceiver, str]
 ) -> None:
     crm, url = receiver
     ep = endpoint(url)
     outbox = Outbox(pool, owner="node-a")
     await outbox.sync_endpoints([ep])
     crm.fail_with(500)
-    worker = worker_for(ep, outbox, session)
+    worker = worker_for(ep, outbox)
     worker.start()
     async with event_log(pool, tmp_path / "spool") as (bus, writer):
         published = [bus.publish(event) for event in interleaved_calls(calls=8, steps=6)]
@@ -119,7 +110,7 @@ async def test_receiver_failing_then_hanging_gets_every_event_in_order_per_call(
 
 
 async def test_dead_letters_after_max_attempts_and_replay_delivers_them(
-    pool: Pool, tmp_path: Path, receiver: tuple[CrmReceiver, str], session: aiohttp.ClientSession
+    pool: Pool, tmp_path: Path, receiver: tuple[CrmReceiver, str]
 ) -> None:
     crm, url = receiver
     ep = endpoint(
@@ -130,7 +121,7 @@ async def test_dead_letters_after_max_attempts_and_replay_delivers_them(
     outbox = Outbox(pool, owner="node-a")
     await outbox.sync_endpoints([ep])
     crm.fail_with(500)
-    worker = worker_for(ep, outbox, session)
+    worker = worker_for(ep, outbox)
     worker.start()
     async with event_log(pool, tmp_path / "spool") as (bus, writer):
         published = [bus.publish(event) for event in interleaved_calls(calls=2, steps=2)]
@@ -182,7 +173,6 @@ async def test_restart_mid_backlog_loses_nothing(
     pool: Pool,
     tmp_path: Path,
     receiver: tuple[CrmReceiver, str],
-    session: aiohttp.ClientSession,
 ) -> None:
     crm, url = receiver
     ep = endpoint(url, max_in_flight=4, timeout=2.0)
@@ -195,7 +185,7 @@ async def test_restart_mid_backlog_loses_nothing(
     # First run: its database connections die abruptly (like a SIGKILL of the server), with
     # requests in flight and results not yet recorded.
     first_pool = await migrated_pool(database)
-    first = worker_for(ep, Outbox(first_pool, owner="node-a"), session)
+    first = worker_for(ep, Outbox(first_pool, owner="node-a"))
     first.start()
     await until(lambda: len(crm.unique) >= 10, 10, "the first deliveries")
     first_pool.terminate()
@@ -206,7 +196,7 @@ async def test_restart_mid_backlog_loses_nothing(
     # Second run of the same node: it takes its leases back and finishes the backlog.
     outbox = Outbox(pool, owner="node-a")
     await outbox.release_own_leases()
-    second = worker_for(ep, outbox, session)
+    second = worker_for(ep, outbox)
     second.start()
     assert await crm.wait_for(len(published), within=20)
     await second.stop(grace=1)
@@ -216,7 +206,7 @@ async def test_restart_mid_backlog_loses_nothing(
 
 
 async def test_signatures_are_checked_by_the_receiver_and_rotation_signs_with_both(
-    pool: Pool, tmp_path: Path, receiver: tuple[CrmReceiver, str], session: aiohttp.ClientSession
+    pool: Pool, tmp_path: Path, receiver: tuple[CrmReceiver, str]
 ) -> None:
     crm, url = receiver
     wrong = endpoint(
@@ -233,7 +223,7 @@ async def test_signatures_are_checked_by_the_receiver_and_rotation_signs_with_bo
         published = bus.publish(interleaved_calls(calls=1, steps=1)[0])
         assert await writer.wait_idle(10)
 
-    refused = worker_for(wrong, outbox, session)
+    refused = worker_for(wrong, outbox)
     refused.start()
     await until(lambda: crm.rejected >= 2, 5, "two refused attempts")
     await refused.stop(grace=1)
@@ -243,7 +233,7 @@ async def test_signatures_are_checked_by_the_receiver_and_rotation_signs_with_bo
     assert refused.breaker.state is BreakerState.CLOSED
     assert crm.unique == {}
 
-    accepted = worker_for(rotating, outbox, session)
+    accepted = worker_for(rotating, outbox)
     accepted.start()
     assert await crm.wait_for(1, within=5)
     await accepted.stop(grace=1)
@@ -256,7 +246,6 @@ async def test_two_nodes_share_an_endpoint_while_calls_keep_publishing(
     pool: Pool,
     tmp_path: Path,
     receiver: tuple[CrmReceiver, str],
-    session: aiohttp.ClientSession,
 ) -> None:
     """Lanes empty and fill again while two nodes deliver: each call's events still arrive in
     order, all of them, and no lane is left behind once the outbox is empty."""
@@ -266,8 +255,8 @@ async def test_two_nodes_share_an_endpoint_while_calls_keep_publishing(
     await Outbox(pool, owner="node-a").sync_endpoints([ep])
     other_pool = await migrated_pool(database)
     workers = [
-        worker_for(ep, Outbox(pool, owner="node-a"), session),
-        worker_for(ep, Outbox(other_pool, owner="node-b"), session),
+        worker_for(ep, Outbox(pool, owner="node-a")),
+        worker_for(ep, Outbox(other_pool, owner="node-b")),
     ]
     for worker in workers:
         worker.start()
