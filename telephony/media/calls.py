@@ -92,6 +92,9 @@ class MediaCall:
     async def _frames(self, prompt: PromptSource) -> Frames:
         if isinstance(prompt, tuple):
             return prompt
+        frames = self.prompts.cached(prompt, self.law)
+        if frames is not None:
+            return frames
         # Converting a WAV file is CPU work: off the event loop (cached after the first time).
         return await asyncio.to_thread(self.prompts.get, Path(prompt), self.law)
 

@@ -233,6 +233,13 @@ class _PromptKey:
     law: Law
 
 
+def _prompt_key(path: str | os.PathLike[str], law: Law) -> _PromptKey:
+    """The cache key of the file as it is now (raises OSError if it cannot be read)."""
+    resolved = Path(path).resolve()
+    status = resolved.stat()
+    return _PromptKey(str(resolved), status.st_mtime_ns, status.st_size, law)
+
+
 class PromptCache:
     """Converted prompts, least recently used dropped first beyond ``max_bytes``.
 
@@ -260,26 +267,41 @@ class PromptCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def cached(self, path: str | os.PathLike[str], law: Law) -> tuple[bytes, ...] | None:
+        """The prompt's frames if the file, as it is now, was converted before; else None
+        (and `get` says what is wrong with it). Only the file's metadata is read, nothing is
+        converted: cheap enough for the event loop, which then needs no thread for a prompt
+        played before."""
+        try:
+            key = _prompt_key(path, law)
+        except OSError:
+            return None
+        return self._hit(key)
+
     def get(self, path: str | os.PathLike[str], law: Law) -> tuple[bytes, ...]:
         """The prompt at ``path`` as ``law`` frames, converted on first use."""
         try:
-            resolved = Path(path).resolve()
-            status = resolved.stat()
+            key = _prompt_key(path, law)
         except FileNotFoundError:
             raise PromptError(path, "file not found") from None
         except OSError as error:
             raise PromptError(path, f"cannot be read ({error.strerror or error})") from None
-        key = _PromptKey(str(resolved), status.st_mtime_ns, status.st_size, law)
+        frames = self._hit(key)
+        if frames is not None:
+            return frames
+        with self._lock:
+            self.misses += 1
+        frames = load_prompt(Path(key.path), law, max_seconds=self._max_seconds)
+        self._store(key, frames)
+        return frames
+
+    def _hit(self, key: _PromptKey) -> tuple[bytes, ...] | None:
         with self._lock:
             frames = self._entries.get(key)
             if frames is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return frames
-            self.misses += 1
-        frames = load_prompt(resolved, law, max_seconds=self._max_seconds)
-        self._store(key, frames)
-        return frames
+            return frames
 
     def _store(self, key: _PromptKey, frames: tuple[bytes, ...]) -> None:
         size = len(frames) * SAMPLES_PER_FRAME

@@ -45,11 +45,13 @@ _COMMON_SIP = re.compile(
     r"(?:;transport=([A-Za-z0-9-]+))?"
 )
 
-# The common name-addr, `["Display Name"] <URI>[;name=value...]` with a quoted display name
-# without escapes and token parameters: the same value as the general path gives (§20.10).
+# The common name-addr, `[Display Name] <URI>[;name=value...]` with a quoted display name
+# without escapes or one of tokens single-spaced (§25.1 `*(token LWS)`), and token parameters:
+# the same value as the general path gives (§20.10).
 _TOKEN = r"[A-Za-z0-9.!%*_+`'~-]+"
 _COMMON_NAME_ADDR = re.compile(
-    rf'(?:"([^"\\\r\n]*)" ?)?<([^<>"\s]+)>((?:;{_TOKEN}(?:={_TOKEN})?)*)'
+    rf'(?:"([^"\\\r\n]*)" ?|({_TOKEN}(?: {_TOKEN})*) ?)?<([^<>"\s]+)>'
+    rf"((?:;{_TOKEN}(?:={_TOKEN})?)*)"
 )
 
 SIP_SCHEMES = frozenset(("sip", "sips"))
@@ -270,13 +272,17 @@ class NameAddr:
     def parse(cls, text: str) -> NameAddr:
         common = _COMMON_NAME_ADDR.fullmatch(text)
         if common is not None:
-            display_name, uri_text, param_text = common.groups()
+            quoted_name, token_name, uri_text, param_text = common.groups()
+            display_name = token_name if quoted_name is None else quoted_name
             params: dict[str, str | None] = {}
             if param_text:
                 for item in param_text[1:].split(";"):
                     name, eq, value = item.partition("=")
                     params[name.lower()] = value if eq else None
             return cls(uri=SipUri.parse_any(uri_text), display_name=display_name, params=params)
+        if ";" not in text and _COMMON_SIP.fullmatch(text):
+            # A bare addr-spec (a Contact's usual form): no header parameters (§20.10).
+            return cls(uri=SipUri.parse(text))
         return cls._parse_full(text)
 
     @classmethod

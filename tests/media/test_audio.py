@@ -293,6 +293,20 @@ def test_cache_converts_each_file_once_and_again_when_it_changes(tmp_path: Path)
         cache.get(tmp_path / "nope.wav", Law.ULAW)
 
 
+def test_cache_lookup_without_conversion_serves_only_the_current_file(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "menu.wav", sine(440, 8000, 0.2), 8000)
+    cache = PromptCache()
+    assert cache.cached(path, Law.ULAW) is None  # never converted: the caller converts
+    first = cache.get(path, Law.ULAW)
+    assert cache.cached(str(path), Law.ULAW) is first
+    assert cache.cached(path, Law.ALAW) is None
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert cache.cached(path, Law.ULAW) is None  # edited since: converted again by `get`
+    assert cache.cached(tmp_path / "nope.wav", Law.ULAW) is None
+    assert cache.misses == 1
+
+
 def test_cache_stays_within_its_byte_budget(tmp_path: Path) -> None:
     cache = PromptCache(max_bytes=160 * 30)  # 30 frames
     paths = [write_wav(tmp_path / f"p{i}.wav", sine(300 + i, 8000, 0.2), 8000) for i in range(3)]

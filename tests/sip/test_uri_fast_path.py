@@ -72,9 +72,32 @@ def test_sip_uri_fast_path_agrees_with_the_general_parse(text: str) -> None:
         _TEXT,
         st.builds(
             lambda name, uri, params: f"{name}<{uri}>{params}",
-            st.sampled_from(["", '"Caller" ', '"" ', '"A<b>" ', '"x"', "Bob ", '"a\\"b" ']),
+            st.sampled_from(
+                [
+                    "",
+                    '"Caller" ',
+                    '"" ',
+                    '"A<b>" ',
+                    '"x"',
+                    "Bob ",
+                    '"a\\"b" ',
+                    "sipp ",
+                    "Bob Smith ",
+                    "Bob  Smith ",
+                    "Bob\tSmith ",
+                    " Bob ",
+                    "B@b ",
+                    "a.b-c!d%e*f_g+h`i'j~k",
+                ]
+            ),
             st.one_of(_COMMON_URIS, _TEXT),
             st.sampled_from(["", ";tag=25d4", ";TAG=x;lr", ";tag=", ";expires=60;q=0.5"]),
+        ),
+        # A bare addr-spec, with and without header parameters (§20.10).
+        st.builds(
+            lambda uri, params: f"{uri}{params}",
+            _COMMON_URIS,
+            st.sampled_from(["", ";tag=25d4", ";expires=60", " ", ",x", "?h=1"]),
         ),
     )
 )
