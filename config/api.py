@@ -137,6 +137,9 @@ class ApiAccessSettings(_Strict):
     stream: StreamSettings = StreamSettings()
     #: Domain events kept in memory for KPIs over recent intervals.
     kpi_journal_events: int = Field(default=200_000, ge=1000, le=5_000_000)
+    #: Queue exits kept per queue for the wallboard's service level "today" (those of the last
+    #: 25 hours at most); a busier queue's "today" covers its most recent exits.
+    kpi_queue_exits: int = Field(default=100_000, ge=1000, le=5_000_000)
     #: IANA time zone whose midnight starts "today" on the wallboard.
     timezone: str = "UTC"
 

@@ -22,6 +22,10 @@ from cxos.bus import Published
 from cxos.envelope import event_data
 from supervisor_api.kpi import EventRecord, QueueTally, ends_handled_call
 
+#: Seconds of queue exits kept: "today" starts at most 25 hours ago (the day daylight saving
+#: time ends is 25 hours long).
+EXITS_KEPT_SECONDS = 25 * 3600.0
+
 #: Agent states that make an agent "busy" on a wallboard tile.
 BUSY_STATES = frozenset({"reserved", "ringing", "on_call"})
 
@@ -107,8 +111,21 @@ class QueueView:
     queue_id: str
     waiting: dict[str, WaitingCall] = field(default_factory=dict)
     callbacks_waiting: set[str] = field(default_factory=set)
+    #: Most exits kept; the oldest make room beyond it (``kpi_queue_exits`` in ``api.yaml``).
+    exits_kept: int = 100_000
     #: Recent exits as (time, reason, wait seconds), oldest first.
-    exits: deque[tuple[float, str, float]] = field(default_factory=lambda: deque(maxlen=100_000))
+    exits: deque[tuple[float, str, float]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.exits = deque(maxlen=self.exits_kept)
+
+    def record_exit(self, at: float, reason: str, wait_seconds: float) -> None:
+        """Keep an exit for the service level "now" and "today", dropping those from before
+        any "today" (the tally skips them anyway; this bounds a day's exits by time)."""
+        exits = self.exits
+        exits.append((at, reason, wait_seconds))
+        while exits[0][0] < at - EXITS_KEPT_SECONDS:
+            exits.popleft()
 
     def waiting_in_order(self) -> list[WaitingCall]:
         return sorted(self.waiting.values(), key=lambda w: (w.position, w.joined_at))
@@ -174,8 +191,12 @@ class LiveProjection:
         queues: Iterable[str] = (),
         agents: Iterable[str] = (),
         journal_size: int = 100_000,
+        exits_per_queue: int = 100_000,
     ) -> None:
-        self.queues: dict[str, QueueView] = {q: QueueView(q) for q in queues}
+        self._exits_kept = exits_per_queue
+        self.queues: dict[str, QueueView] = {
+            q: QueueView(q, exits_kept=exits_per_queue) for q in queues
+        }
         self.agents: dict[str, AgentView] = {a: AgentView(a) for a in agents}
         self.calls: dict[str, CallView] = {}
         # Calls that ended recently: a layer may report on a call after its call.ended (the IVR
@@ -234,7 +255,7 @@ class LiveProjection:
     def queue(self, queue_id: str) -> QueueView:
         view = self.queues.get(queue_id)
         if view is None:
-            view = self.queues[queue_id] = QueueView(queue_id)
+            view = self.queues[queue_id] = QueueView(queue_id, exits_kept=self._exits_kept)
         return view
 
     def agent(self, agent_id: str) -> AgentView:
@@ -358,7 +379,7 @@ class LiveProjection:
         reason = _text(data, "reason")
         queue = self.queue(queue_id)
         queue.waiting.pop(call_id, None)
-        queue.exits.append((at, reason, _number(data, "wait_seconds")))
+        queue.record_exit(at, reason, _number(data, "wait_seconds"))
         call = self.calls.get(call_id)
         if call is None:
             return

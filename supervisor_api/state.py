@@ -72,6 +72,7 @@ class ApiState:
             queues=list(deps.queues) + list(deps.settings.queues),
             agents=self.configured_agents,
             journal_size=deps.settings.kpi_journal_events,
+            exits_per_queue=deps.settings.kpi_queue_exits,
         )
         self.hub = StreamHub(
             bus=deps.bus,
