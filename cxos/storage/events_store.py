@@ -14,7 +14,9 @@ How an event reaches the ``events`` table:
    (that is when the bus stops spilling), and it is written before anything queued after it.
 
 CDRs are rebuilt in the same transaction as the events that complete or amend them
-(``cxos.storage.cdr_store``); a failure there is logged and never holds events back.
+(``cxos.storage.cdr_store``); a failure there is logged and never holds events back. Calls in
+progress that the writer has stored from their start are folded from the events it keeps in
+memory (``cxos.storage.cdr_cache``); any other call is folded from its stored events.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +32,8 @@ from typing import Any, NamedTuple
 
 from cxos.bus import EventBus, OverflowPolicy, Published, Subscription
 from cxos.envelope import EnvelopeError, format_time, to_json
-from cxos.storage.cdr_store import closed_calls, rebuild_cdrs
+from cxos.storage.cdr_cache import CallEventCache, Envelope, fold_staged
+from cxos.storage.cdr_store import closed_calls, rebuild_cdrs, write_cdrs
 from cxos.storage.database import Connection, Pool, Record, is_connection_error, is_data_error
 from cxos.storage.spool import Spool, SpoolFullError
 
@@ -150,32 +154,54 @@ async def insert_events(connection: Connection, rows: Sequence[EventRow]) -> lis
 
 
 async def store_events(
-    connection: Connection, rows: Sequence[EventRow], *, replay: bool
+    connection: Connection,
+    rows: Sequence[EventRow],
+    *,
+    replay: bool,
+    cache: CallEventCache | None = None,
 ) -> tuple[int, int]:
-    """Insert rows and rebuild the CDRs they affect, in one transaction: (new rows, CDRs)."""
+    """Insert rows and rebuild the CDRs they affect, in one transaction: (new rows, CDRs).
+
+    With a ``cache``, the CDRs of calls it knows are folded from memory rather than read back.
+    """
+    if replay and cache is not None:
+        cache.forget({row.call_id for row in rows})
     async with connection.transaction():
         inserted = await insert_events(connection, rows)
         rebuild: set[str] = set()
         maybe: set[str] = set()
+        new_per_call: Counter[str] = Counter()
         for record in inserted:
             call_id = record["call_id"]
             if call_id is None:
                 continue
+            new_per_call[call_id] += 1
             if replay or record["type"] in _CDR_TRIGGERS:
                 rebuild.add(call_id)
             else:
                 maybe.add(call_id)
+        staged: dict[str, list[Envelope]] = {}
+        if cache is not None and not replay:
+            staged = cache.staged([(row.call_id, row.type, row.envelope) for row in rows])
+            offered = Counter(row.call_id for row in rows if row.call_id is not None)
+            for call_id in [c for c in staged if offered[c] != new_per_call[c]]:
+                del staged[call_id]  # some of its rows were stored before: read it back
+                cache.forget([call_id])
         cdrs = 0
         if rebuild or maybe:
             try:
                 async with connection.transaction():  # a savepoint: CDRs never block events
-                    rebuild |= await closed_calls(connection, maybe - rebuild)
-                    cdrs = len(await rebuild_cdrs(connection, rebuild))
+                    rebuild |= await closed_calls(connection, maybe - rebuild - staged.keys())
+                    records, missing = fold_staged(staged, rebuild)
+                    await write_cdrs(connection, records)
+                    cdrs = len(records) + len(await rebuild_cdrs(connection, missing))
             except Exception as exc:
                 if is_connection_error(exc):
                     raise
                 logger.exception("CDR rebuild failed for calls %s", sorted(rebuild)[:10])
-        return len(inserted), cdrs
+    if cache is not None:
+        cache.commit(staged)  # only once the events are committed
+    return len(inserted), cdrs
 
 
 class EventWriter:
@@ -194,6 +220,8 @@ class EventWriter:
         self._pending: list[Published] = []
         """Events taken from the queue and not yet stored: in memory only."""
         self._sealed_pending = True
+        self._cache = CallEventCache()
+        """Calls in progress whose CDRs are folded from memory rather than read back."""
         self._database_ok = True
         self._written = self._duplicates = self._spilled = self._replayed = 0
         self._set_aside = self._lost = self._failures = self._cdrs = 0
@@ -280,6 +308,7 @@ class EventWriter:
 
     def _on_spill(self, published: Published) -> None:
         """Called by ``publish`` when the queue is full: append the event to the spool."""
+        self._cache.forget([published.call_id])  # its history now has a gap until the replay
         try:
             self._spool.append(str(published.id), to_json(published, self._node))
         except (EnvelopeError, SpoolFullError):
@@ -423,14 +452,16 @@ class EventWriter:
 
     async def _write_batch(self, rows: Sequence[EventRow], *, replay: bool) -> None:
         async with self._pool.acquire() as connection:
-            new, cdrs = await store_events(connection, rows, replay=replay)
+            new, cdrs = await store_events(connection, rows, replay=replay, cache=self._cache)
         self._count(len(rows), new, cdrs, replay=replay)
 
     async def _write_each(self, rows: Sequence[EventRow], *, replay: bool) -> None:
         async with self._pool.acquire() as connection:
             for row in rows:
                 try:
-                    new, cdrs = await store_events(connection, [row], replay=replay)
+                    new, cdrs = await store_events(
+                        connection, [row], replay=replay, cache=self._cache
+                    )
                 except Exception as exc:
                     if not is_data_error(exc):
                         raise
