@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import shutil
@@ -20,7 +21,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -88,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         help="number to dial (repeatable; default: numbers that lead straight to a queue, "
-        "else the IVR's number with a random menu key)",
+        "else the IVR's number with the menu keys in turn)",
     )
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -331,6 +332,9 @@ async def _start_agents(
 
 async def _run_traffic(options: DemoOptions, api: Api, sipp: SippGroup, callers: set[str]) -> None:
     rng = random.Random()
+    # Menu callers take the keys in turn, so that every branch of the menu gets calls even in a
+    # short demo (a random key left whole queues idle now and then).
+    menu_keys = itertools.cycle(MENU_KEYS)
     loop = asyncio.get_running_loop()
     started = loop.time()
     next_call = started + rng.expovariate(options.rate)
@@ -342,7 +346,7 @@ async def _run_traffic(options: DemoOptions, api: Api, sipp: SippGroup, callers:
         if now >= started + options.duration:
             break
         if now >= next_call:
-            callers.add(_place_call(options, sipp, rng, placed))
+            callers.add(_place_call(options, sipp, rng, menu_keys, placed))
             placed += 1
             # Poisson arrivals: exponential gaps between calls.
             next_call += rng.expovariate(options.rate)
@@ -404,7 +408,9 @@ async def _hang_up(api: Api, sipp: SippGroup, callers: set[str]) -> None:
         await asyncio.sleep(0.1)
 
 
-def _place_call(options: DemoOptions, sipp: SippGroup, rng: random.Random, index: int) -> str:
+def _place_call(
+    options: DemoOptions, sipp: SippGroup, rng: random.Random, menu_keys: Iterator[str], index: int
+) -> str:
     """Start one caller; returns its caller ID."""
     folder = sipp.folder(f"caller-{index}")
     number = rng.choice(options.numbers)
@@ -412,7 +418,7 @@ def _place_call(options: DemoOptions, sipp: SippGroup, rng: random.Random, index
     keypress = "<!-- no menu: the number leads straight to a queue -->"
     comment = "The number leads straight to a queue."
     if number in options.menu_numbers:
-        key = rng.choice(MENU_KEYS)
+        key = next(menu_keys)
         # The menu is read after the welcome prompt; the key is an RFC 4733 telephone-event.
         keypress = (
             '<pause milliseconds="5000"/>\n  <nop><action><exec play_pcap_audio="'

@@ -121,7 +121,7 @@ async def test_the_demo_gets_calls_answered_by_simulated_agents_and_ends_cleanly
 ) -> None:
     server, api = demo_server
     args = ["--agents", "2", "--rate", "0.5", "--duration", "20", "--talk", "3"]
-    args += ["--number", "100", "--number", "202"]  # callers key 1, 2 or 3 in the menu of 100
+    args += ["--number", "100", "--number", "202"]  # callers key 1, 2, 3 in turn in the menu of 100
     scratch = tmp_path / "demo"
     demo = await asyncio.create_subprocess_exec(
         *demo_command(config_dir, *args),
