@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -46,6 +46,12 @@ import numpy.typing as npt
 import pocketsphinx
 
 from speech.recognizer import Hypothesis, RecognitionResult, RecognizerError
+from speech.sphinx_grammar import (
+    clean,
+    grammar_pronunciations,
+    jsgf,
+    read_dictionary,
+)
 
 __all__ = [
     "SphinxEngine",
@@ -77,17 +83,9 @@ _TELEPHONE_CMN_INIT: Final = (
 _LINE_MEAN_WEIGHT: Final = 0.25
 # N-best paths inspected to sum the posterior of the recognised words.
 _POSTERIOR_PATHS: Final = 10
-# Sibilants whose energy lies mostly above the telephone band (3.4 kHz): dropped at a word's edge
-# in the telephone variants of its pronunciation.
-_SIBILANTS: Final = frozenset({"S", "Z"})
 _FILLERS: Final = ("<", "[", "+", "(NULL)")
 # What the phone loop reports for silence and noise (the model's noisedict fillers).
 _NON_SPEECH_PHONES: Final = frozenset({"SIL", "<sil>", "+NSN+", "[NOISE]"})
-# Grammar weight of the hesitation words against 1 for each phrase: they win only where the
-# audio fits them much better. At 0.1 and 1e-4 "billing" and "agent" in some voices were heard as
-# "hmm" and "uh"; at 1e-8, on voices the benchmark does not use, 62 % of hesitations were
-# rejected and menu words were recognised a little more often than without (95.8 %, 94.8 %).
-_HESITATION_WEIGHT: Final = 1e-8
 # Longest hesitation, in 10 ms frames: generated "um", "uh", "er" and "hmm" lasted 0.15-0.4 s
 # (a few up to 0.6 s); menu words read as a hesitation lasted 0.42-0.56 s.
 _LONGEST_HESITATION_FRAMES: Final = 40
@@ -146,40 +144,6 @@ class SphinxSettings:
         if self.dictionary is not None:
             return self.dictionary
         return Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
-
-
-def read_dictionary(path: Path) -> dict[str, tuple[str, ...]]:
-    """Read a CMU-format dictionary: ``word PH PH ...`` per line, variants as ``word(2)``.
-
-    Returns each word's pronunciations, first one first. Raises ``ValueError`` naming the file.
-    """
-    entries: dict[str, list[str]] = {}
-    try:
-        with path.open(encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                fields = line.split()
-                if len(fields) < 2 or line.startswith(";;;"):
-                    continue
-                word = fields[0].split("(", 1)[0].casefold()
-                entries.setdefault(word, []).append(" ".join(fields[1:]))
-    except OSError as exc:
-        raise ValueError(f"pronunciation dictionary {path} cannot be read: {exc}") from exc
-    if not entries:
-        raise ValueError(f"pronunciation dictionary {path} has no entries")
-    return {word: tuple(prons) for word, prons in entries.items()}
-
-
-def telephone_variants(pronunciation: str) -> tuple[str, ...]:
-    """``pronunciation`` and its telephone-band variants: without a leading S/Z, and without a
-    trailing S/Z (never both, and never down to a single phone)."""
-    phones = pronunciation.split()
-    variants = [" ".join(phones)]
-    if len(phones) >= 3:
-        if phones[0] in _SIBILANTS:
-            variants.append(" ".join(phones[1:]))
-        if phones[-1] in _SIBILANTS:
-            variants.append(" ".join(phones[:-1]))
-    return tuple(dict.fromkeys(variants))
 
 
 def acceptance(gap_per_frame: float) -> float:
@@ -402,7 +366,7 @@ class SphinxSession:
         if not self._in_utterance:
             return ""
         hypothesis = self._live().hyp()
-        return _clean(hypothesis.hypstr) if hypothesis is not None else ""
+        return clean(hypothesis.hypstr) if hypothesis is not None else ""
 
     def finish(self) -> RecognitionResult:
         decoder = self._live()
@@ -414,7 +378,7 @@ class SphinxSession:
         best = decoder.hyp()
         if best is None:
             return RecognitionResult.empty(ENGINE_NAME)
-        text = _clean(best.hypstr)
+        text = clean(best.hypstr)
         if not text:
             return RecognitionResult.empty(ENGINE_NAME)
         hesitated = set(text.split()) <= self._hesitations
@@ -437,7 +401,7 @@ class SphinxSession:
         for candidate in decoder.nbest() or ():
             if candidate is None or len(alternatives) >= self._engine.settings.max_alternatives:
                 break
-            other = _clean(candidate.hypstr)
+            other = clean(candidate.hypstr)
             if other and other not in seen and not set(other.split()) <= self._hesitations:
                 seen.add(other)
                 alternatives.append(Hypothesis(text=other, confidence=0.0))
@@ -458,7 +422,7 @@ class SphinxSession:
         if frames <= _LONGEST_HESITATION_FRAMES:
             return None
         for candidate in decoder.nbest() or ():
-            heard = _clean(candidate.hypstr) if candidate is not None else ""
+            heard = clean(candidate.hypstr) if candidate is not None else ""
             if heard and not set(heard.split()) <= self._hesitations:
                 return heard
         return None
@@ -500,7 +464,7 @@ class SphinxSession:
         hesitations = self._engine.hesitations(words)
         self._hesitations = frozenset(hesitations)
         words += hesitations
-        pronunciations = _grammar_pronunciations(
+        pronunciations = grammar_pronunciations(
             {word: self._engine.pronunciations(word) for word in words}
         )
         entries = [
@@ -512,34 +476,13 @@ class SphinxSession:
         for position, (entry, pronunciation) in enumerate(new):
             # Only the last addition rebuilds the search structures.
             decoder.add_word(entry, pronunciation, position == len(new) - 1)
-        decoder.add_jsgf_string(_SEARCH, _jsgf(phrases, hesitations))
+        decoder.add_jsgf_string(_SEARCH, jsgf(phrases, hesitations))
         decoder.activate_search(_SEARCH)
 
     def _live(self) -> Any:
         if self._decoder is None:
             raise RecognizerError(ENGINE_NAME, f"session of call {self._call_id} is closed")
         return self._decoder
-
-
-def _grammar_pronunciations(
-    dictionary: Mapping[str, tuple[str, ...]],
-) -> dict[str, tuple[str, ...]]:
-    """Each word's dictionary pronunciations, then its telephone variants, leaving out a variant
-    that is also a pronunciation (or variant) of another word of the grammar ("sales" without
-    its S must not become "ale" when "ale" is on the menu too)."""
-    variants = {
-        word: tuple(dict.fromkeys(v for p in prons for v in telephone_variants(p)))
-        for word, prons in dictionary.items()
-    }
-    owners: dict[str, set[str]] = {}
-    for word, prons in variants.items():
-        for pron in prons:
-            owners.setdefault(pron, set()).add(word)
-    result: dict[str, tuple[str, ...]] = {}
-    for word, prons in dictionary.items():
-        extra = [v for v in variants[word] if v not in prons and owners[v] == {word}]
-        result[word] = (*prons, *extra)
-    return result
 
 
 def _heard_phones(phones: Any) -> bool:
@@ -568,20 +511,6 @@ def _score_gap(grammar: Any, phones: Any) -> float:
     return float(phone_score - grammar_score) / word_frames
 
 
-def _jsgf(phrases: Iterable[str], hesitations: Sequence[str] = ()) -> str:
-    """A JSGF grammar (W3C JSGF 1.0, weighted alternatives) whose public rule is any one of
-    the phrases, or, at ``_HESITATION_WEIGHT``, one of the ``hesitations``."""
-    alternatives = " | ".join("/1/ " + " ".join(w.casefold() for w in p.split()) for p in phrases)
-    if hesitations:
-        alternatives += f" | /{_HESITATION_WEIGHT:g}/ (" + " | ".join(hesitations) + ")"
-    return f"#JSGF V1.0;\ngrammar prompt;\npublic <choice> = {alternatives};\n"
-
-
-def _clean(text: str) -> str:
-    """Drop filler words (``<sil>``, ``[NOISE]``, ``+breath+``) from a hypothesis."""
-    return " ".join(word for word in text.split() if not word.startswith(("<", "[", "+")))
-
-
 def _text_posterior(
     decoder: Any, text: str, best_path_posterior: float, hesitations: frozenset[str] = frozenset()
 ) -> float:
@@ -601,7 +530,7 @@ def _text_posterior(
     for candidate in decoder.nbest() or ():
         if candidate is None or counted >= _POSTERIOR_PATHS:
             break
-        heard = _clean(candidate.hypstr)
+        heard = clean(candidate.hypstr)
         if heard and set(heard.split()) <= hesitations:
             continue
         counted += 1

@@ -19,8 +19,8 @@ from speech.sphinx_engine import (
     SphinxSettings,
     Upsampler,
     sphinx_engine_factory,
-    telephone_variants,
 )
+from speech.sphinx_grammar import telephone_variants
 from tests.speech.speech_audio import Clip, SpeechAudio
 
 MENU = ("sales", "billing", "technical support", "agent", "yes", "no")
@@ -151,7 +151,7 @@ def test_telephone_variants_drop_an_edge_sibilant() -> None:
 
 
 def test_a_variant_that_sounds_like_another_menu_word_is_left_out(engine: SphinxEngine) -> None:
-    from speech.sphinx_engine import _grammar_pronunciations
+    from speech.sphinx_grammar import grammar_pronunciations as _grammar_pronunciations
 
     prons = _grammar_pronunciations(
         {"sales": engine.pronunciations("sales"), "sale": engine.pronunciations("sale")}
