@@ -28,12 +28,10 @@ oldest dropped), audio held while the recogniser starts (the utterance length), 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -49,9 +47,17 @@ from speech.endpoint import (
     SpeechStarted,
 )
 from speech.events import SpeechError, SpeechNoInput, SpeechNoMatch, SpeechTranscript
+from speech.frame_intake import (
+    FrameClock,
+    FrameInbox,
+    log_task_failure,
+    read_frames,
+    stop_reader,
+    task_value,
+)
 from speech.recognizer import PhraseMatcher, RecognitionResult, RecognizerError, normalize_phrase
 from speech.service import CallSpeech, SpeechService
-from speech.vad import FRAME_SECONDS, Frame, FrameSizeError, VoiceActivityDetector
+from speech.vad import Frame, FrameSizeError, VoiceActivityDetector
 
 __all__ = ["ListenerSettings", "SpeechInput", "SpeechInputSession", "SpeechOutcomeSink"]
 
@@ -67,9 +73,6 @@ SpeechOutcomeSink = Callable[[SpeechTranscript | SpeechNoMatch | SpeechNoInput |
 #: default (0.6 s) stays for free speech, where callers pause between clauses.
 MENU_ENDPOINT = EndpointSettings(hangover_seconds=0.2)
 FREE_SPEECH_ENDPOINT = EndpointSettings()
-#: A frame taken this much later than expected follows a gap in the caller's audio rather than
-#: a busy loop: once the first packet came the jitter buffer hands over a frame every 20 ms.
-_AUDIO_GAP_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,65 +136,12 @@ class SpeechInput:
 
 
 @dataclass(slots=True)
-class _FrameClock:
-    """Dates frames by stream position (a delay shorter than ``_AUDIO_GAP_SECONDS`` does not
-    stretch the audio), and time without frames by the loop's clock."""
-
-    loop_time: Callable[[], float]
-    last_frame: float | None = None
-    last_taken: float = 0.0
-
-    def now(self) -> float:
-        wall = self.loop_time()
-        if self.last_frame is None:
-            return wall
-        return self.last_frame + (wall - self.last_taken)
-
-    def frame(self) -> float:
-        wall = self.loop_time()
-        if self.last_frame is None:
-            date = wall
-        else:
-            waited = wall - self.last_taken
-            step = FRAME_SECONDS if waited <= FRAME_SECONDS + _AUDIO_GAP_SECONDS else waited
-            date = self.last_frame + step
-        self.last_frame, self.last_taken = date, wall
-        return date
-
-
-@dataclass(slots=True)
-class _FrameInbox:
-    """Frames between the reader task and the end-pointer; bounded, oldest dropped."""
-
-    capacity: int
-    frames: deque[Frame] = field(default_factory=deque)
-    dropped: int = 0
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def put(self, frame: Frame) -> None:
-        if len(self.frames) >= self.capacity:
-            self.frames.popleft()
-            self.dropped += 1
-        self.frames.append(frame)
-        self.wake.set()
-
-    async def wait(self, seconds: float | None) -> None:
-        """Until a frame is there, something else wakes the inbox, or ``seconds`` pass."""
-        if self.frames:
-            return
-        self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self.wake.wait()
-
-
-@dataclass(slots=True)
 class _Listening:
     """One ``recognize`` in progress."""
 
     endpointer: EndPointer
-    inbox: _FrameInbox
-    clock: _FrameClock
+    inbox: FrameInbox
+    clock: FrameClock
     prompt_ended: bool
     malformed: int = 0
     #: The menu, when some of its phrases have several words (a pause may fall inside one).
@@ -289,7 +239,7 @@ class SpeechInputSession:
             return await work
 
         task = asyncio.get_running_loop().create_task(in_turn())
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(log_task_failure)
         self._engine_op = task
         return task
 
@@ -332,7 +282,7 @@ class SpeechInputSession:
         loop = asyncio.get_running_loop()
         matcher = _matcher(grammar, confidence_threshold, self._settings.min_confidence)
         endpoint = self._endpoint_settings(matcher, no_input_timeout, max_speech_seconds)
-        clock = _FrameClock(loop.time)
+        clock = FrameClock(loop.time)
         listening = _Listening(
             endpointer=EndPointer(
                 endpoint,
@@ -341,21 +291,22 @@ class SpeechInputSession:
                 vad=self._vad,
                 call_id=self.call_id,
             ),
-            inbox=_FrameInbox(self._settings.max_pending_frames),
+            inbox=FrameInbox(self._settings.max_pending_frames),
             clock=clock,
             prompt_ended=not prompt_playing,
             phrases=matcher if matcher is not None and matcher.has_long_phrases else None,
             pause_words_wait=self._settings.pause_words_wait,
         )
         self._listening = listening
-        reader = loop.create_task(_read(frames, listening.inbox))
+        reader = loop.create_task(read_frames(frames, listening.inbox))
         engine_grammar = matcher.grammar if matcher is not None else grammar
         prepared = self._serialize(self._prepare(engine_grammar, language))
         logger.debug("call %s: listening (%s) for %r", self.call_id, language, engine_grammar)
         try:
             held: list[bytes] = []
             outcome = await self._end_point(listening, prepared, held, on_speech_started)
-            await _stop(reader)  # the answer is complete: no more audio is taken from the call
+            # The answer is complete: no more audio is taken from the call.
+            await stop_reader(reader)
             if isinstance(outcome, NoInput):
                 self._emit(
                     SpeechNoInput(call_id=self.call_id, waited_seconds=outcome.waited_seconds)
@@ -365,7 +316,7 @@ class SpeechInputSession:
         finally:
             if self._listening is listening:
                 self._listening = None
-            await _stop(reader)
+            await stop_reader(reader)
             if listening.inbox.dropped or listening.malformed:
                 logger.warning(
                     "call %s: caller audio lost: %d frames dropped (listener behind), %d malformed",
@@ -460,7 +411,7 @@ class SpeechInputSession:
             listening.pause_words = None  # the next pause asks again
             listening.pause_settled = False
             return
-        recogniser = _value(prepared) if prepared.done() else None
+        recogniser = task_value(prepared) if prepared.done() else None
         if listening.pause_words is not None or recogniser is None:
             return
         words = self._serialize(recogniser.partial())
@@ -473,7 +424,7 @@ class SpeechInputSession:
         if not prepared.done():
             held.append(pcm)  # bounded by the utterance length (max_speech_seconds)
             return
-        recogniser = _value(prepared)
+        recogniser = task_value(prepared)
         if recogniser is not None:
             for earlier in held:  # audio that came while the recogniser was starting goes first
                 recogniser.feed(earlier)
@@ -559,28 +510,10 @@ async def _settle_pause(listening: _Listening, now: float) -> None:
             return
         await asyncio.wait([words], timeout=listening.pause_words_wait)
     listening.pause_settled = True
-    heard = _value(words) if words.done() else None
+    heard = task_value(words) if words.done() else None
     phrases = listening.phrases
     if heard and phrases is not None and phrases.unfinished(heard):
         endpointer.phrase_unfinished(now)
-
-
-async def _read(frames: AsyncIterator[Frame], inbox: _FrameInbox) -> None:
-    """The reader task: the only waiter on the source (cancelling it closes the source)."""
-    try:
-        async for frame in frames:
-            inbox.put(frame)
-    finally:
-        closer = getattr(frames, "aclose", None)
-        if closer is not None:
-            with contextlib.suppress(RuntimeError):
-                await closer()
-
-
-async def _stop(reader: asyncio.Task[None]) -> None:
-    """Cancel the reader and wait until it has ended: the source is closed then."""
-    reader.cancel()
-    await asyncio.wait([reader])
 
 
 def _notify(on_speech_started: Callable[[], None], call_id: str) -> None:
@@ -596,14 +529,3 @@ def _pcm(frame: Frame) -> bytes:
     if isinstance(frame, np.ndarray):
         return frame.tobytes()
     return bytes(frame)
-
-
-def _value(task: asyncio.Task[_T | None]) -> _T | None:
-    if task.cancelled() or task.exception() is not None:
-        return None
-    return task.result()
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.warning("speech engine work failed", exc_info=task.exception())
