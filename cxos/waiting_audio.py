@@ -214,6 +214,11 @@ class WaitingAudio:
         media = self._media
         if self._music is not None:
             try:
+                # Music converted for an earlier caller needs no worker thread: those may all
+                # be busy converting other prompts while this caller would hear nothing.
+                frames = media.prompts.cached(self._music, media.law)
+                if frames is not None:
+                    return frames
                 return await asyncio.to_thread(media.prompts.get, self._music, media.law)
             except Exception:
                 logger.warning(

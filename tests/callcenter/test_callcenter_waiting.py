@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from config.queues import AnnouncementPrompts
 from cxos.waiting_audio import AnnouncementPart, WaitingAudio, announcement_parts, music_on_hold
@@ -117,3 +122,36 @@ async def test_an_announcement_interrupts_comfort_silence_which_then_resumes() -
     audio.stop()
     await settle()
     assert not audio.running and len(media.played) == 3
+
+
+def write_music(path: Path) -> Path:
+    """One second of a 440 Hz tone, 8 kHz 16-bit mono."""
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.int16)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(tone.tobytes())
+    return path
+
+
+async def test_music_converted_before_plays_while_every_worker_thread_is_busy(
+    tmp_path: Path,
+) -> None:
+    music = write_music(tmp_path / "music-on-hold.wav")
+    media = FakeMedia()
+    media.prompts = PromptCache()
+    frames = media.prompts.get(music, Law.ULAW)  # an earlier caller's music
+    busy = threading.Event()
+    workers = ThreadPoolExecutor(max_workers=1)
+    workers.submit(busy.wait)  # the only worker thread is converting something else
+    asyncio.get_running_loop().set_default_executor(workers)
+    try:
+        audio = WaitingAudio(media, renderer=Renderer(), language="en", music=music)  # type: ignore[arg-type]
+        audio.start()
+        await settle()
+        assert media.played == [[frames]]  # the music, not silence, and without waiting
+        assert (media.prompts.hits, media.prompts.misses) == (1, 1)  # not converted again
+        audio.stop()
+    finally:
+        busy.set()
