@@ -24,7 +24,6 @@ from acd.engine_calls import CallEntryPoints
 from acd.events import (
     AgentAnswered,
     CallbackAttempted,
-    CallbackFailed,
     QueueJoined,
     QueueJoinRejected,
     QueuePriorityChanged,
@@ -152,14 +151,7 @@ class AcdEngine(CallEntryPoints):
             return []
         freed = self._withdraw_all(call, now, "abandoned")
         if call.is_callback:
-            self._out.append(
-                CallbackFailed(
-                    call_id=call_id,
-                    queue_id=call.queue_id,
-                    attempts=call.callback_attempts,
-                    final=True,
-                )
-            )
+            self._callback_failed(call, final=True)
         else:
             self._leave_queue(call, "abandoned", now)
         self._forget(call)
@@ -271,8 +263,7 @@ class AcdEngine(CallEntryPoints):
             call.callback_attempts += 1
             call.offers = {agent_id: now}  # remembers who is dialling
             runtime.entries.pop(call_id, None)
-            for kind in (TimerKind.ESCALATE, TimerKind.RETRY):
-                self.timers.cancel(kind, call_id)
+            self._cancel_call_timers(call_id, TimerKind.ESCALATE, TimerKind.RETRY)
             self._out.append(
                 CallbackAttempted(
                     call_id=call_id,

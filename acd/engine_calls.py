@@ -42,8 +42,7 @@ class CallEntryPoints(Reconfiguration):
         call.callback_destination = destination
         call.pending_exit = None
         self._unstick(call)
-        for kind in (TimerKind.ANNOUNCE, TimerKind.MAX_WAIT):
-            self.timers.cancel(kind, call_id)
+        self._cancel_call_timers(call_id, TimerKind.ANNOUNCE, TimerKind.MAX_WAIT)
         self._out.append(
             CallbackRequested(
                 call_id=call_id,
@@ -81,14 +80,7 @@ class CallEntryPoints(Reconfiguration):
         # The agent was on the line only for the dialling: no talk time, no wrap-up.
         self._end_call(agent, now, "callback_unanswered", talk=None)
         final = call.callback_attempts >= runtime.config.callback_attempts
-        self._out.append(
-            CallbackFailed(
-                call_id=call_id,
-                queue_id=call.queue_id,
-                attempts=call.callback_attempts,
-                final=final,
-            )
-        )
+        self._callback_failed(call, final=final)
         if final:
             self._forget(call)
         else:
@@ -265,6 +257,16 @@ class CallEntryPoints(Reconfiguration):
             raise UnknownCallError(f"call {call_id!r} is not waiting in a queue")
         return call
 
+    def _callback_failed(self, call: WaitingCall, *, final: bool) -> None:
+        self._out.append(
+            CallbackFailed(
+                call_id=call.call_id,
+                queue_id=call.queue_id,
+                attempts=call.callback_attempts,
+                final=final,
+            )
+        )
+
     def _dialing_agent(self, call: WaitingCall) -> str:
         return next(iter(call.offers))
 
@@ -294,14 +296,9 @@ class CallEntryPoints(Reconfiguration):
             agent.queue_id = queue_id
             agent.wrap_up_until = now + wrap
             self.timers.set(TimerKind.WRAP_UP, agent.agent_id, agent.wrap_up_until)
-        elif agent.pending_logout:
-            agent.pending_logout = False
-            agent.pending_pause = None
-            self._transition(agent, AgentTrigger.HANG_UP_AND_LOGOUT, now, "logout")
-        elif agent.pending_pause is not None:
-            pause, agent.pending_pause = agent.pending_pause, None
-            self._transition(agent, AgentTrigger.HANG_UP_AND_PAUSE, now, pause)
-        else:
+        elif not self._leave_as_asked(
+            agent, now, AgentTrigger.HANG_UP_AND_LOGOUT, AgentTrigger.HANG_UP_AND_PAUSE
+        ):
             self._transition(agent, AgentTrigger.HANG_UP_NO_WRAP_UP, now, reason)
 
     def _open_queue(self, queue_id: str) -> QueueRuntime:

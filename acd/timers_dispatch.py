@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from acd.actions import Announce, OfferCallbackChoice
 from acd.agent_state import OFFER_STATES, AgentState, AgentTrigger
+from acd.agents import AgentRuntime
 from acd.core import EngineCore, Output
 from acd.events import QueueEscalated, QueuePosition
 from acd.model import OfferFailure
@@ -42,6 +43,10 @@ class TimerHandlers(EngineCore):
         if config.announce_frequency is not None:
             self.timers.set(TimerKind.ANNOUNCE, call.call_id, now + config.announce_frequency)
 
+    def _cancel_call_timers(self, call_id: str, *kinds: TimerKind) -> None:
+        for kind in kinds:
+            self.timers.cancel(kind, call_id)
+
     def _lease_expired(self, agent_id: str, now: float) -> None:
         agent = self.agents[agent_id]
         if agent.state in OFFER_STATES:
@@ -51,16 +56,26 @@ class TimerHandlers(EngineCore):
         agent = self.agents[agent_id]
         if agent.state is not AgentState.WRAP_UP:
             return
+        if not self._leave_as_asked(agent, now, AgentTrigger.LOGOUT, AgentTrigger.PAUSE):
+            self._transition(agent, AgentTrigger.WRAP_UP_DONE, now, "wrap_up_done")
+            self._route_agent(agent, now)
+
+    def _leave_as_asked(
+        self, agent: AgentRuntime, now: float, logout: AgentTrigger, pause: AgentTrigger
+    ) -> bool:
+        """Apply the logout (first) or pause asked for during the agent's call, now that the
+        call or its wrap-up is over, with the ``logout`` or ``pause`` trigger of that moment.
+        False if neither was asked for (nothing changes)."""
         if agent.pending_logout:
             agent.pending_logout = False
             agent.pending_pause = None
-            self._transition(agent, AgentTrigger.LOGOUT, now, "logout")
-        elif agent.pending_pause is not None:
+            self._transition(agent, logout, now, "logout")
+            return True
+        if agent.pending_pause is not None:
             reason, agent.pending_pause = agent.pending_pause, None
-            self._transition(agent, AgentTrigger.PAUSE, now, reason)
-        else:
-            self._transition(agent, AgentTrigger.WRAP_UP_DONE, now, "wrap_up_done")
-            self._route_agent(agent, now)
+            self._transition(agent, pause, now, reason)
+            return True
+        return False
 
     def _call_timer(self, kind: TimerKind, call: WaitingCall, now: float) -> None:
         runtime = self.queues[call.queue_id]
