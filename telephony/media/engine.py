@@ -262,6 +262,17 @@ class MediaEngine:
         if slot is None:
             return None
         leg = slot.leg
+        target = slot.relay_to
+        if (
+            target is not None
+            and leg.jitter is None
+            and target.playback is None
+            and target.tone is None
+        ):
+            out = target.leg
+            relayed = leg.relay_next(data, source, now, out, slot.transcode)
+            if relayed is not None:
+                return out.call_id, relayed, out.destination
         packet = leg.receive(data, source, now)
         if packet is None:
             return None

@@ -93,6 +93,8 @@ COMFORT_NOISE_PAYLOAD_TYPE: Final = 13
 CLOCK_RATE: Final = 8000
 FRAME_SECONDS: Final = 0.020
 _HEADER: Final = struct.Struct("!BBHII")
+#: The fixed header after its first octet: M/PT, sequence number, timestamp, SSRC.
+_RELAY_FIELDS: Final = struct.Struct("!BHII")
 _VERSION_OCTET: Final = 0x80
 _MARKER: Final = 0x80
 _TIMESTAMP_MASK: Final = 0xFFFFFFFF
@@ -437,6 +439,38 @@ class MediaLeg:
         counters.received_octets += len(packet.payload)
         self.last_received = now
         return packet
+
+    def relay_next(
+        self, data: bytes, source: Address, now: float, out: MediaLeg, table: bytes | None
+    ) -> bytes | None:
+        """`receive` then `out.relay_packet` in one step, for the packet that every settled
+        bridged stream mostly carries: from the locked source, a plain header (RFC 3550 §5.1:
+        no padding, extension or CSRC), our audio payload type, the validated SSRC already
+        mapped onto `out`, next in sequence, within the rate limit. Returns the packet for
+        `out`; None, with nothing changed on either leg, for any other datagram, which then
+        takes the general path. Both paths leave the same state (property-tested)."""
+        if source != self._locked or len(data) < 12 or data[0] != _VERSION_OCTET:
+            return None
+        second, sequence, timestamp, ssrc = _RELAY_FIELDS.unpack_from(data, 1)
+        if second & 0x7F != self.payload_type or ssrc != out._relay_ssrc:
+            return None
+        tokens = min(self._tokens + (now - self._token_time) * self._rate, self._burst)
+        if tokens < 1.0 or not self.stats.receive_next(ssrc, sequence, timestamp, now):
+            return None
+        self._tokens = tokens - 1.0
+        self._token_time = now
+        payload = data[12:] if table is None else data[12:].translate(table)
+        counters = self.counters
+        counters.received += 1
+        counters.received_octets += len(payload)
+        self.last_received = now
+        return out._packet(
+            out.payload_type,
+            payload,
+            (timestamp + out._relay_offset) & _TIMESTAMP_MASK,
+            now,
+            second > 0x7F,
+        )
 
     def enable_decoding(self) -> JitterBuffer:
         """Give the leg a jitter buffer (its audio is about to be decoded)."""

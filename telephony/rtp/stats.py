@@ -185,6 +185,33 @@ class ReceiverStatistics:
             self._update_jitter(timestamp, now)
         return verdict
 
+    def receive_next(self, ssrc: int, sequence: int, timestamp: int, now: float) -> bool:
+        """`receive` for the packet a validated source sends next, in order or after a short
+        gap: True when it was that packet and is accounted for exactly as `receive` would have
+        (ACCEPTED); False, with nothing changed, for any other packet (use `receive`).
+
+        The media relay calls this for every packet of a settled stream, so §A.1 update_seq
+        and §A.8 jitter are inlined for the one case that needs neither probation, restart nor
+        misorder handling."""
+        if ssrc != self.ssrc or self._probation:
+            return False
+        max_seq = self._max_seq
+        delta = (sequence - max_seq) & 0xFFFF
+        if not 0 < delta < MAX_DROPOUT:
+            return False
+        self._candidate = None  # the current source spoke: a would-be replacement starts over
+        if sequence < max_seq:  # wrapped: one more 16-bit cycle
+            self._cycles += SEQUENCE_MOD
+        self._max_seq = sequence
+        self.received += 1
+        transit = now * self.clock_rate - timestamp
+        previous = self._transit
+        self._transit = transit
+        if previous is not None:
+            difference = (transit - previous + 0x80000000) % 0x100000000 - 0x80000000
+            self._jitter += (abs(difference) - self._jitter) / 16
+        return True
+
     def _foreign(self, ssrc: int, sequence: int, timestamp: int, now: float) -> SourceVerdict:
         candidate = self._candidate
         if (
