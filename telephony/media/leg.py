@@ -48,8 +48,8 @@ timestamps, shifted once per talkspurt onto our media clock, with the marker bit
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
+import socket
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -206,8 +206,7 @@ class LegCounters:
         self.rtcp_received += other.rtcp_received
         self.rtcp_dropped += other.rtcp_dropped
         self.comfort_noise += other.comfort_noise
-        for reason, count in other.drops.as_dict().items():
-            setattr(self.drops, reason, getattr(self.drops, reason) + count)
+        self.drops.add(other.drops)
 
     @property
     def dropped(self) -> int:
@@ -225,9 +224,12 @@ class _Candidate:
 
 
 def _normalise_host(host: str) -> str:
+    """The canonical text of an IP address (as the socket layer reports sources), else `host`."""
+    # inet_pton/inet_ntop rather than the ipaddress module: this runs for every leg opened.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
+        return socket.inet_ntop(family, socket.inet_pton(family, host))
+    except OSError:
         return host
 
 

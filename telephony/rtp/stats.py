@@ -13,7 +13,7 @@ seconds, only for NTP timestamps) are arguments.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
@@ -79,7 +79,17 @@ class DropCounters:
         )
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        # By hand, not dataclasses.asdict (a deep copy): it runs for every leg that closes.
+        return {reason.value: getattr(self, reason.value) for reason in DropReason}
+
+    def add(self, other: DropCounters) -> None:
+        """Add `other`'s counts to these (totals over legs)."""
+        self.malformed += other.malformed
+        self.wrong_payload_type += other.wrong_payload_type
+        self.foreign_source += other.foreign_source
+        self.late += other.late
+        self.duplicate += other.duplicate
+        self.overflow += other.overflow
 
 
 class SourceVerdict(StrEnum):
