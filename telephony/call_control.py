@@ -429,7 +429,7 @@ class CallControl:
         remote = (event.remote_address, event.remote_port)
         usable = event.remote_port and event.remote_address not in ("0.0.0.0", "::")
         if usable and remote != leg.remote:
-            leg.renegotiate(remote, self.clock())
+            leg.renegotiate(remote, self.clock(), event.remote_rtcp)
         held = leg_id in self._held_by_peer
         if event.remote_hold == held:
             return

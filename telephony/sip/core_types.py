@@ -92,6 +92,8 @@ class ReofferReceived:
     remote_address: str
     remote_port: int
     remote_hold: bool
+    remote_rtcp: tuple[str, int] | None = None
+    """The offer's a=rtcp address (RFC 3605), None when it had none."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -50,6 +50,7 @@ def answer_inbound_reoffer(
             remote_address=settled.remote_address,
             remote_port=settled.remote_port,
             remote_hold=settled.remote_hold,
+            remote_rtcp=settled.remote_rtcp,
         )
     if body:
         extra.append(("Content-Type", "application/sdp"))

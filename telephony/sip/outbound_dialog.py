@@ -242,6 +242,7 @@ class OutboundDialogs:
                     remote_address=settled.remote_address,
                     remote_port=settled.remote_port,
                     remote_hold=settled.remote_hold,
+                    remote_rtcp=settled.remote_rtcp,
                 )
             )
         extra = [("Allow", ALLOW), *([("Content-Type", SDP)] if body else [])]

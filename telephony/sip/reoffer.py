@@ -36,6 +36,8 @@ class Reoffer:
     remote_port: int
     #: The peer does not want our media: it holds the call (RFC 3264 §8.4).
     remote_hold: bool
+    #: Where the peer now wants its RTCP: its a=rtcp (RFC 3605), None when it gave none.
+    remote_rtcp: tuple[str, int] | None = None
 
 
 def answer_reoffer(local_sdp: bytes, offer: bytes) -> Reoffer:
@@ -62,6 +64,7 @@ def answer_reoffer(local_sdp: bytes, offer: bytes) -> Reoffer:
         remote_address=negotiated.remote_address,
         remote_port=negotiated.remote_port,
         remote_hold=negotiated.remote_hold,
+        remote_rtcp=negotiated.rtcp,
     )
 
 

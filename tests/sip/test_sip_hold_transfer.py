@@ -90,6 +90,22 @@ def test_agent_hold_and_resume_are_answered_and_reported(
     assert isinstance(last, ReofferReceived) and not last.remote_hold
 
 
+def test_a_phone_that_moves_its_media_says_where_its_rtcp_goes(
+    node: Node, phone: Softphone, call: tuple[str, SipRequest]
+) -> None:
+    leg_id, invite = call
+    # RFC 3605 §2.1: the new offer names an RTCP port (and address) of its own.
+    moved = sdp_with("sendrecv", address="198.51.100.9", version=9).replace(
+        b"a=sendrecv", b"a=rtcp:4011 IN IP4 198.51.100.10\r\na=sendrecv"
+    )
+    phone.send_in_dialog(invite, "INVITE", body=moved)
+    assert final(phone).status == 200
+    (reoffered,) = node.of(ReofferReceived)
+    assert isinstance(reoffered, ReofferReceived)
+    assert (reoffered.call_id, reoffered.remote_address) == (leg_id, "198.51.100.9")
+    assert reoffered.remote_rtcp == ("198.51.100.10", 4011)
+
+
 def test_rfc2543_hold_with_zero_address_is_a_hold(
     node: Node, phone: Softphone, call: tuple[str, SipRequest]
 ) -> None:
