@@ -55,7 +55,7 @@ from telephony.sdp import (
 from telephony.sip.core import SipCore
 from telephony.sip.core_types import ReofferFailed, ReofferReceived, TransferRequested
 from telephony.sip.outbound import TrunkRoute
-from telephony.sip.resolver import SipResolver
+from telephony.sip.resolver import SipResolver, Target
 from telephony.trunks import dial_string
 
 #: What ringing ends with: the answered leg, or why it was not answered.
@@ -212,7 +212,52 @@ class CallControl:
         if not targets:
             logger.warning("trunk %s: no address for %s", chosen.id, outbound.host)
             return CallOutFailure.UNREACHABLE
-        target = targets[0]
+        # RFC 3263 §4.3: an address that does not answer, fails at the transport or answers
+        # 503 gives way to the next one, within what is left of the ring time.
+        deadline = self.clock() + ring_timeout
+        outcome: ExternalLeg | CallOutFailure = CallOutFailure.UNREACHABLE
+        for attempt, target in enumerate(targets):
+            remaining = deadline - self.clock()
+            if attempt and remaining <= 0:
+                break
+            if attempt:
+                logger.info(
+                    "trunk %s: %s port %d unreachable, trying %s port %d",
+                    chosen.id,
+                    targets[attempt - 1].address,
+                    targets[attempt - 1].port,
+                    target.address,
+                    target.port,
+                )
+            outcome = await self._call_out_to(
+                target,
+                chosen,
+                dialled,
+                port,
+                call_id=call_id,
+                ring_timeout=remaining,
+                caller_id=outbound.caller_id or caller_id,
+                caller_name=caller_name,
+            )
+            if outcome is not CallOutFailure.UNREACHABLE:
+                break
+        return outcome
+
+    async def _call_out_to(
+        self,
+        target: Target,
+        chosen: Trunk,
+        dialled: str,
+        port: int | None,
+        *,
+        call_id: str | None,
+        ring_timeout: float,
+        caller_id: str,
+        caller_name: str,
+    ) -> ExternalLeg | CallOutFailure:
+        """One attempt of `originate_external` at one of the trunk's addresses."""
+        outbound = chosen.outbound
+        assert outbound is not None
         auth = outbound.auth
         route = TrunkRoute(
             trunk_id=chosen.id,
@@ -237,7 +282,7 @@ class CallControl:
             offer=offer.to_bytes(),
             ring_timeout=ring_timeout,
             now=self.clock(),
-            caller_id=outbound.caller_id or caller_id,
+            caller_id=caller_id,
             caller_name=caller_name,
         )
         ringing = _Ringing(
