@@ -29,8 +29,16 @@ from config.api import API_FILE, ApiAccessSettings
 from config.crm import CrmSettings, load_crm_settings
 from config.ivr import IvrTrees, load_ivr_trees
 from config.queues import QueueFile, load_queues
-from config.settings import Agent, Dialplan, ServerSettings, Strict, Trunk
-from config.source import ConfigError, ConfigProblem, YamlDocument, load_yaml, validate
+from config.settings import RETIRED_SERVER_SETTINGS, Agent, Dialplan, ServerSettings, Strict, Trunk
+from config.source import (
+    ConfigError,
+    ConfigProblem,
+    RetiredSetting,
+    YamlDocument,
+    load_yaml,
+    validate,
+    without_retired,
+)
 from config.speech_languages import check_speech_languages
 
 T = TypeVar("T", bound=BaseModel)
@@ -103,13 +111,18 @@ class _Collector:
     problems: list[ConfigProblem] = field(default_factory=list)
 
     def section(
-        self, directory: Path, name: str, model: type[T], default: T
+        self,
+        directory: Path,
+        name: str,
+        model: type[T],
+        default: T,
+        retired: tuple[RetiredSetting, ...] = (),
     ) -> tuple[T, YamlDocument | None]:
         path = directory / name
         if not path.exists():
             return default, None
         try:
-            document = load_yaml(path)
+            document = without_retired(load_yaml(path), retired)
             return validate(model, document), document
         except ConfigError as exc:
             self.problems.extend(exc.problems)
@@ -121,7 +134,9 @@ def load_configuration(directory: Path) -> Configuration:
     if not directory.is_dir():
         raise ConfigError([ConfigProblem(path=directory, line=None, message="not a directory")])
     collect = _Collector()
-    server, _ = collect.section(directory, "server.yaml", ServerSettings, ServerSettings())
+    server, _ = collect.section(
+        directory, "server.yaml", ServerSettings, ServerSettings(), RETIRED_SERVER_SETTINGS
+    )
     trunks, trunk_doc = collect.section(directory, "trunks.yaml", TrunkList, TrunkList())
     agents, agent_doc = collect.section(directory, "agents.yaml", AgentList, AgentList())
     dialplan, dialplan_doc = collect.section(directory, "dialplan.yaml", Dialplan, Dialplan())

@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from config.source import RetiredSetting
+
 # A language code as IVR trees write them (BCP 47 shape: "en", "pt-BR", "zh-Hant-TW").
 _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -92,9 +94,6 @@ class RegistrarSettings(Strict):
     #: when any challenge is not MD5 (seen with baresip 1.0). Chosen by User-Agent only, never by
     #: user, so the answer reveals nothing about which users exist.
     md5_only_user_agents: tuple[str, ...] = ("baresip",)
-    #: Phones whose INVITEs get a 401 WWW-Authenticate challenge (a UAS's, RFC 3261 §22.2)
-    #: rather than 407, by User-Agent prefix: they answer no other (PyVoIP 1.6).
-    uas_challenge_user_agents: tuple[str, ...] = ("pyVoIP",)
     #: Challenge INVITEs from every address no trunk covers, so that agents' phones that did not
     #: register with this node can call (several nodes, a restart); off: strangers get 403 and
     #: only addresses with a registered phone, or INVITEs already carrying credentials, are
@@ -211,6 +210,15 @@ class ServerSettings(Strict):
     #: Tune Python's garbage collector once started, for short pauses under load (see
     #: ``cxos.app.tune_garbage_collector``); False keeps the interpreter's defaults.
     tune_gc: bool = True
+
+
+#: Settings of older versions that server.yaml may still carry: ignored with a warning.
+RETIRED_SERVER_SETTINGS = (
+    RetiredSetting(
+        location=("registrar", "uas_challenge_user_agents"),
+        why="every phone's calls are now challenged with 401 WWW-Authenticate",
+    ),
+)
 
 
 def _network(value: str) -> str:

@@ -7,6 +7,8 @@ every mapping key and sequence item; pydantic then validates the plain data, and
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+logger = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -107,6 +111,45 @@ def line_of(tree: Any, location: Location) -> int | None:
     if line is None and isinstance(node, CommentedMap | CommentedSeq) and node.lc.line is not None:
         line = node.lc.line + 1
     return line
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetiredSetting:
+    """A setting that no longer exists but that files written for an older version may still
+    carry: it is dropped with a warning at its line, rather than failing the whole file as an
+    unknown setting."""
+
+    location: Location
+    why: str
+    """What replaced it, for the warning."""
+
+
+def without_retired(document: YamlDocument, retired: Iterable[RetiredSetting]) -> YamlDocument:
+    """`document` without the `retired` settings it carries, each logged as a warning
+    (``file:line: setting: ...``); `document` itself when it carries none."""
+    tree: Any = None
+    for setting in retired:
+        *parents, key = setting.location
+        holder = _node_at(document.tree, parents)
+        if not isinstance(holder, CommentedMap) or key not in holder:
+            continue
+        name = ".".join(str(step) for step in setting.location)
+        message = f"{name}: no longer a setting, ignored ({setting.why}); remove it"
+        logger.warning("%s", document.problem(setting.location, message))
+        if tree is None:
+            tree = copy.deepcopy(document.tree)  # the deep copy keeps every line number
+        del _node_at(tree, parents)[key]
+    return document if tree is None else YamlDocument(document.path, tree)
+
+
+def _node_at(tree: Any, location: Sequence[str | int]) -> Any:
+    node = tree
+    for step in location:
+        if isinstance(node, CommentedMap) and step in node:
+            node = node[step]
+        else:
+            return None
+    return node
 
 
 def validate(model: type[ModelT], document: YamlDocument, location: Location = ()) -> ModelT:

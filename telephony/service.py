@@ -102,7 +102,6 @@ class TelephonyService:
             nonce_lifetime=registrar_settings.nonce_lifetime,
             algorithms=tuple(Algorithm(name) for name in registrar_settings.digest_algorithms),
             md5_only_user_agents=registrar_settings.md5_only_user_agents,
-            uas_challenge_user_agents=registrar_settings.uas_challenge_user_agents,
             challenge_unregistered_calls=registrar_settings.challenge_unregistered_calls,
         )
         registrar = Registrar(

@@ -87,7 +87,7 @@ def admit_invite(
             headers=verdict.headers,
             events=verdict.events,
             rejected=False,
-            trying=verdict.status not in (401, 407),
+            trying=verdict.status != 401,
         )
     refused = trunk_auth.check(trunk, request, source, now)
     if refused is not None:

@@ -1,7 +1,7 @@
 """Calls placed from agents' softphones: digest authentication of their INVITEs (RFC 3261 §22.3,
 RFC 2617, RFC 8760). Sans-IO.
 
-An INVITE from an address no trunk covers is challenged with 407 Proxy-Authenticate, one
+An INVITE from an address no trunk covers is challenged with 401 WWW-Authenticate, one
 challenge per algorithm, exactly as the registrar challenges REGISTERs (the same constructor,
 `RegistrarSettings.phone_digest`: realm, algorithms, nonce lifetime, stale=true and MD5-only
 phones) — for whatever From user it names: an answer that depended on the From user would tell
@@ -11,16 +11,16 @@ realm (a phone that answers with the credentials it used last), or from any addr
 ``challenge_unregistered_calls``; otherwise it is a stranger's (403). None of these conditions
 depends on the user: they reveal nothing to the sender.
 
-Phones of ``uas_challenge_user_agents`` (by User-Agent, never by user) get a UAS's 401
-WWW-Authenticate instead (§22.2): PyVoIP 1.6 answers no other challenge to an INVITE. An
-agent's phone is challenged without a 100 Trying before it (PyVoIP takes the 100 for the end of
-the exchange). The answer may come in Proxy-Authorization (§22.3) or, from phones that answer
-every challenge as a UAS's, in Authorization. Valid credentials make the call the authenticated
-agent's wherever it comes from: a phone need not have registered with this node (another node
-took its REGISTER, this one restarted since). An unknown user and a wrong password get the same
-new challenge and both count against the source in the `SourceGuard`, as wrong REGISTER
-passwords do. Once authenticated, the From user must be the authenticated one (the agent calls
-as themself); otherwise 403, which needs valid credentials to see.
+The server is the UAS of these calls (it answers the phone and bridges, routes or places the
+call itself), so it challenges as a UAS does (§22.2: 401, answered in Authorization), not as a
+proxy (§22.3: 407, Proxy-Authorization); every phone answers a 401, and some (PyVoIP 1.6) no
+407. An agent's phone is challenged without a 100 Trying before it (PyVoIP takes the 100 for
+the end of the exchange). Valid credentials make the call the authenticated agent's wherever it
+comes from: a phone need not have registered with this node (another node took its REGISTER,
+this one restarted since). An unknown user and a wrong password get the same new challenge and
+both count against the source in the `SourceGuard`, as wrong REGISTER passwords do. Once
+authenticated, the From user must be the authenticated one (the agent calls as themself);
+otherwise 403, which needs valid credentials to see.
 """
 
 from __future__ import annotations
@@ -48,9 +48,6 @@ __all__ = ["AgentCallAuth", "agent_call_announcements"]
 
 logger = logging.getLogger(__name__)
 
-#: The credential headers read, in order: the proxy form first (§22.3), then the UAS form.
-_CREDENTIAL_HEADERS = ("Proxy-Authorization", "Authorization")
-
 
 class AgentCallAuth:
     """Decides on INVITEs from addresses no trunk covers, with the registrar's digest settings
@@ -68,7 +65,6 @@ class AgentCallAuth:
     ) -> None:
         self.realm = settings.realm
         self.challenge_unregistered = settings.challenge_unregistered_calls
-        self._uas_challenge = tuple(p.lower() for p in settings.uas_challenge_user_agents)
         self._digest = settings.phone_digest(credentials=credentials, secret=secret, guard=guard)
         #: (address of record, contact) -> the address its REGISTER came from, and how many
         #: live bindings each address has: both bounded by the registrar's bindings.
@@ -101,7 +97,7 @@ class AgentCallAuth:
     # --- INVITEs -----------------------------------------------------------------------------
 
     def check(self, request: SipRequest, source: str, now: float) -> str | TrunkRefusal | None:
-        """The authenticated agent's SIP user; or the refusal to send (407, 400, 403); or None
+        """The authenticated agent's SIP user; or the refusal to send (401, 400, 403); or None
         for a stranger (the core's 403): no softphone registered from `source`, no
         credentials of our realm, and `challenge_unregistered_calls` off."""
         try:
@@ -147,25 +143,20 @@ class AgentCallAuth:
         self, request: SipRequest, source: str, now: float, *, stale: bool
     ) -> TrunkRefusal:
         challenges = self._digest.challenges(request, source, now, stale=stale)
-        user_agent = (request.headers.get("User-Agent") or "").lstrip().lower()
-        if self._uas_challenge and user_agent.startswith(self._uas_challenge):
-            # A UAS's challenge (§22.2), for phones that answer no other to an INVITE.
-            status, reason, header = 401, "Unauthorized", "WWW-Authenticate"
-        else:
-            status, reason, header = 407, "Proxy Authentication Required", "Proxy-Authenticate"
+        # §22.2: a UAS's challenge, whatever user the INVITE names.
         return TrunkRefusal(
-            status=status,
-            reason=reason,
-            headers=tuple((header, str(challenge)) for challenge in challenges),
+            status=401,
+            reason="Unauthorized",
+            headers=tuple(("WWW-Authenticate", str(challenge)) for challenge in challenges),
         )
 
     def _our_credentials(self, request: SipRequest) -> Credentials | None:
-        """The credentials for our realm (§22.4: one value per realm may be present)."""
-        for name in _CREDENTIAL_HEADERS:
-            for value in request.headers.get_lines(name):
-                credentials = Credentials.parse(value)
-                if credentials.realm == self.realm:
-                    return credentials
+        """The credentials for our realm in Authorization (§22.2; §22.4: one value per realm
+        may be present)."""
+        for value in request.headers.get_lines("Authorization"):
+            credentials = Credentials.parse(value)
+            if credentials.realm == self.realm:
+                return credentials
         return None
 
 

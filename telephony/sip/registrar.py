@@ -96,10 +96,6 @@ class RegistrarSettings:
     RFC 8760 §2.4; ``("baresip",)`` covers it): they are offered the MD5 challenge alone when MD5
     is offered at all. The choice depends only on the User-Agent, never on the user, so it tells
     nothing about which users exist."""
-    uas_challenge_user_agents: tuple[str, ...] = ()
-    """User-Agent prefixes (case-insensitive) of phones whose INVITEs get a UAS's challenge, 401
-    WWW-Authenticate (RFC 3261 §22.2), rather than 407 Proxy-Authenticate: they answer no other
-    (PyVoIP 1.6). Chosen by User-Agent only, never by user."""
     challenge_unregistered_calls: bool = False
     """Challenge INVITEs from any address no trunk covers (`telephony.sip.agent_auth`), so that
     phones that never registered here can call; off: only from addresses where a softphone is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -86,6 +87,33 @@ def test_bad_trunk_network(config_dir: Path) -> None:
     (found,) = problems(config_dir)
     assert found.startswith(f"{config_dir / 'trunks.yaml'}:3: trunks.0.sources")
     assert "not an address or CIDR network" in found
+
+
+def test_a_retired_setting_loads_with_a_warning_at_its_line(
+    config_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server.yaml written for an older version still loads: the setting that is gone is
+    named, with its line, and the settings around it apply."""
+    (config_dir / "server.yaml").write_text(
+        "registrar:\n  realm: acme\n  uas_challenge_user_agents: [pyVoIP]\n"
+        "  challenge_unregistered_calls: true\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="config.source"):
+        configuration = load_configuration(config_dir)
+    registrar = configuration.server.registrar
+    assert (registrar.realm, registrar.challenge_unregistered_calls) == ("acme", True)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(
+        f"{config_dir / 'server.yaml'}:3: registrar.uas_challenge_user_agents: no longer a setting"
+    )
+
+
+def test_mistakes_after_a_retired_setting_keep_their_lines(config_dir: Path) -> None:
+    (config_dir / "server.yaml").write_text(
+        "registrar:\n  uas_challenge_user_agents: [pyVoIP]\n  min_expires: soon\n"
+    )
+    (found,) = problems(config_dir)
+    assert found.startswith(f"{config_dir / 'server.yaml'}:3: registrar.min_expires:")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

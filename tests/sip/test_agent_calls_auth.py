@@ -1,11 +1,12 @@
 """INVITEs from agents' softphones (telephony/sip/agent_auth.py) against the SIP core in memory.
 
 A softphone registers from 203.0.113.5 (no trunk covers it), then places a call: challenged
-with 407 whatever its From says, let in with the right digest (MD5 or SHA-256), challenged
-again (and counted by the source guard) with a wrong password or an unknown user, stale=true
-for an old nonce. Addresses where no softphone is registered keep getting 403, unless the
-INVITE carries credentials of our realm or ``challenge_unregistered_calls`` is on: then a phone
-that never registered calls as the agent its credentials name.
+with 401 (the server is the UAS of the call, RFC 3261 §22.2) whatever its From says, let in
+with the right digest (MD5 or SHA-256) in Authorization, challenged again (and counted by the
+source guard) with a wrong password or an unknown user, stale=true for an old nonce. Addresses
+where no softphone is registered keep getting 403, unless the INVITE carries credentials of our
+realm or ``challenge_unregistered_calls`` is on: then a phone that never registered calls as the
+agent its credentials name.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ class Node:
         *,
         algorithms: tuple[Algorithm, ...] = (Algorithm.MD5, Algorithm.SHA256),
         challenge_unregistered: bool = False,
-        settings_overrides: dict[str, object] | None = None,
     ):
         self.guard = SourceGuard(GuardSettings(max_failures=3))
         secrets = {user: StoredSecret(password=pw) for user, pw in PASSWORDS.items()}
@@ -50,7 +50,6 @@ class Node:
             realm="cxos",
             algorithms=algorithms,
             challenge_unregistered_calls=challenge_unregistered,
-            **(settings_overrides or {}),  # type: ignore[arg-type]
         )
         ids = itertools.count(1)
         self.core = SipCore(
@@ -154,17 +153,18 @@ def test_invite_from_where_no_phone_is_registered_gets_403() -> None:
     assert node.core.counters.forbidden == 2
 
 
-def test_a_registered_phone_is_challenged_407_whatever_its_from() -> None:
+def test_a_registered_phone_is_challenged_401_whatever_its_from() -> None:
     node = Node()
     node.register()
     known = node.invite(call_id="k1")
     unknown = node.invite(user="9999", from_user="9999", call_id="k2")
     for response in (known, unknown):
-        assert (response.status, response.reason) == (407, "Proxy Authentication Required")
+        assert (response.status, response.reason) == (401, "Unauthorized")
         algorithms = [
-            Challenge.parse(v).algorithm for v in response.headers.get_all("Proxy-Authenticate")
+            Challenge.parse(v).algorithm for v in response.headers.get_all("WWW-Authenticate")
         ]
         assert algorithms == [Algorithm.MD5, Algorithm.SHA256]
+        assert response.headers.get_all("Proxy-Authenticate") == []
     assert not any(isinstance(e, IncomingCall) for e in node.events)
 
 
@@ -175,9 +175,9 @@ def test_the_right_digest_makes_a_call_from_the_agent() -> None:
         challenge = node.invite(call_id="a1")
         uri = "sip:*45@192.0.2.1"
         credentials = answer(
-            challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", uri, algorithm
+            challenge, "WWW-Authenticate", "1001", "pw-1001", "INVITE", uri, algorithm
         )
-        response = node.invite(call_id="a1", cseq=2, auth=("Proxy-Authorization", credentials))
+        response = node.invite(call_id="a1", cseq=2, auth=("Authorization", credentials))
         assert response.status == 100
         (incoming,) = [e for e in node.events if isinstance(e, IncomingCall)]
         assert (incoming.agent, incoming.did, incoming.trunk_id) == ("1001", "*45", "")
@@ -187,14 +187,18 @@ def test_the_right_digest_makes_a_call_from_the_agent() -> None:
         assert not [e for e in node.events if isinstance(e, CallStarted)]
 
 
-def test_credentials_in_authorization_are_accepted_too() -> None:
+def test_credentials_in_proxy_authorization_are_not_read() -> None:
+    """The answer to a UAS's 401 goes in Authorization (§22.2): credentials in
+    Proxy-Authorization are a proxy's, so the phone is challenged afresh, and nothing counted."""
     node = Node()
     node.register()
     challenge = node.invite(call_id="b1")
     credentials = answer(
-        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+        challenge, "WWW-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
     )
-    assert node.invite(call_id="b1", cseq=2, auth=("Authorization", credentials)).status == 100
+    response = node.invite(call_id="b1", cseq=2, auth=("Proxy-Authorization", credentials))
+    assert response.status == 401
+    assert not any(isinstance(e, IncomingCall | AuthenticationFailed) for e in node.events)
 
 
 def test_wrong_password_and_unknown_user_look_alike_and_count_until_blocked() -> None:
@@ -207,13 +211,11 @@ def test_wrong_password_and_unknown_user_look_alike_and_count_until_blocked() ->
     ):
         call_id = f"w{number}"
         challenge = node.invite(call_id=call_id, user=user, from_user=user)
-        credentials = answer(challenge, "Proxy-Authenticate", user, password, "INVITE", uri)
+        credentials = answer(challenge, "WWW-Authenticate", user, password, "INVITE", uri)
         answers.append(
-            node.invite(
-                call_id=call_id, cseq=2, user=user, auth=("Proxy-Authorization", credentials)
-            )
+            node.invite(call_id=call_id, cseq=2, user=user, auth=("Authorization", credentials))
         )
-    assert [r.status for r in answers] == [407, 407, 407]
+    assert [r.status for r in answers] == [401, 401, 401]
     failures = [e for e in node.events if isinstance(e, AuthenticationFailed)]
     assert [(f.username, f.method) for f in failures] == [
         ("1001", "INVITE"),
@@ -230,11 +232,11 @@ def test_an_old_nonce_is_answered_stale() -> None:
     challenge = node.invite(call_id="s1")
     node.now += 301.0
     credentials = answer(
-        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+        challenge, "WWW-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
     )
-    response = node.invite(call_id="s1", cseq=2, auth=("Proxy-Authorization", credentials))
-    assert response.status == 407
-    assert all(Challenge.parse(v).stale for v in response.headers.get_all("Proxy-Authenticate"))
+    response = node.invite(call_id="s1", cseq=2, auth=("Authorization", credentials))
+    assert response.status == 401
+    assert all(Challenge.parse(v).stale for v in response.headers.get_all("WWW-Authenticate"))
     assert not any(isinstance(e, AuthenticationFailed) for e in node.events)
 
 
@@ -243,10 +245,10 @@ def test_an_agent_cannot_call_as_another_agent() -> None:
     node.register()
     challenge = node.invite(call_id="f1")
     credentials = answer(
-        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+        challenge, "WWW-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
     )
     response = node.invite(
-        call_id="f1", cseq=2, from_user="1002", auth=("Proxy-Authorization", credentials)
+        call_id="f1", cseq=2, from_user="1002", auth=("Authorization", credentials)
     )
     assert response.status == 403
     assert not any(isinstance(e, IncomingCall) for e in node.events)
@@ -255,7 +257,7 @@ def test_an_agent_cannot_call_as_another_agent() -> None:
 def test_once_the_registration_is_removed_the_address_gets_403_again() -> None:
     node = Node()
     node.register()
-    assert node.invite(call_id="u1").status == 407
+    assert node.invite(call_id="u1").status == 401
     node.now += 3601.0
     node.core.on_timer(node.now)
     node.core.take_output()
@@ -266,7 +268,7 @@ def _without_nonce(response: SipResponse) -> list[tuple[str, str]]:
     """The response's status and headers with each challenge's nonce blanked out."""
     lines = [("status", f"{response.status} {response.reason}")]
     for name, value in response.headers.items():
-        if name.lower() == "proxy-authenticate":
+        if name.lower() == "www-authenticate":
             challenge = Challenge.parse(value)
             value = value.replace(challenge.nonce, "")
         lines.append((name.lower(), value))
@@ -276,11 +278,11 @@ def _without_nonce(response: SipResponse) -> list[tuple[str, str]]:
 def test_a_phone_that_never_registered_calls_with_the_agents_credentials() -> None:
     node = Node(challenge_unregistered=True)
     challenge = node.invite(call_id="n1")  # from PHONE, which sent no REGISTER
-    assert challenge.status == 407
+    assert challenge.status == 401
     credentials = answer(
-        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
+        challenge, "WWW-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
     )
-    response = node.invite(call_id="n1", cseq=2, auth=("Proxy-Authorization", credentials))
+    response = node.invite(call_id="n1", cseq=2, auth=("Authorization", credentials))
     assert response.status == 100
     (incoming,) = [e for e in node.events if isinstance(e, IncomingCall)]
     assert (incoming.agent, incoming.did) == ("1001", "*45")
@@ -293,14 +295,12 @@ def test_unknown_users_and_wrong_passwords_of_unregistered_phones_look_alike() -
     for number, (user, password) in enumerate([("1001", "wrong"), ("9999", "pw-1001")]):
         call_id = f"e{number}"
         first = node.invite(call_id=call_id, user=user, from_user=user)
-        credentials = answer(first, "Proxy-Authenticate", user, password, "INVITE", uri)
+        credentials = answer(first, "WWW-Authenticate", user, password, "INVITE", uri)
         answers.append(
-            node.invite(
-                call_id=call_id, cseq=2, user=user, auth=("Proxy-Authorization", credentials)
-            )
+            node.invite(call_id=call_id, cseq=2, user=user, auth=("Authorization", credentials))
         )
     wrong_password, unknown_user = answers
-    assert wrong_password.status == 407
+    assert wrong_password.status == 401
     # Byte for byte the same but for the nonce and what echoes the request (tags, Call-ID...).
     echoed = {"via", "from", "to", "call-id", "cseq"}
     assert [h for h in _without_nonce(wrong_password) if h[0] not in echoed] == [
@@ -329,12 +329,10 @@ def test_without_the_setting_an_invite_carrying_credentials_is_still_challenged(
             cnonce="cn",
         )
     )
-    challenge = node.invite(call_id="p1", auth=("Proxy-Authorization", stale))
-    assert challenge.status == 407
-    fresh = answer(
-        challenge, "Proxy-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1"
-    )
-    assert node.invite(call_id="p1", cseq=2, auth=("Proxy-Authorization", fresh)).status == 100
+    challenge = node.invite(call_id="p1", auth=("Authorization", stale))
+    assert challenge.status == 401
+    fresh = answer(challenge, "WWW-Authenticate", "1001", "pw-1001", "INVITE", "sip:*45@192.0.2.1")
+    assert node.invite(call_id="p1", cseq=2, auth=("Authorization", fresh)).status == 100
     (incoming,) = [e for e in node.events if isinstance(e, IncomingCall)]
     assert incoming.agent == "1001"
     # The nonce it did not know is no failure of the phone: nothing counted against it.
@@ -366,7 +364,7 @@ def test_pyvoip_gets_a_401_alone_and_calls_on_the_challenged_branch() -> None:
     """PyVoIP takes a 100 for the end of the exchange and answers only 401s: its INVITE is
     challenged with a 401 and nothing before it; after the ACK, its INVITE with credentials on
     the same branch (new CSeq and From tag) is a new request, and becomes the agent's call."""
-    node = Node(settings_overrides={"uas_challenge_user_agents": ("pyVoIP",)})
+    node = Node()
     node.register()
     branch = "z9hG4bKpyvoip"
     first = node.send(_pyvoip_invite(branch, "tag1", 1))
@@ -415,9 +413,9 @@ def test_pyvoip_gets_a_401_alone_and_calls_on_the_challenged_branch() -> None:
     assert answered.call_id == incoming.call_id
 
 
-def test_other_phones_are_challenged_407_and_strangers_still_get_100_then_403() -> None:
-    node = Node(settings_overrides={"uas_challenge_user_agents": ("pyVoIP",)})
+def test_every_phone_gets_a_lone_401_and_strangers_still_get_100_then_403() -> None:
+    node = Node()
     node.register()
-    assert [r.status for r in node.send(node.request("INVITE", call_id="o1"))] == [407]
+    assert [r.status for r in node.send(node.request("INVITE", call_id="o1"))] == [401]
     stranger = node.send(node.request("INVITE", call_id="o2"), source=STRANGER)
     assert [r.status for r in stranger] == [100, 403]
