@@ -9,7 +9,7 @@ import json
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,12 +221,16 @@ async def phone_done(phone: subprocess.Popen[str]) -> None:
     assert phone.returncode == 0, f"agent phone failed:\n{out[-2000:]}\n{err[-2000:]}"
 
 
-def prepare(config_dir: Path, queues_yaml: str | None = None) -> tuple[int, int, str]:
+#: The test dial plan: 100 is the test line, every other number the shipped main menu.
+TEST_DIALPLAN = 'numbers:\n  "100": {ivr: test_line}\n  "*": {ivr: main}\n'
+
+
+def prepare(
+    config_dir: Path, queues_yaml: str | None = None, *, dialplan_yaml: str = TEST_DIALPLAN
+) -> tuple[int, int, str]:
     """Write the test configuration; returns the SIP port, the API port and the database URL."""
     (config_dir / "ivr" / "test_line.yaml").write_text(TEST_TREE)
-    (config_dir / "dialplan.yaml").write_text(
-        'numbers:\n  "100": {ivr: test_line}\n  "*": {ivr: main}\n'
-    )
+    (config_dir / "dialplan.yaml").write_text(dialplan_yaml)
     if queues_yaml is not None:
         (config_dir / "queues.yaml").write_text(queues_yaml)
     port = free_port()
@@ -238,8 +242,14 @@ def prepare(config_dir: Path, queues_yaml: str | None = None) -> tuple[int, int,
     return port, api_port, str(settings["storage"]["database_url"])
 
 
-def start(config_dir: Path, workdir: Path, queues_yaml: str | None = None) -> ContactCenter:
-    port, api_port, database_url = prepare(config_dir, queues_yaml)
+def start(
+    config_dir: Path,
+    workdir: Path,
+    queues_yaml: str | None = None,
+    *,
+    dialplan_yaml: str = TEST_DIALPLAN,
+) -> ContactCenter:
+    port, api_port, database_url = prepare(config_dir, queues_yaml, dialplan_yaml=dialplan_yaml)
     server = start_server(config_dir, port, workdir / "server.log")
     return ContactCenter(
         server=server,
@@ -247,6 +257,24 @@ def start(config_dir: Path, workdir: Path, queues_yaml: str | None = None) -> Co
         database_url=database_url,
         workdir=workdir,
     )
+
+
+@contextlib.contextmanager
+def running_center(
+    config_dir: Path,
+    workdir: Path,
+    queues_yaml: str | None = None,
+    *,
+    dialplan_yaml: str = TEST_DIALPLAN,
+) -> Iterator[ContactCenter]:
+    """`start`, then stop, whatever happened: the server must exit cleanly (its log's end tells
+    why not)."""
+    running = start(config_dir, workdir, queues_yaml, dialplan_yaml=dialplan_yaml)
+    try:
+        yield running
+    finally:
+        code = running.stop()
+    assert code == 0, f"server exited with {code}:\n{running.server.log()[-4000:]}"
 
 
 def of_type(events: list[dict[str, Any]], kind: str, **fields: Any) -> list[dict[str, Any]]:

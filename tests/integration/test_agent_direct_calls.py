@@ -2,7 +2,7 @@
 127.0.0.1 with real phones.
 
 The agents' phones are baresip, registered from 127.0.0.1, which no trunk covers (the trunk
-callers come from 127.0.0.2): each INVITE they send is challenged with 407 and answered with the
+callers come from 127.0.0.2): each INVITE they send is challenged with 401 and answered with the
 agent's SIP password. Each phone sends a tone of its own and keeps what it hears, so that audio
 through the server is judged where a user would judge it: alice's phone must hear bob's tone
 and bob's phone alice's; behind the outbound trunk a SIPp carrier checks the server's digest
@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from tests.integration.contact_center import (
     ContactCenter,
     of_type,
     phone_done,
-    prepare,
+    running_center,
     settle,
     sipp_ok,
 )
@@ -36,7 +35,7 @@ from tests.integration.e2e_peers import (
     wav_channels,
     write_wav,
 )
-from tests.integration.peers import SCENARIOS, free_port, rtp_range, run_sipp, start_server
+from tests.integration.peers import SCENARIOS, free_port, run_sipp
 from tests.integration.softphones import Baresip, account_line, baresip_phone
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(90)]
@@ -89,17 +88,10 @@ trunks:
 
 @pytest.fixture
 def center(config_dir: Path, tmp_path: Path) -> Iterator[tuple[ContactCenter, int]]:
-    """The contact center, and the port its carrier (when a test starts one) listens on."""
-    port, api_port, database_url = prepare(config_dir, QUEUES)
-    # RTP ports below the kernel's ephemeral range, where the phones' and SIPp's free ports are
-    # found: a leg's port is chosen with the offer and bound only once it is answered.
-    yaml = YAML()
-    server_yaml = config_dir / "server.yaml"
-    settings = yaml.load(server_yaml.read_text())
-    settings["rtp"] = rtp_range(200)
-    with server_yaml.open("w") as handle:
-        yaml.dump(settings, handle)
-    (config_dir / "dialplan.yaml").write_text(DIALPLAN)
+    """The contact center, and the port its carrier (when a test starts one) listens on. The
+    server's RTP ports are a range of its own below the kernel's ephemeral ones (`prepare`),
+    where the phones' and SIPp's free ports are found: a leg's port is chosen with the offer and
+    bound only once it is answered."""
     agents = config_dir / "agents.yaml"
     agents.write_text(
         agents.read_text().replace(
@@ -108,16 +100,8 @@ def center(config_dir: Path, tmp_path: Path) -> Iterator[tuple[ContactCenter, in
     )
     carrier_port = free_port()
     (config_dir / "trunks.yaml").write_text(trunks_yaml(carrier_port))
-    server = start_server(config_dir, port, tmp_path / "server.log")
-    running = ContactCenter(
-        server=server,
-        api=f"http://127.0.0.1:{api_port}",
-        database_url=database_url,
-        workdir=tmp_path,
-    )
-    yield running, carrier_port
-    code = running.stop()
-    assert code == 0, f"server exited with {code}:\n{running.server.log()[-4000:]}"
+    with running_center(config_dir, tmp_path, QUEUES, dialplan_yaml=DIALPLAN) as running:
+        yield running, carrier_port
 
 
 # --- the agents' phones -------------------------------------------------------------------------

@@ -17,9 +17,15 @@ from typing import Any
 
 import pytest
 
-from tests.integration.contact_center import ContactCenter, of_type, prepare, settle, sipp_ok
+from tests.integration.contact_center import (
+    ContactCenter,
+    of_type,
+    running_center,
+    settle,
+    sipp_ok,
+)
 from tests.integration.e2e_peers import sound_seconds, wait_until_true, wav_channels
-from tests.integration.peers import SCENARIOS, free_port, run_sipp, start_server
+from tests.integration.peers import SCENARIOS, free_port, run_sipp
 from tests.integration.softphones import Baresip, account_line, baresip_phone
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(90)]
@@ -44,18 +50,8 @@ FIRST_CALLER_WAITS = 8.0
 
 @pytest.fixture
 def center(config_dir: Path, tmp_path: Path) -> Iterator[ContactCenter]:
-    port, api_port, database_url = prepare(config_dir, QUEUES)
-    (config_dir / "dialplan.yaml").write_text(DIALPLAN)
-    server = start_server(config_dir, port, tmp_path / "server.log")
-    running = ContactCenter(
-        server=server,
-        api=f"http://127.0.0.1:{api_port}",
-        database_url=database_url,
-        workdir=tmp_path,
-    )
-    yield running
-    code = running.stop()
-    assert code == 0, f"server exited with {code}:\n{running.server.log()[-4000:]}"
+    with running_center(config_dir, tmp_path, QUEUES, dialplan_yaml=DIALPLAN) as running:
+        yield running
 
 
 @pytest.fixture

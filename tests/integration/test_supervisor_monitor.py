@@ -31,7 +31,7 @@ from tests.integration.contact_center import (
     SUPERVISOR_TOKEN,
     ContactCenter,
     phone_done,
-    prepare,
+    running_center,
     settle,
     start,
 )
@@ -47,7 +47,6 @@ from tests.integration.e2e_peers import (
     wav_channels,
     write_wav,
 )
-from tests.integration.peers import start_server
 from tests.integration.rtp_pcap import RtpStream, write_pcap
 from tests.integration.softphones import Baresip, account_line, baresip_phone, wait_for_status
 
@@ -67,6 +66,10 @@ queues:
   billing:
     skills: {billing: 3}
 """
+#: Number 200 goes straight to the sales queue.
+DIRECT_LINE_DIALPLAN = (
+    'numbers:\n  "100": {ivr: test_line}\n  "200": {queue: sales}\n  "*": {ivr: main}\n'
+)
 #: Seconds of a tone a phone must hear before the test moves on.
 HEARD = 1.5
 SIPP_PCAPS = Path("/usr/share/sip-tester")
@@ -188,17 +191,35 @@ async def end_monitor(center: ContactCenter, call_id: str) -> tuple[int, dict[st
 
 def start_with_direct_line(config_dir: Path, workdir: Path) -> ContactCenter:
     """The test contact center, with number 200 going straight to the sales queue."""
-    port, api_port, database_url = prepare(config_dir, QUEUES)
-    (config_dir / "dialplan.yaml").write_text(
-        'numbers:\n  "100": {ivr: test_line}\n  "200": {queue: sales}\n  "*": {ivr: main}\n'
+    return start(config_dir, workdir, QUEUES, dialplan_yaml=DIRECT_LINE_DIALPLAN)
+
+
+async def whisper_reaches_the_agent_alone(
+    center: ContactCenter,
+    events: list[dict[str, Any]],
+    call_id: str,
+    supervisor_id: str,
+    agent: Heard,
+    customer: Heard,
+    agent_also_hears: tuple[float, ...] = (),
+) -> None:
+    """`supervisor_id` whispers: the (PyVoIP) agent's phone hears the supervisor (and
+    `agent_also_hears`); the caller hears the agent, never the supervisor."""
+    await monitor(center, call_id, "whisper", supervisor_id)
+    await settle(events, "call.monitor_changed", call_id=call_id, mode="whisper")
+    marks = (agent.mark(), customer.mark())
+    await wait_until_true(
+        lambda: all(
+            agent.since(marks[0], frequency) >= HEARD
+            for frequency in (SUPERVISOR_HZ, *agent_also_hears)
+        ),
+        30,
+        f"the agent hears {supervisor_id}'s whisper",
     )
-    server = start_server(config_dir, port, workdir / "server.log")
-    return ContactCenter(
-        server=server,
-        api=f"http://127.0.0.1:{api_port}",
-        database_url=database_url,
-        workdir=workdir,
+    await wait_until_true(
+        lambda: customer.since(marks[1], PYVOIP_HZ) >= HEARD, 30, "the caller hears the agent"
     )
+    assert customer.since(marks[1], SUPERVISOR_HZ) == 0.0
 
 
 # --- listen, whisper, barge: who hears whom ------------------------------------------------------
@@ -269,21 +290,9 @@ async def run_modes(
         assert customer.since(marks[1], PYVOIP_HZ) >= HEARD  # the call goes on as before
 
         # Whisper: alice hears bob over the caller; the caller still hears alice alone.
-        await monitor(center, call_id, "whisper")
-        await settle(events, "call.monitor_changed", call_id=call_id, mode="whisper")
-        marks = (agent.mark(), customer.mark())
-        await wait_until_true(
-            lambda: (
-                agent.since(marks[0], SUPERVISOR_HZ) >= HEARD
-                and agent.since(marks[0], CALLER_HZ) >= HEARD
-            ),
-            30,
-            "alice hears bob's whisper and the caller",
+        await whisper_reaches_the_agent_alone(
+            center, events, call_id, "bob", agent, customer, agent_also_hears=(CALLER_HZ,)
         )
-        await wait_until_true(
-            lambda: customer.since(marks[1], PYVOIP_HZ) >= HEARD, 30, "the caller hears alice"
-        )
-        assert customer.since(marks[1], SUPERVISOR_HZ) == 0.0
 
         # Barge: the caller hears bob too.
         await monitor(center, call_id, "barge")
@@ -355,10 +364,8 @@ def write_speech_capture(path: Path, seconds: float) -> Path:
 
 @pytest.fixture
 def center(config_dir: Path, tmp_path: Path) -> Iterator[ContactCenter]:
-    running = start(config_dir, tmp_path, QUEUES)
-    yield running
-    code = running.stop()
-    assert code == 0, f"server exited with {code}:\n{running.server.log()[-4000:]}"
+    with running_center(config_dir, tmp_path, QUEUES) as running:
+        yield running
 
 
 async def test_supervisor_hears_the_callers_speech_and_gets_bye_when_the_call_ends(
@@ -476,16 +483,7 @@ async def run_transfer(
         assert (call["monitor"]["supervisor_id"], call["monitor"]["mode"]) == ("carol", "listen")
 
         # Whispering reaches bob now, not the caller.
-        await monitor(center, call_id, "whisper", "carol")
-        await settle(events, "call.monitor_changed", call_id=call_id, mode="whisper")
-        marks = (new_agent.mark(), customer.mark())
-        await wait_until_true(
-            lambda: new_agent.since(marks[0], SUPERVISOR_HZ) >= HEARD, 30, "bob hears carol"
-        )
-        await wait_until_true(
-            lambda: customer.since(marks[1], PYVOIP_HZ) >= HEARD, 30, "the caller hears bob"
-        )
-        assert customer.since(marks[1], SUPERVISOR_HZ) == 0.0
+        await whisper_reaches_the_agent_alone(center, events, call_id, "carol", new_agent, customer)
 
         # The API takes carol off the call: her phone gets BYE, caller and bob talk on.
         status, body = await end_monitor(center, call_id)

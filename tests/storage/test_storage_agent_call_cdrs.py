@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,21 +36,30 @@ def on_call(agent_id: str, call_id: str, *, ends: bool = False) -> AgentStateCha
     )
 
 
+#: What alice dials on each route, and whom it reaches: bob's extension, a number out through
+#: the carrier (9 for an outside line), a feature code.
+DIALS: Mapping[AgentCallRoute, tuple[str, str]] = {
+    "agent": ("1002", "bob"),
+    "external": ("95551234", "5551234"),
+    "feature_code": ("*45", ""),
+}
+
+
 def tell_agent_call(
     teller: Teller,
     call_id: str,
-    *,
-    dialled: str,
     route: AgentCallRoute,
-    target: str,
     outcome: str,
-    answer_at: float | None,
+    *,
     end_at: float,
+    answer_at: float | None = None,
     routed_after_end: bool = True,
     trunk_id: str = "",
 ) -> None:
-    """Alice (1001) dials at 0 s; the server answers her phone at once, then the target rings
-    from 1 s; it answers at `answer_at` (or never) and the call ends at `end_at`."""
+    """Alice (1001) dials on `route` (`DIALS`) at 0 s; the server answers her phone at once,
+    then the target rings from 1 s; it answers at `answer_at` (or never) and the call ends at
+    `end_at`."""
+    dialled, target = DIALS[route]
     tell = teller.at
     started = AgentCallStarted(
         call_id=call_id, sip_user="1001", dialled=dialled, sip_call_id="x", source="192.0.2.5"
@@ -99,16 +109,7 @@ def tell_agent_call(
 
 def bob_answers(teller: Teller, call_id: str) -> None:
     """Alice calls bob's extension; he answers after 5 s of ringing and they talk 60 s."""
-    tell_agent_call(
-        teller,
-        call_id,
-        dialled="1002",
-        route="agent",
-        target="bob",
-        outcome="answered",
-        answer_at=6.0,
-        end_at=66.0,
-    )
+    tell_agent_call(teller, call_id, "agent", "answered", answer_at=6.0, end_at=66.0)
 
 
 def fold(teller: Teller, call_id: str) -> CallDetailRecord:
@@ -154,10 +155,8 @@ def test_a_call_out_is_outbound_through_its_trunk_whichever_event_comes_first() 
         tell_agent_call(
             teller,
             "c2",
-            dialled="95551234",
-            route="external",
-            target="5551234",
-            outcome="answered",
+            "external",
+            "answered",
             answer_at=9.0,
             end_at=39.0,
             trunk_id="carrier",
@@ -185,26 +184,8 @@ def test_a_call_out_is_outbound_through_its_trunk_whichever_event_comes_first() 
 
 def test_an_unanswered_colleague_and_a_feature_code_have_no_talk_time() -> None:
     teller = Teller()
-    tell_agent_call(
-        teller,
-        "c3",
-        dialled="1002",
-        route="agent",
-        target="bob",
-        outcome="no_answer",
-        answer_at=None,
-        end_at=33.0,
-    )
-    tell_agent_call(
-        teller,
-        "c4",
-        dialled="*45",
-        route="feature_code",
-        target="",
-        outcome="done",
-        answer_at=None,
-        end_at=3.0,
-    )
+    tell_agent_call(teller, "c3", "agent", "no_answer", end_at=33.0)
+    tell_agent_call(teller, "c4", "feature_code", "done", end_at=3.0)
     unanswered, code = fold(teller, "c3"), fold(teller, "c4")
     assert (unanswered.disposition, unanswered.agents, unanswered.talk_seconds) == (
         "internal_no_answer",
@@ -232,16 +213,7 @@ async def test_agent_calls_are_written_as_cdrs_with_their_direction(
     teller = Teller()
     service.attach(teller.bus)
     bob_answers(teller, "int-1")
-    tell_agent_call(
-        teller,
-        "out-1",
-        dialled="95551234",
-        route="external",
-        target="5551234",
-        outcome="busy",
-        answer_at=None,
-        end_at=5.0,
-    )
+    tell_agent_call(teller, "out-1", "external", "busy", end_at=5.0)
     assert await service.writer.wait_idle(within=10)
     async with service.database.pool.acquire() as connection:
         calls = await connection.fetch(
