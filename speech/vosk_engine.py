@@ -210,7 +210,12 @@ class VoskSession:
 
     def finish(self) -> RecognitionResult:
         phrases = None if self._grammar is None else _phrase_set(self._grammar)
-        return result_from_json(self._live().FinalResult(), phrases)
+        text = self._live().FinalResult()
+        # What the decoder said before whole-phrase filtering and garbage stripping: to tell a
+        # model that heard something else from an engine that discarded what it heard.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Vosk result for call %s: %s", self._call_id, " ".join(text.split()))
+        return result_from_json(text, phrases)
 
     def close(self) -> None:
         # The recogniser's memory (about 36 MB) goes back when the last reference does.

@@ -188,3 +188,22 @@ async def test_too_many_calls_get_an_error_not_a_stall(engine: VoskEngine) -> No
     second = await service.open_call("b")
     await second.close()
     await service.aclose()
+
+
+def test_each_prompt_is_heard_with_its_own_grammar_on_the_calls_recogniser(
+    engine: VoskEngine, speech_audio: SpeechAudio
+) -> None:
+    # One recogniser serves every prompt of a call: a prompt's grammar must replace the last
+    # one's, and coming back to a grammar must restore it.
+    session = engine.open_session(call_id="c-6")
+    clip = korean(speech_audio, "보험")
+    heard = []
+    for grammar in (("보험", "환불"), ("아니요", "한국어"), ("보험", "환불")):
+        session.start(grammar)
+        for _, frame in clip.frames():
+            session.accept(frame)
+        result = session.finish()
+        assert {h.text for h in result.n_best} <= {*grammar, ""}, grammar
+        heard.append(result.text)
+    session.close()
+    assert heard[0] == heard[2] == "보험"

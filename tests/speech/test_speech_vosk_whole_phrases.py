@@ -80,3 +80,8 @@ def test_every_candidate_from_the_model_is_one_whole_phrase_or_nothing(
         heard[spoken] = matcher.match(result).choice
     session.close()
     assert heard == {"상담원": None, "감사합니다": None}
+
+
+def test_every_word_of_the_korean_menu_is_in_the_models_vocabulary(engine: VoskEngine) -> None:
+    # Spaced and joined spellings are both words of this model: the grammar keeps the menu's.
+    assert engine.unknown_words((*MENU, "기술지원")) == ()
