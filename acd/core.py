@@ -421,14 +421,18 @@ class EngineCore:
         self.router.leave(call.wait_class, call.call_id)
         self.queues[call.queue_id].entries.pop(call.call_id, None)
         self.calls.pop(call.call_id, None)
-        for kind in (
+        self._cancel_call_timers(
+            call.call_id,
             TimerKind.ESCALATE,
             TimerKind.ANNOUNCE,
             TimerKind.MAX_WAIT,
             TimerKind.RETRY,
             TimerKind.CALLBACK_RETRY,
-        ):
-            self.timers.cancel(kind, call.call_id)
+        )
+
+    def _cancel_call_timers(self, call_id: str, *kinds: TimerKind) -> None:
+        for kind in kinds:
+            self.timers.cancel(kind, call_id)
 
     def _leave_queue(
         self,

@@ -43,10 +43,6 @@ class TimerHandlers(EngineCore):
         if config.announce_frequency is not None:
             self.timers.set(TimerKind.ANNOUNCE, call.call_id, now + config.announce_frequency)
 
-    def _cancel_call_timers(self, call_id: str, *kinds: TimerKind) -> None:
-        for kind in kinds:
-            self.timers.cancel(kind, call_id)
-
     def _lease_expired(self, agent_id: str, now: float) -> None:
         agent = self.agents[agent_id]
         if agent.state in OFFER_STATES:
