@@ -154,6 +154,25 @@ async def log_in(center: ContactCenter, *agents: str) -> None:
         assert (status, body["accepted"]) == (202, True), body
 
 
+@asynccontextmanager
+async def alice_rings_bob(
+    center: ContactCenter,
+) -> AsyncIterator[tuple[list[dict[str, Any]], Baresip, Baresip]]:
+    """Alice and bob logged in on their phones, and alice dialling bob's extension 1002 until
+    his phone rings; yields the event stream, alice's phone and bob's."""
+    async with (
+        center.event_stream() as events,
+        agent_phone(center, "1001", ALICE_HZ) as alice,
+        agent_phone(center, "1002", BOB_HZ) as bob,
+    ):
+        await log_in(center, "alice", "bob")
+        await settle(events, "agent.state_changed", count=2, state="available")
+        await dial(alice, center, "1002")
+        incoming = await phone_event(bob, "CALL_INCOMING")
+        assert incoming["peeruri"].startswith("sip:1001@"), incoming  # he sees who calls
+        yield events, alice, bob
+
+
 # --- the other peers ----------------------------------------------------------------------------
 
 
@@ -166,18 +185,22 @@ def queue_caller(center: ContactCenter, number: str, seconds: float) -> None:
     sipp_ok(result)
 
 
-def carrier(center: ContactCenter, port: int, scenario: str) -> subprocess.Popen[str]:
-    """The carrier on `port`: one call, challenged, verified, answered, audio echoed."""
-    folder = center.workdir / "carrier"
-    folder.mkdir()
-    command = ["sipp", center.server.address, "-sf", str(SCENARIOS / scenario)]
-    command += ["-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port()), "-rtp_echo"]
-    command += ["-m", "1", "-nostdin", "-trace_err", "-timeout", "50s", "-timeout_error"]
-    phone = subprocess.Popen(
-        command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    center.phones.append(phone)
-    return phone
+@asynccontextmanager
+async def alice_dials_out(
+    center: ContactCenter, carrier_port: int, scenario: str
+) -> AsyncIterator[tuple[list[dict[str, Any]], Baresip, subprocess.Popen[str]]]:
+    """The carrier on `carrier_port` playing `scenario` (one call, challenged, verified,
+    answered or not, audio echoed), and alice logged in on her phone and dialling 9 + 5551234;
+    yields the event stream, alice's phone and the carrier."""
+    far_end = center.phone(scenario, carrier_port, "carrier")
+    async with (
+        center.event_stream() as events,
+        agent_phone(center, "1001", ALICE_HZ) as alice,
+    ):
+        await log_in(center, "alice")
+        await settle(events, "agent.state_changed", agent_id="alice", state="available")
+        await dial(alice, center, "95551234")
+        yield events, alice, far_end
 
 
 # --- the tests ----------------------------------------------------------------------------------
@@ -190,16 +213,7 @@ async def test_an_agent_calls_a_colleagues_extension(
     """Alice dials bob's extension 1002: his phone rings, he answers, each hears the other;
     both are on a direct call meanwhile, so a queue caller waits; either may hang up."""
     running, _ = center
-    async with (
-        running.event_stream() as events,
-        agent_phone(running, "1001", ALICE_HZ) as alice,
-        agent_phone(running, "1002", BOB_HZ) as bob,
-    ):
-        await log_in(running, "alice", "bob")
-        await settle(events, "agent.state_changed", count=2, state="available")
-        await dial(alice, running, "1002")
-        incoming = await phone_event(bob, "CALL_INCOMING")
-        assert incoming["peeruri"].startswith("sip:1001@"), incoming  # he sees who calls
+    async with alice_rings_bob(running) as (events, alice, bob):
         # Alice hears ringing (180) while bob's phone rings: her call is not answered yet.
         await phone_event(alice, "CALL_RINGING")
         # While bob's phone rings, then while the two talk, a caller for a queue both serve
@@ -266,15 +280,7 @@ async def test_a_ringing_colleague_is_free_again_when_the_call_does_not_happen(
     to tell her why), or alice gives up first (bob's phone stops ringing): either way both are
     available again, with no wrap-up."""
     running, _ = center
-    async with (
-        running.event_stream() as events,
-        agent_phone(running, "1001", ALICE_HZ) as alice,
-        agent_phone(running, "1002", BOB_HZ) as bob,
-    ):
-        await log_in(running, "alice", "bob")
-        await settle(events, "agent.state_changed", count=2, state="available")
-        await dial(alice, running, "1002")
-        await phone_event(bob, "CALL_INCOMING")
+    async with alice_rings_bob(running) as (events, alice, bob):
         ringing = await phone_event(alice, "CALL_RINGING", "CALL_ESTABLISHED")
         assert ringing["type"] == "CALL_RINGING", ringing  # 180 while bob's phone rings
         # Held from the first ring: no queue call can ring his phone on top of this one.
@@ -311,14 +317,7 @@ async def test_an_agent_calls_an_outside_number_through_the_trunk(
     carrier) presenting her caller id; the carrier answers and echoes her; either hangs up."""
     running, carrier_port = center
     scenario = "carrier_agent_call.xml" if hangs_up == "agent" else "carrier_agent_call_bye.xml"
-    far_end = carrier(running, carrier_port, scenario)
-    async with (
-        running.event_stream() as events,
-        agent_phone(running, "1001", ALICE_HZ) as alice,
-    ):
-        await log_in(running, "alice")
-        await settle(events, "agent.state_changed", agent_id="alice", state="available")
-        await dial(alice, running, "95551234")
+    async with alice_dials_out(running, carrier_port, scenario) as (events, alice, far_end):
         await phone_event(alice, "CALL_ESTABLISHED")
         (answered,) = await settle(events, "call.trunk_answered", trunk_id="carrier")
         await settle(events, "agent.state_changed", agent_id="alice", state="on_call")
@@ -357,14 +356,8 @@ async def test_an_agent_whose_outside_number_is_busy_hears_so_and_is_free_again(
     """The carrier answers 486: alice hears the call could not be connected, the server hangs
     up, and she is available again."""
     running, carrier_port = center
-    far_end = carrier(running, carrier_port, "carrier_busy.xml")
-    async with (
-        running.event_stream() as events,
-        agent_phone(running, "1001", ALICE_HZ) as alice,
-    ):
-        await log_in(running, "alice")
-        await settle(events, "agent.state_changed", agent_id="alice", state="available")
-        await dial(alice, running, "95551234")
+    busy = "carrier_busy.xml"
+    async with alice_dials_out(running, carrier_port, busy) as (events, alice, far_end):
         await phone_done(far_end)  # answered busy
         await phone_event(alice, "CALL_CLOSED")  # told, then hung up by the server
         (routed,) = await settle(events, "agent.call_routed", route="external")

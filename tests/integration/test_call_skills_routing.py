@@ -21,12 +21,12 @@ from tests.integration.contact_center import (
     ContactCenter,
     CrmStub,
     phone_done,
-    prepare,
+    running_center,
     serving_crm,
     settle,
     sipp_ok,
 )
-from tests.integration.peers import SCENARIOS, free_port, run_sipp, start_server
+from tests.integration.peers import SCENARIOS, free_port, run_sipp
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 
@@ -94,24 +94,15 @@ async def crm() -> AsyncIterator[tuple[CrmStub, int]]:
 
 @pytest.fixture
 def center(config_dir: Path, tmp_path: Path, crm: tuple[CrmStub, int]) -> Iterator[ContactCenter]:
-    sip_port, api_port, database_url = prepare(config_dir, QUEUES)
     agents = config_dir / "agents.yaml"
     shipped = "skills: {billing: 5, sales: 2}"  # carol's
     text = agents.read_text()
     assert shipped in text
     agents.write_text(text.replace(shipped, "skills: {billing: 5, sales: 2, french: 3}"))
     (config_dir / "ivr" / "french_line.yaml").write_text(FRENCH_TREE)
-    (config_dir / "dialplan.yaml").write_text(DIALPLAN)
     (config_dir / "crm.yaml").write_text(crm_yaml(crm[1]))
-    center = ContactCenter(
-        server=start_server(config_dir, sip_port, tmp_path / "server.log"),
-        api=f"http://127.0.0.1:{api_port}",
-        database_url=database_url,
-        workdir=tmp_path,
-    )
-    yield center
-    code = center.stop()
-    assert code == 0, f"server exited with {code}:\n{center.server.log()[-4000:]}"
+    with running_center(config_dir, tmp_path, QUEUES, dialplan_yaml=DIALPLAN) as running:
+        yield running
 
 
 async def caller(center: ContactCenter, dialled: str, wait_ms: int) -> None:

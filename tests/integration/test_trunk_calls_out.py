@@ -11,6 +11,7 @@ INVITEs gets in with the right password and is refused with a wrong one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,10 +25,10 @@ from tests.integration.contact_center import (
     ContactCenter,
     of_type,
     phone_done,
-    prepare,
+    running_center,
     settle,
 )
-from tests.integration.peers import SCENARIOS, free_port, run_sipp, start_server
+from tests.integration.peers import SCENARIOS, free_port, run_sipp
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 
@@ -78,6 +79,15 @@ queues:
     skills: {billing: 3}
 """
 
+DIALPLAN = """\
+numbers:
+  "200": {ivr: transfer_line}
+  "300": {ivr: callback_line}
+  "400": {ivr: bye_line}
+  "500": {queue: sales}
+  "*": {ivr: main}
+"""
+
 
 def trunks_yaml(carrier_port: int, *, pbx_auth: bool) -> str:
     pbx = (
@@ -103,41 +113,28 @@ trunks:
 """
 
 
-def start_center(
+@contextlib.contextmanager
+def trunk_center(
     config_dir: Path, workdir: Path, *, pbx_auth: bool = False
-) -> tuple[ContactCenter, int]:
-    port, api_port, database_url = prepare(config_dir, QUEUES)
+) -> Iterator[tuple[ContactCenter, int]]:
+    """The running contact center with the test trunks, and the port its carrier listens on."""
     (config_dir / "ivr" / "trunk_lines.yaml").write_text(TREES)
-    (config_dir / "dialplan.yaml").write_text(
-        'numbers:\n  "200": {ivr: transfer_line}\n  "300": {ivr: callback_line}\n'
-        '  "400": {ivr: bye_line}\n  "500": {queue: sales}\n  "*": {ivr: main}\n'
-    )
     carrier_port = free_port()
     (config_dir / "trunks.yaml").write_text(trunks_yaml(carrier_port, pbx_auth=pbx_auth))
-    server = start_server(config_dir, port, workdir / "server.log")
-    center = ContactCenter(
-        server=server,
-        api=f"http://127.0.0.1:{api_port}",
-        database_url=database_url,
-        workdir=workdir,
-    )
-    return center, carrier_port
+    with running_center(config_dir, workdir, QUEUES, dialplan_yaml=DIALPLAN) as running:
+        yield running, carrier_port
 
 
 @pytest.fixture
 def center(config_dir: Path, tmp_path: Path) -> Iterator[tuple[ContactCenter, int]]:
-    running, carrier_port = start_center(config_dir, tmp_path)
-    yield running, carrier_port
-    code = running.stop()
-    assert code == 0, f"server exited with {code}:\n{running.server.log()[-4000:]}"
+    with trunk_center(config_dir, tmp_path) as started:
+        yield started
 
 
 @pytest.fixture
 def pbx_center(config_dir: Path, tmp_path: Path) -> Iterator[ContactCenter]:
-    running, _ = start_center(config_dir, tmp_path, pbx_auth=True)
-    yield running
-    code = running.stop()
-    assert code == 0, f"server exited with {code}:\n{running.server.log()[-4000:]}"
+    with trunk_center(config_dir, tmp_path, pbx_auth=True) as (running, _):
+        yield running
 
 
 def carrier(center: ContactCenter, port: int, name: str) -> subprocess.Popen[str]:
