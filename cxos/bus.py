@@ -23,7 +23,7 @@ import os
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import Field, dataclass
+from dataclasses import Field, dataclass, field
 from typing import Any, ClassVar, Protocol
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ class Published:
     id: uuid.UUID
     """UUIDv7 whose timestamp is ``time`` in milliseconds; the event's identity everywhere."""
     event: DomainEvent
+    rendering: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Renderings of ``event`` made once and shared by every consumer (the envelope's ``data``
+    and ``time``, its JSON): `cxos.envelope` fills it. The event is frozen, so they never go
+    stale; storing, projecting and streaming an event each rendered it again."""
 
     @property
     def type(self) -> str:
@@ -70,17 +74,28 @@ class Uuid7Generator:
     stay strictly increasing.
     """
 
-    __slots__ = ("_counter", "_last_ms", "_random_bytes")
+    __slots__ = ("_counter", "_last_ms", "_pool", "_pool_at", "_random_bytes")
+
+    #: Random bytes drawn from ``random_bytes`` at once, ten per UUID: one system call for 64
+    #: ids rather than one each (the bytes are the same kind, only fetched ahead).
+    POOL_BYTES = 640
 
     def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         self._random_bytes = random_bytes
         self._last_ms = -1
         self._counter = 0
+        self._pool = b""
+        self._pool_at = 0
 
     def next(self, unix_ms: int) -> uuid.UUID:
         if unix_ms < 0 or unix_ms >= 1 << 48:
             raise ValueError(f"UUIDv7 timestamp out of range: {unix_ms} ms")
-        rand = int.from_bytes(self._random_bytes(10), "big")
+        at = self._pool_at
+        if at + 10 > len(self._pool):
+            self._pool = self._random_bytes(self.POOL_BYTES)
+            at = 0
+        self._pool_at = at + 10
+        rand = int.from_bytes(self._pool[at : at + 10], "big")
         if unix_ms > self._last_ms:
             self._last_ms = unix_ms
             self._counter = (rand >> 64) & 0x7FF  # 11 random bits: the counter's top bit is 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
 import time
@@ -50,27 +51,62 @@ def format_time(unix_seconds: float) -> str:
 
 
 def to_envelope(published: Published, node: str) -> dict[str, JsonValue]:
-    """The envelope of ``published`` as a JSON-ready dict (keys in envelope order)."""
+    """The envelope of ``published`` as a JSON-ready dict (keys in envelope order).
+
+    Its ``data`` is shared with every other rendering of the same event: treat it as read-only.
+    """
     event = published.event
     return {
         "id": str(published.id),
         "type": event.TYPE,
         "version": event.VERSION,
-        "time": format_time(published.time),
+        "time": published_time(published),
         "node": node,
         "seq": published.seq,
         "call_id": published.call_id,
-        "data": event_data(event),
+        "data": published_data(published),
     }
 
 
 def to_json(published: Published, node: str) -> bytes:
     """The envelope as compact UTF-8 JSON with a deterministic key order."""
-    return encode_json(to_envelope(published, node))
+    return to_json_text(published, node).encode()
 
 
-# Immutable once built; reusing it saves rebuilding an encoder for every event.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def to_json_text(published: Published, node: str) -> str:
+    """`to_json` as text: rendered once per event and node, whoever asks (storage, streams)."""
+    rendering = published.rendering
+    cached: tuple[str, str] | None = rendering.get("json")
+    if cached is not None and cached[0] == node:
+        return cached[1]
+    text = _ENCODER.encode(to_envelope(published, node))
+    rendering["json"] = (node, text)
+    return text
+
+
+def published_data(published: Published) -> dict[str, JsonValue]:
+    """`event_data` of the published event, rendered once (read-only: it is shared)."""
+    rendering = published.rendering
+    data: dict[str, JsonValue] | None = rendering.get("data")
+    if data is None:
+        data = rendering["data"] = event_data(published.event)
+    return data
+
+
+def published_time(published: Published) -> str:
+    """`format_time` of the publication time, formatted once."""
+    rendering = published.rendering
+    text: str | None = rendering.get("time")
+    if text is None:
+        text = rendering["time"] = format_time(published.time)
+    return text
+
+
+# Immutable once built; reusing it saves rebuilding an encoder for every event. No circular
+# check: what it encodes is built afresh by `event_data` from frozen events, a tree.
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+)
 
 
 def encode_json(envelope: Mapping[str, JsonValue]) -> bytes:
@@ -81,12 +117,19 @@ def encode_json(envelope: Mapping[str, JsonValue]) -> bytes:
 def event_data(event: DomainEvent) -> dict[str, JsonValue]:
     """The event's fields as JSON values, in declaration order."""
     data: dict[str, JsonValue] = {}
-    for field in dataclasses.fields(event):
+    for name in _field_names(type(event)):
         try:
-            data[field.name] = _json_value(getattr(event, field.name))
+            data[name] = _json_value(getattr(event, name))
         except _UnsupportedValueError as exc:
-            raise EnvelopeError(event.TYPE, field.name + "".join(exc.path), exc.reason) from None
+            raise EnvelopeError(event.TYPE, name + "".join(exc.path), exc.reason) from None
     return data
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    # An event class's fields never change: `dataclasses.fields` filters and copies them anew
+    # at every call, once per event rendered.
+    return tuple(field.name for field in dataclasses.fields(kind))
 
 
 class _UnsupportedValueError(Exception):

@@ -101,6 +101,8 @@ class ApiMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.events = Counter("cxos_events", "Domain events published", ["type"], registry=registry)
+        # Each event type's child, looked up once: `labels` validates and locks on every call.
+        self._event_counters: dict[str, Counter] = {}
         self.calls_started = Counter(
             "cxos_calls_started", "Calls accepted from trunks", registry=registry
         )
@@ -135,7 +137,10 @@ class ApiMetrics:
         """Count one event (called for every event, in order)."""
         kind = record.type
         data = record.data
-        self.events.labels(kind).inc()
+        counter = self._event_counters.get(kind)
+        if counter is None:
+            counter = self._event_counters[kind] = self.events.labels(kind)
+        counter.inc()
         if kind == "call.started":
             self.calls_started.inc()
         elif kind == "call.ended":

@@ -19,7 +19,7 @@ from typing import Any
 
 from config.api import QueueTargets
 from cxos.bus import Published
-from cxos.envelope import event_data
+from cxos.envelope import published_data
 from supervisor_api.kpi import EventRecord, QueueTally, ends_handled_call
 
 #: Seconds of queue exits kept: "today" starts at most 25 hours ago (the day daylight saving
@@ -151,7 +151,7 @@ def record_of(published: Published) -> EventRecord:
         seq=published.seq,
         time=published.time,
         type=published.event.TYPE,
-        data=event_data(published.event),
+        data=published_data(published),
     )
 
 

@@ -51,9 +51,12 @@ class CallEventCache:
     def __contains__(self, call_id: object) -> bool:
         return call_id in self._calls
 
-    def staged(self, rows: Sequence[tuple[str | None, str, str]]) -> dict[str, list[Envelope]]:
-        """The histories ``rows`` (``(call_id, type, envelope JSON)`` in publication order,
-        all newly stored) would give, for the calls that would be known afterwards.
+    def staged(
+        self, rows: Sequence[tuple[str | None, str, str | Envelope]]
+    ) -> dict[str, list[Envelope]]:
+        """The histories ``rows`` (``(call_id, type, envelope)`` in publication order, all
+        newly stored; the envelope as JSON or as its decoded dict) would give, for the calls
+        that would be known afterwards.
 
         Nothing changes until ``commit``: the transaction storing the rows may still fail.
         """
@@ -74,7 +77,7 @@ class CallEventCache:
                 else:
                     unknown.add(call_id)
                     continue
-            history.append(json.loads(text))
+            history.append(json.loads(text) if isinstance(text, str) else text)
         return staged
 
     def commit(self, staged: Mapping[str, list[Envelope]]) -> None:

@@ -27,11 +27,12 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from cxos.bus import EventBus, OverflowPolicy, Published, Subscription
-from cxos.envelope import EnvelopeError, format_time, to_json
+from cxos.envelope import EnvelopeError, published_time, to_envelope, to_json, to_json_text
 from cxos.storage.cdr_cache import CallEventCache, Envelope, fold_staged
 from cxos.storage.cdr_store import closed_calls, rebuild_cdrs, write_cdrs
 from cxos.storage.database import Connection, Pool, Record, is_connection_error, is_data_error
@@ -105,19 +106,28 @@ class EventRow(NamedTuple):
     call_id: str | None
     time: str
     envelope: str
+    parsed: Envelope | None = None
+    """``envelope`` as the dict it was encoded from, when the row was rendered here (not a
+    column: it spares the CDR fold decoding what was just encoded)."""
+
+
+#: The columns of `EventRow` that are stored, in `_INSERT_EVENTS`'s parameter order.
+_STORED_COLUMNS = 8
 
 
 def row_from_published(published: Published, node: str) -> EventRow:
     """The row for a published event (raises ``EnvelopeError`` if it cannot be rendered)."""
+    envelope = to_envelope(published, node)
     return EventRow(
-        id=str(published.id),
+        id=str(envelope["id"]),
         node=node,
         seq=published.seq,
         type=published.event.TYPE,
         version=published.event.VERSION,
         call_id=published.call_id,
-        time=format_time(published.time),
-        envelope=to_json(published, node).decode(),
+        time=published_time(published),
+        envelope=to_json_text(published, node),
+        parsed=envelope,
     )
 
 
@@ -140,6 +150,7 @@ def row_from_line(line: bytes) -> EventRow:
             call_id=call_id if isinstance(call_id, str) else None,
             time=str(envelope["time"]),
             envelope=line.decode(),
+            parsed=envelope,
         )
     except KeyError as exc:
         raise ValueError(f"envelope has no {exc.args[0]!r}") from None
@@ -147,9 +158,16 @@ def row_from_line(line: bytes) -> EventRow:
         raise ValueError(f"bad envelope field: {exc}") from None
 
 
+def _envelope_of(row: EventRow) -> Envelope | str:
+    """The row's envelope as a dict when it has one, else as the JSON to decode."""
+    return row.envelope if row.parsed is None else row.parsed
+
+
 async def insert_events(connection: Connection, rows: Sequence[EventRow]) -> list[Record]:
     """Insert rows, ignoring ids already stored; returns ``(call_id, type)`` of the new ones."""
-    columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+    columns: list[list[Any]] = [
+        list(column) for column in islice(zip(*rows, strict=True), _STORED_COLUMNS)
+    ]
     return await connection.fetch(_INSERT_EVENTS, *columns)
 
 
@@ -182,7 +200,7 @@ async def store_events(
                 maybe.add(call_id)
         staged: dict[str, list[Envelope]] = {}
         if cache is not None and not replay:
-            staged = cache.staged([(row.call_id, row.type, row.envelope) for row in rows])
+            staged = cache.staged([(row.call_id, row.type, _envelope_of(row)) for row in rows])
             offered = Counter(row.call_id for row in rows if row.call_id is not None)
             for call_id in [c for c in staged if offered[c] != new_per_call[c]]:
                 del staged[call_id]  # some of its rows were stored before: read it back

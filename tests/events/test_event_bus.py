@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from dataclasses import dataclass
 from typing import ClassVar
@@ -334,3 +335,18 @@ def test_uuid7_rejects_timestamps_outside_48_bits() -> None:
     generator = Uuid7Generator()
     with pytest.raises(ValueError, match="out of range"):
         generator.next(1 << 48)
+
+
+def test_uuid7_draws_random_bytes_ahead_for_many_ids() -> None:
+    draws: list[int] = []
+
+    def random_bytes(size: int) -> bytes:
+        draws.append(size)
+        return os.urandom(size)
+
+    generator = Uuid7Generator(random_bytes=random_bytes)
+    ids = [generator.next(2000 + n // 10) for n in range(200)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
+    # Ten random bytes per id, fetched 64 ids at a time.
+    assert draws == [Uuid7Generator.POOL_BYTES] * 4

@@ -11,7 +11,15 @@ from typing import ClassVar
 import pytest
 
 from cxos.bus import EventBus, Published
-from cxos.envelope import EnvelopeError, format_time, to_envelope, to_json
+from cxos.envelope import (
+    EnvelopeError,
+    event_data,
+    format_time,
+    published_data,
+    published_time,
+    to_envelope,
+    to_json,
+)
 from tests.events.sample_events import AgentStateChanged, PauseReason, QueueJoined
 
 EVENT_ID = uuid.UUID("0190e1c4-5a00-7abc-8def-0123456789ab")
@@ -135,3 +143,17 @@ def test_values_outside_the_convention_are_refused_naming_the_field(
     with pytest.raises(EnvelopeError) as excinfo:
         to_envelope(published(NotJsonFriendly(call_id="c", value=value)), node="n")
     assert excinfo.value.field == where
+
+
+def test_an_event_is_rendered_once_for_every_consumer() -> None:
+    bus = EventBus(clock=lambda: 1_714_564_800.25)
+    event = QueueJoined(call_id="c-123", queue_id="sales", priority=5, position=2)
+    stored = bus.publish(event)
+    # Storage, the supervisor's projection and each event stream ask for the same event.
+    assert to_json(stored, "node-a") == to_json(stored, "node-a")
+    assert to_envelope(stored, "node-a")["data"] is published_data(stored)
+    assert published_data(stored) == event_data(event)
+    assert published_time(stored) == "2024-05-01T12:00:00.250Z"
+    # Another node's name is another rendering, not the first one's.
+    assert json.loads(to_json(stored, "node-b"))["node"] == "node-b"
+    assert json.loads(to_json(stored, "node-a"))["node"] == "node-a"

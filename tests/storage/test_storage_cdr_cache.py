@@ -75,3 +75,14 @@ async def test_memory_and_database_folds_give_the_same_transfer_call_cdr(
         assert known.count(True) >= 5
     else:
         assert True not in known[3:]  # and read back from then on
+
+
+def test_a_rendered_row_stages_the_history_its_stored_json_would_give() -> None:
+    rows = transfer_call_rows("rendered")
+    assert all(row.parsed is not None for row in rows)
+    from_dicts = CallEventCache().staged(
+        [(r.call_id, r.type, r.parsed or r.envelope) for r in rows]
+    )
+    from_json = CallEventCache().staged([(r.call_id, r.type, r.envelope) for r in rows])
+    assert from_dicts == from_json
+    assert len(from_dicts["rendered"]) == len(rows)
