@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 __all__ = [
     "PCMA",
@@ -333,6 +334,12 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     )
 
 
+#: The line types that may appear once per section, and the `_Section` field each one fills.
+_SINGLE_LINE_SLOTS = MappingProxyType(
+    {"o": "origin", "s": "name", "i": "information", "c": "connection", "t": "timing"}
+)
+
+
 @dataclass(slots=True)
 class _Section:
     """Lines collected for the session part or one media part while parsing."""
@@ -349,7 +356,7 @@ class _Section:
     extra: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, kind: str, value: str, line: int) -> None:
-        slot = {"o": "origin", "s": "name", "i": "information", "c": "connection", "t": "timing"}
+        slot = _SINGLE_LINE_SLOTS
         if kind == "v" or (kind in slot and getattr(self, slot[kind]) is not None):
             where = "media description" if self.m else "session level"
             raise SdpError(f"second {kind}= line at {where}", line=line)
@@ -452,9 +459,12 @@ def _parse_media_line(value: str, line: int) -> tuple[str, int, int | None, str,
     return media, int(port_text), int(count_text) if slash else None, proto, tuple(formats)
 
 
+_RTPMAP = re.compile(r"(\d{1,3}) +([^/\s]+)/(\d+)(?:/(\d+))?\s*")
+
+
 def _parse_rtpmap(value: str) -> RtpMap | None:
     # a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]
-    match = re.fullmatch(r"(\d{1,3}) +([^/\s]+)/(\d+)(?:/(\d+))?\s*", value)
+    match = _RTPMAP.fullmatch(value)
     if match is None:
         return None
     return RtpMap(
