@@ -442,12 +442,16 @@ class CallFlow:
 
     async def _register_callback(self, offer: OfferCallback, language: str) -> None:
         """The IVR's callback node: the caller is queued and at once turned into a callback
-        that keeps that place (the ACD rings an agent, then calls ``offer.number`` back)."""
+        that keeps that place (the ACD rings an agent, then calls ``offer.number`` back). The
+        CRM is asked about the caller first, as for a caller who waits in the queue: its
+        priority, preferred agent and skills route the callback too (a caller who hangs up
+        meanwhile still gets the callback they asked for, routed by the IVR alone)."""
         register = self.services.register_callback
         if register is None:
             logger.warning("call %s: callbacks are not available here", self.call_id)
             return
-        await register(self.call_id, handoff_step(offer, language), offer.number, False)
+        step = await self._crm_routing(handoff_step(offer, language))
+        await register(self.call_id, step, offer.number, False)
 
     async def offer_callback(self, queue_id: str) -> None:
         """The queue offers the waiting caller a callback (its ``callbacks.offer`` prompt): the

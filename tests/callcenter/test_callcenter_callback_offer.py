@@ -15,6 +15,7 @@ import pytest
 from acd.actions import OfferCall
 from config.loader import Configuration, default_config_dir, load_configuration
 from config.queues import CallbackOptions
+from crm_bridge.lookup import RoutingAttributes
 from cxos.call_flow import CallFlow, FlowServices, QueueStep
 from cxos.callcenter import CallCenter, build_call_center
 from ivr.actions import OfferCallback
@@ -194,6 +195,38 @@ async def test_the_ivrs_callback_is_registered_with_its_priority_skills_and_attr
         "reason": "outage",
     }
     assert (number, queued) == ("+15550009999", False)
+
+
+async def test_the_ivrs_callback_is_routed_by_the_crms_answer_too(
+    configuration: Configuration,
+) -> None:
+    register = Registrations(accept=True)
+    caller, _, _ = flow(configuration, "", register)
+    asked: list[tuple[str, dict[str, str]]] = []
+
+    async def crm(caller_id: str, attributes: Mapping[str, str]) -> RoutingAttributes:
+        asked.append((caller_id, dict(attributes)))
+        return RoutingAttributes(
+            priority=9,
+            skills=MappingProxyType({"french": 1}),
+            preferred_agent="1002",
+            screen_pop=MappingProxyType({"tier": "gold"}),
+        )
+
+    caller.services = dataclasses.replace(caller.services, crm_routing=crm)
+    offer = OfferCallback(
+        queue="support",
+        number="+15550009999",
+        priority=2,
+        skills=MappingProxyType({"mortgage": 3}),
+        attributes=MappingProxyType({}),
+        variables=MappingProxyType({}),
+    )
+    await caller._register_callback(offer, "en")
+    assert [caller_id for caller_id, _ in asked] == ["5551234"]
+    ((_, step, number, _),) = register.seen
+    assert (step.priority, step.preferred_agent, number) == (9, "1002", "+15550009999")
+    assert dict(step.skills) == {"mortgage": 3, "french": 1}
 
 
 def _center(tmp_path: Path) -> CallCenter:
