@@ -297,7 +297,12 @@ class ProcessEngine:
     def _mark_dead(self, worker: _Worker, reason: str) -> None:
         if worker.dead_reason is None:
             worker.dead_reason = reason
-            logger.error("%s worker %d failed: %s", self._name, worker.index, reason)
+            if self._closed:
+                # The pool was closed (the server stops) while a request was in flight: the
+                # worker went because it was told to, not a failure to report.
+                logger.debug("%s worker %d stopped: %s", self._name, worker.index, reason)
+            else:
+                logger.error("%s worker %d failed: %s", self._name, worker.index, reason)
 
     @staticmethod
     def _retire(worker: _Worker) -> None:

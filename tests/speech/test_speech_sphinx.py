@@ -236,3 +236,18 @@ async def test_an_overloaded_call_reports_an_error_and_drops_audio(
     assert isinstance(outcome, SpeechNoMatch) and outcome.reason == "empty"
     await call.close()
     await service.aclose()
+
+
+def test_a_request_cut_short_by_the_pools_closing_is_not_reported_as_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that stops closes its speech workers under the calls still using them: those
+    calls get an error, but the log does not cry "worker failed" at every shutdown."""
+    pool = ProcessEngine(sphinx_engine_factory(), name="pocketsphinx", processes=1)
+    session = pool.open_session(call_id="call-1")
+    session.start(("sales", "billing"))
+    pool.close()
+    with caplog.at_level("DEBUG", logger="speech.pool"), pytest.raises(RecognizerError):
+        session.finish()
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+    assert any("stopped" in record.getMessage() for record in caplog.records)
