@@ -75,7 +75,8 @@ def _frames(samples: npt.NDArray[np.float64], rate: int) -> npt.NDArray[np.float
     """20 ms frames of ``samples`` that are sound rather than silence."""
     size = rate // 50
     frames = samples[: len(samples) // size * size].reshape(-1, size)
-    return frames[np.sqrt(np.mean(frames**2, axis=1)) > SOUND_RMS]
+    sound: npt.NDArray[np.float64] = frames[np.sqrt(np.mean(frames**2, axis=1)) > SOUND_RMS]
+    return sound
 
 
 def sound_seconds(samples: npt.NDArray[np.float64], rate: int) -> float:

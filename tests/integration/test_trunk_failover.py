@@ -101,7 +101,7 @@ async def test_a_carrier_edge_answering_503_gives_way_to_the_next_srv_target(
         for process in (unavailable, answering):
             if process.poll() is None:
                 process.kill()
-    assert codes == [0, 0], [p.communicate()[1][-2000:] for p in (unavailable, answering)]
+    assert list(codes) == [0, 0], [p.communicate()[1][-2000:] for p in (unavailable, answering)]
     assert ("_sip._udp.carrier.test", "SRV") in zone.asked
     (failed,) = [e for e in events if isinstance(e, TrunkLegFailed)]
     (answered,) = [e for e in events if isinstance(e, TrunkLegAnswered)]

@@ -161,7 +161,7 @@ def test_relay_fast_path_carries_a_settled_stream() -> None:
         taken.append(packet is not None)
         return packet
 
-    caller.relay_next = counting  # type: ignore[method-assign]
+    caller.relay_next = counting  # type: ignore[method-assign,assignment]
     stream = _Stream(0, 0x1111, 10, 1000)
     step = _ORDINARY
     sent = [
