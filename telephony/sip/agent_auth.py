@@ -1,4 +1,4 @@
-"""Calls placed from agents' softphones: digest authentication of their INVITEs (RFC 3261 §22.3,
+"""Calls placed from agents' softphones: digest authentication of their INVITEs (RFC 3261 §22.2,
 RFC 2617, RFC 8760). Sans-IO.
 
 An INVITE from an address no trunk covers is challenged with 401 WWW-Authenticate, one
