@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,6 +14,7 @@ from config.loader import Configuration, default_config_dir, load_configuration
 from config.settings import Dialplan, EntryPoint
 from cxos.call_flow import CallFlow, FlowServices, IvrStep, QueueStep
 from ivr.runner import RunnerSettings
+from telephony.calls import AgentLeg
 from telephony.rtp.audio import PromptCache
 from telephony.rtp.g711 import Law
 
@@ -67,6 +68,10 @@ class FakeAcd:
     def caller_hung_up(self, call_id: str) -> None:
         self.seen.append(("caller_hung_up", call_id))
 
+    def last(self) -> tuple[Any, ...]:
+        """What the ACD was told last (a call, so each look reads the list afresh)."""
+        return self.seen[-1]
+
 
 class Renderer:
     async def render(self, text: str, *, language: str) -> Path:
@@ -80,7 +85,12 @@ def configuration() -> Configuration:
     return dataclasses.replace(shipped, dialplan=Dialplan(numbers=numbers))
 
 
-def flow(configuration: Configuration, acd: FakeAcd | None = None, did: str = "200") -> CallFlow:
+def flow(
+    configuration: Configuration,
+    acd: FakeAcd | None = None,
+    did: str = "200",
+    call: FakeCall | None = None,
+) -> CallFlow:
     services = FlowServices(
         acd=acd or FakeAcd(),  # type: ignore[arg-type]
         renderer=Renderer(),
@@ -88,7 +98,7 @@ def flow(configuration: Configuration, acd: FakeAcd | None = None, did: str = "2
         ivr_settings=RunnerSettings(),
     )
     return CallFlow(
-        FakeCall(),  # type: ignore[arg-type]
+        call or FakeCall(),  # type: ignore[arg-type]
         configuration=configuration,
         services=services,
         did=did,
@@ -122,24 +132,25 @@ async def test_a_queue_entry_point_waits_until_routed_then_follows_the_exit(
     caller.route("sales", "support", "timeout")  # max wait passed: on to support
     for _ in range(10):
         await asyncio.sleep(0)
-    assert acd.seen[-1] == ("enqueue", "c1", "support", 0)
+    assert acd.last() == ("enqueue", "c1", "support", 0)
     caller.call.hangup()
     await asyncio.wait_for(running, 1)
-    assert acd.seen[-1] == ("caller_hung_up", "c1")  # an abandon, as far as the ACD knows
+    assert acd.last() == ("caller_hung_up", "c1")  # an abandon, as far as the ACD knows
 
 
 async def test_the_agents_answer_bridges_the_caller_until_the_call_ends(
     configuration: Configuration,
 ) -> None:
     acd = FakeAcd()
-    caller = flow(configuration, acd)
+    call = FakeCall()
+    caller = flow(configuration, acd, call=call)
     running = asyncio.get_running_loop().create_task(caller.run())
     for _ in range(10):
         await asyncio.sleep(0)
-    agent = types.SimpleNamespace(sip_user="1001")
-    assert caller.connect(agent)  # type: ignore[arg-type]
-    assert caller.call.bridged is agent and not caller.waiting
-    assert not caller.connect(agent)  # type: ignore[arg-type]  # once only
+    agent = cast(AgentLeg, types.SimpleNamespace(sip_user="1001"))
+    assert caller.connect(agent)
+    assert call.bridged is agent and not caller.waiting
+    assert not caller.connect(agent)  # once only
     caller.route("sales", "support", "timeout")  # too late: ignored
     for _ in range(10):
         await asyncio.sleep(0)

@@ -10,7 +10,7 @@ import pytest
 
 from acd.model import OfferFailure
 from cxos.telephony_port import CallTelephonyPort
-from telephony.calls import AgentLeg, RingFailure
+from telephony.calls import AgentLeg, Call, CallOutFailure, RingFailure
 
 
 class LegControl:
@@ -76,6 +76,14 @@ class Callers:
     def offer_callback(self, *args: Any) -> None:
         self.routed.append(("offer_callback", *args))
 
+    async def ring_for_callback(
+        self, call_id: str, sip_user: str, ring_timeout: float
+    ) -> AgentLeg | RingFailure:
+        raise AssertionError("no callback is rung here")
+
+    async def call_customer(self, call_id: str, destination: str) -> Call | CallOutFailure:
+        raise AssertionError("no customer is called here")
+
 
 @dataclass
 class Reports:
@@ -95,6 +103,14 @@ class Reports:
 
     def caller_hung_up(self, call_id: str) -> None:
         self.seen.append(("caller_hung_up", call_id))
+
+    def transfer_answered(
+        self, call_id: str, agent_id: str, queue_id: str, ring_seconds: float
+    ) -> None:
+        self.seen.append(("transfer_answered", call_id, agent_id, queue_id, ring_seconds))
+
+    def transfer_ended(self, call_id: str, agent_id: str) -> None:
+        self.seen.append(("transfer_ended", call_id, agent_id))
 
     def callback_result(self, call_id: str, connected: bool) -> None:
         self.seen.append(("callback_result", call_id, connected))

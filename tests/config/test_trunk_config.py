@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_a_bad_outbound_setting_names_file_and_line(config_dir: Path) -> None:
     assert found.startswith(f"{path}:6: trunks.0.outbound.transport")
 
 
-def trunk(**outbound: object) -> Trunk:
+def trunk(**outbound: Any) -> Trunk:
     return Trunk(
         id="t", sources=("10.0.0.1",), outbound=TrunkOutbound(host="sip.example", **outbound)
     )

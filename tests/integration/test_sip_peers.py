@@ -11,6 +11,7 @@ import pytest
 from tests.integration.peers import (
     SCENARIOS,
     RunningServer,
+    SippResult,
     free_port,
     run_sipp,
     start_server,
@@ -20,10 +21,10 @@ from tests.integration.peers import (
 pytestmark = pytest.mark.peer
 
 
-def sipp_ok(result: object) -> None:
+def sipp_ok(result: SippResult) -> None:
     assert result.returncode == 0, (
         f"SIPp failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-        f"{result.stderr[-2000:]}\nerrors:\n{result.file('_errors.log')[-3000:]}"  # type: ignore[attr-defined]
+        f"{result.stderr[-2000:]}\nerrors:\n{result.file('_errors.log')[-3000:]}"
     )
 
 

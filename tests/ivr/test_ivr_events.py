@@ -13,7 +13,7 @@ from config.loader import default_config_dir
 from cxos.bus import EventBus
 from cxos.envelope import to_envelope, to_json
 from cxos.eventschema import EventCatalog, event_classes_in
-from ivr.events import IvrEntered, IvrExited, IvrInput, IvrVoicemailRecorded
+from ivr.events import IvrEntered, IvrEvent, IvrExited, IvrInput, IvrVoicemailRecorded
 from ivr.walk import Walker
 
 
@@ -42,6 +42,7 @@ def test_a_walk_publishes_valid_envelopes() -> None:
     catalog = EventCatalog(event_classes_in(ivr.events))
     bus = EventBus(clock=lambda: 1_764_000_000.0)
     for event in events:
+        assert isinstance(event, IvrEvent)
         published = bus.publish(event)
         envelope = json.loads(to_json(published, node="node-a"))
         assert envelope == to_envelope(published, node="node-a")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from config.loader import ConfigError, default_config_dir, load_configuration
+from config.loader import default_config_dir, load_configuration
+from config.source import ConfigError
 from telephony.media.priority import apply_media_nice
 
 

@@ -14,7 +14,7 @@ from tests.media_engine.media_helpers import AGENT_ADDR, CALLER_ADDR, MemorySink
 FRAME = 0.020
 
 
-def sweep(samples: int) -> np.ndarray:  # type: ignore[type-arg]
+def sweep(samples: int) -> np.ndarray:
     """A rising tone, different in every frame, so a misplaced or doubled frame shows."""
     t = np.arange(samples) / 8000
     return (6000 * np.sin(2 * np.pi * (200 + 400 * t) * t)).astype(np.int16)

@@ -24,7 +24,7 @@ from tests.media_engine.udp_peer import UdpPeer, free_rtp_port
 pytestmark = pytest.mark.timeout(30)
 
 
-def read_wav(path: Path) -> np.ndarray:  # type: ignore[type-arg]
+def read_wav(path: Path) -> np.ndarray:
     with wave.open(str(path)) as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
         return np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
@@ -39,7 +39,7 @@ async def runner() -> AsyncIterator[MediaRunner]:
 
 async def recorded_call(
     runner: MediaRunner, path: Path, frames: int
-) -> tuple[MediaCall, np.ndarray]:  # type: ignore[type-arg]
+) -> tuple[MediaCall, np.ndarray]:
     """A leg that records while its peer sends `frames` frames of a distinct tone each, over
     UDP (real timing: a loaded machine may make the jitter buffer conceal a frame or two)."""
     peer = await UdpPeer.open()
@@ -64,7 +64,7 @@ async def recorded_call(
     return call, np.concatenate([decode_ulaw(payload) for payload in sent])
 
 
-def holds(recorded: np.ndarray, expected: np.ndarray) -> bool:  # type: ignore[type-arg]
+def holds(recorded: np.ndarray, expected: np.ndarray) -> bool:
     """Whether the channel carries `expected` in one piece, on a frame boundary."""
     start = int(np.flatnonzero(recorded)[0]) // 160 * 160
     return bool(np.array_equal(recorded[start : start + len(expected)], expected))
@@ -72,7 +72,7 @@ def holds(recorded: np.ndarray, expected: np.ndarray) -> bool:  # type: ignore[t
 
 def engine_recording(
     tmp_path: Path, name: str, frames: int
-) -> tuple[MediaEngine, RecordingThread, np.ndarray, float]:  # type: ignore[type-arg]
+) -> tuple[MediaEngine, RecordingThread, np.ndarray, float]:
     """An engine (fake clock) whose leg records through the writer thread while its peer sends
     `frames` frames of distinct tones; returns the engine, the thread, the audio, the time."""
     engine = MediaEngine(origin=0.0)
@@ -137,7 +137,11 @@ def test_a_full_writer_turns_ticks_into_silence_and_keeps_the_length(tmp_path: P
     path = tmp_path / "slow.wav"
     sink = ThreadedRecording(RecordingWriter(path), thread, batch_ticks=2)
     disk = threading.Event()
-    thread.submit_close(disk.wait)  # a slow disk: the thread is busy until `disk` is set
+
+    def slow_disk() -> None:
+        disk.wait()
+
+    thread.submit_close(slow_disk)  # the thread is busy until `disk` is set
     frames = [np.full(160, 1000 * (index + 1), np.int16) for index in range(6)]
     for frame in frames:
         sink.write(frame, None)  # batches of 2: the first is queued, the next two are not

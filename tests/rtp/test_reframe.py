@@ -12,7 +12,8 @@ FILL = 0xFF  # µ-law silence
 
 def stream(samples: bytes, sizes: list[int], *, first_ts: int = 1000) -> list[RtpPacket]:
     """Cut `samples` into packets of the given sizes (cycled), numbered like a phone would."""
-    packets, offset, sequence = [], 0, 7
+    packets: list[RtpPacket] = []
+    offset, sequence = 0, 7
     while offset < len(samples):
         size = sizes[len(packets) % len(sizes)]
         packets.append(

@@ -162,7 +162,7 @@ def test_ring_timeout_cancels_and_reports_no_answer(node: Node, phone: Softphone
     assert leg.state is OutboundState.CANCELLING
     node.deliver(ok_to(cancel), phone.source)
     phone.respond(invite, 487)
-    assert leg.state is OutboundState.ENDED
+    assert node.core.outbound.legs[leg_id].state is OutboundState.ENDED
     assert [r.method for r in phone.requests()] == ["ACK"]  # for the 487
     assert len(node.of(AgentLegFailed)) == 1
 

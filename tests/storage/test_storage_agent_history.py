@@ -62,7 +62,17 @@ async def history(pool: Pool) -> list[tuple[str, str, str, str, str, float]]:
             "SELECT node, agent_id, previous_state, state, reason, seconds_in_previous "
             "FROM agent_state_history ORDER BY node, seq"
         )
-    return [tuple(row.values()) for row in rows]  # type: ignore[misc]
+    return [
+        (
+            row["node"],
+            row["agent_id"],
+            row["previous_state"],
+            row["state"],
+            row["reason"],
+            row["seconds_in_previous"],
+        )
+        for row in rows
+    ]
 
 
 async def test_a_restart_logs_out_the_agents_the_node_left_logged_in(
@@ -93,9 +103,10 @@ async def test_a_restart_logs_out_the_agents_the_node_left_logged_in(
     await run_node(database_url, tmp_path / "a", "node-a", T0 + 600)
 
     closed = [row for row in await history(pool) if row[4] == SERVER_RESTART]
-    assert closed == [
+    expected: list[tuple[object, ...]] = [
         ("node-a", "alice", "on_call", "logged_out", SERVER_RESTART, pytest.approx(20.0))
     ]
+    assert closed == expected
 
     await run_node(database_url, tmp_path / "a", "node-a", T0 + 1200)
     again = [row for row in await history(pool) if row[4] == SERVER_RESTART]

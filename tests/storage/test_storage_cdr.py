@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from acd.events import AgentAnswered, QueueJoined
+from cxos.envelope import JsonValue
 from cxos.storage.cdr import SERVER_RESTART, CallFold, fold_call, fold_calls, restart_closure
 from telephony.events import CallEnded
 from tests.storage.storage_scenarios import (
@@ -22,6 +23,17 @@ START = datetime.fromtimestamp(T0, UTC)
 
 def at(offset: float) -> datetime:
     return START + timedelta(seconds=offset)
+
+
+def stamped_before(envelopes: list[dict[str, JsonValue]], time: str) -> list[dict[str, JsonValue]]:
+    """The envelopes published before `time` (ISO 8601 UTC stamps sort as they read)."""
+    earlier = []
+    for envelope in envelopes:
+        stamp = envelope["time"]
+        assert isinstance(stamp, str)
+        if stamp < time:
+            earlier.append(envelope)
+    return earlier
 
 
 def test_ivr_queue_agent_transfer_queue_agent_gives_six_segments() -> None:
@@ -97,7 +109,7 @@ def test_an_open_call_has_an_open_segment_and_no_end() -> None:
     teller = Teller()
     tell_transfer_call(teller)
     envelopes = teller.envelopes()
-    before_transfer = [e for e in envelopes if e["time"] < "2024-05-01T12:01:44"]
+    before_transfer = stamped_before(envelopes, "2024-05-01T12:01:44")
 
     record = fold_call("call-1", before_transfer)
 
@@ -194,7 +206,7 @@ def test_fold_calls_separates_interleaved_calls() -> None:
 def test_restart_closure_ends_the_call_when_the_node_was_last_alive() -> None:
     teller = Teller()
     tell_transfer_call(teller)
-    in_progress = [e for e in teller.envelopes() if e["time"] < "2024-05-01T12:01:00"]
+    in_progress = stamped_before(teller.envelopes(), "2024-05-01T12:01:00")
     record = fold_call("call-1", in_progress)
     assert record is not None
 
