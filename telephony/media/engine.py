@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
 from typing import Final
 
 from telephony.media.bridge import (
@@ -63,10 +62,7 @@ from telephony.media.events import (
 from telephony.media.keys import Keys
 from telephony.media.leg import (
     COMFORT_NOISE_PAYLOAD_TYPE,
-    FRAME_SECONDS,
     Address,
-    LegCounters,
-    LegSettings,
     MediaLeg,
     Transmit,
 )
@@ -75,6 +71,7 @@ from telephony.media.monitors import Monitors
 from telephony.media.playout import Frames, Playback, comfort_noise_frames
 from telephony.media.recorder import Recording, RecordingSink
 from telephony.media.reports import Reports
+from telephony.media.settings import FRAME_SECONDS, EngineSettings, LegCounters, LegSettings
 from telephony.media.tap import AudioTap
 from telephony.rtp.g711 import Law, codec_for
 from telephony.rtp.inband import InbandDtmfDetector
@@ -84,29 +81,6 @@ logger = logging.getLogger(__name__)
 _EPSILON: Final = 1e-9
 
 __all__ = ["EngineSettings", "MediaEngine", "MediaStateError", "Transmit", "UnknownLegError"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineSettings:
-    leg: LegSettings = field(default_factory=LegSettings)
-    """Defaults for every leg."""
-    max_catch_up: int = 3
-    """Most ticks kept for catching up after the timer fired late; older due ticks are skipped."""
-    catch_up_spacing: float = 0.0
-    """Seconds between two ticks played to catch up (0: all due ticks at once, the default)."""
-    max_pending_pcm: int = 3
-    """Decoded frames a leg may hold between ticks (jitter buffer and tick phase differ)."""
-    comfort_noise_dbm0: float | None = None
-    """Level (dBm0, at most -40) of the noise sent in place of played silence; None sends
-    silence as it is."""
-
-    def __post_init__(self) -> None:
-        if self.max_catch_up < 1 or self.max_pending_pcm < 1:
-            raise ValueError("max_catch_up and max_pending_pcm must be at least 1")
-        if self.comfort_noise_dbm0 is not None and not -90 <= self.comfort_noise_dbm0 <= -40:
-            raise ValueError("comfort_noise_dbm0 must be between -90 and -40 dBm0")
-        if not 0 <= self.catch_up_spacing < FRAME_SECONDS:
-            raise ValueError("catch_up_spacing must be at least 0 and shorter than a frame")
 
 
 class MediaEngine:

@@ -47,19 +47,25 @@ timestamps, shifted once per talkspurt onto our media clock, with the marker bit
 
 from __future__ import annotations
 
-import enum
 import logging
 import socket
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from telephony.media.events import MediaSourceLocked
+from telephony.media.settings import (
+    LOCK_TRANSITIONS,
+    InvalidLockTransitionError,
+    LatchMode,
+    LegCounters,
+    LegSettings,
+    LockInput,
+    LockState,
+)
 from telephony.rtp.dtmf import DtmfReceiver
 from telephony.rtp.g711 import SAMPLES_PER_FRAME, Law
-from telephony.rtp.jitter import JitterBuffer, JitterBufferSettings
+from telephony.rtp.jitter import JitterBuffer
 from telephony.rtp.packet import RtpPacket, RtpParseError, parse
 from telephony.rtp.reframe import Reframer
 from telephony.rtp.rtcp import (
@@ -74,7 +80,6 @@ from telephony.rtp.rtcp import (
     serialize_compound,
 )
 from telephony.rtp.stats import (
-    DropCounters,
     ReceiverStatistics,
     SenderStatistics,
     SourceVerdict,
@@ -91,7 +96,6 @@ Transmit = tuple[str, bytes, Address]
 COMFORT_NOISE_PAYLOAD_TYPE: Final = 13
 
 CLOCK_RATE: Final = 8000
-FRAME_SECONDS: Final = 0.020
 _HEADER: Final = struct.Struct("!BBHII")
 #: The fixed header after its first octet: M/PT, sequence number, timestamp, SSRC.
 _RELAY_FIELDS: Final = struct.Struct("!BHII")
@@ -108,109 +112,6 @@ def frames_per_packet(ptime_ms: int | None) -> int:
     if ptime_ms is None or ptime_ms % _FRAME_MS:
         return 1
     return max(1, min(ptime_ms // _FRAME_MS, _MAX_FRAMES_PER_PACKET))
-
-
-class LatchMode(enum.Enum):
-    STRICT = "strict"
-    """Only the SDP address is ever accepted (peers known not to be behind NAT)."""
-    NAT = "nat"
-    """The SDP address, or a NAT-translated source latched under the rule above."""
-
-
-class LockState(enum.Enum):
-    LEARNING = "learning"
-    LOCKED = "locked"
-
-
-class LockInput(enum.Enum):
-    SDP_SOURCE = "sdp_source"
-    LATCH_CONFIRMED = "latch_confirmed"
-    RENEGOTIATED = "renegotiated"
-
-
-#: Every transition of the media lock; anything else is a bug.
-_LOCK_TRANSITIONS: Final[Mapping[tuple[LockState, LockInput], LockState]] = MappingProxyType(
-    {
-        (LockState.LEARNING, LockInput.SDP_SOURCE): LockState.LOCKED,
-        (LockState.LEARNING, LockInput.LATCH_CONFIRMED): LockState.LOCKED,
-        (LockState.LEARNING, LockInput.RENEGOTIATED): LockState.LEARNING,
-        (LockState.LOCKED, LockInput.RENEGOTIATED): LockState.LEARNING,
-    }
-)
-
-
-class InvalidLockTransitionError(RuntimeError):
-    """The media lock was driven through a transition its table does not have."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LegSettings:
-    """How a leg guards and paces its media. Every field has a working default."""
-
-    latch: LatchMode = LatchMode.NAT
-    """Whether a source other than the SDP address may be latched (see the module docstring)."""
-    latch_packets: int = 3
-    """Consecutive valid packets from one foreign address before it is latched."""
-    latch_window: float = 10.0
-    """Seconds after opening (or renegotiating) during which NAT latching is allowed."""
-    max_packet_rate: float = 200.0
-    """Packets per second accepted from the locked source (G.711 at 20 ms is 50, plus DTMF)."""
-    packet_burst: float = 50.0
-    """Packets the rate limit lets through at once (a burst after a network stall)."""
-    media_timeout: float = 60.0
-    """Seconds without RTP after which `MediaTimeout` is reported (0 disables)."""
-    rtcp_interval: float = 5.0
-    """Mean seconds between our RTCP reports (RFC 3550 §6.2 minimum), randomised ±50 %."""
-    dtmf_end_timeout: float = 0.25
-    """Seconds without telephone-event packets after which a key is taken as released."""
-    jitter: JitterBufferSettings = field(default_factory=JitterBufferSettings)
-    """The jitter buffer used when the leg's audio is decoded (tap, recording, in-band DTMF)."""
-    cname: str = "cxos"
-    """RTCP CNAME (RFC 3550 §6.5.1)."""
-
-    def __post_init__(self) -> None:
-        if self.latch_packets < 1 or self.latch_window < 0:
-            raise ValueError("latch_packets must be at least 1 and latch_window not negative")
-        if self.max_packet_rate <= 0 or self.packet_burst < 1:
-            raise ValueError("max_packet_rate must be positive and packet_burst at least 1")
-        if self.media_timeout < 0 or self.rtcp_interval <= 0:
-            raise ValueError("media_timeout must be >= 0 and rtcp_interval positive")
-
-
-@dataclass(slots=True)
-class LegCounters:
-    """Packets and octets of one leg. Plain integers, bumped on the hot path."""
-
-    received: int = 0
-    received_octets: int = 0
-    sent: int = 0
-    sent_octets: int = 0
-    foreign_address: int = 0
-    """Dropped: from an address other than the locked source (or, learning, not lockable)."""
-    flood: int = 0
-    """Dropped: over the rate limit of the locked source."""
-    rtcp_received: int = 0
-    rtcp_dropped: int = 0
-    comfort_noise: int = 0
-    """Comfort-noise packets (RFC 3389) received; counted in `received` too."""
-    drops: DropCounters = field(default_factory=DropCounters)
-
-    def add(self, other: LegCounters) -> None:
-        """Add `other`'s counts to these (totals over legs)."""
-        self.received += other.received
-        self.received_octets += other.received_octets
-        self.sent += other.sent
-        self.sent_octets += other.sent_octets
-        self.foreign_address += other.foreign_address
-        self.flood += other.flood
-        self.rtcp_received += other.rtcp_received
-        self.rtcp_dropped += other.rtcp_dropped
-        self.comfort_noise += other.comfort_noise
-        self.drops.add(other.drops)
-
-    @property
-    def dropped(self) -> int:
-        return self.foreign_address + self.flood + self.drops.total
 
 
 @dataclass(slots=True)
@@ -345,7 +246,7 @@ class MediaLeg:
 
     def _lock(self, event: LockInput) -> None:
         try:
-            self._lock_state = _LOCK_TRANSITIONS[(self._lock_state, event)]
+            self._lock_state = LOCK_TRANSITIONS[(self._lock_state, event)]
         except KeyError:
             raise InvalidLockTransitionError(
                 f"media lock: no transition from {self._lock_state.name} on {event.name}"

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 from telephony.media.engine import EngineSettings, MediaEngine, Transmit
 from telephony.media.events import MediaLegClosed
-from telephony.media.leg import Address, LegSettings, MediaLeg
+from telephony.media.leg import Address, MediaLeg
 from telephony.media.recording_thread import RecordingThread
+from telephony.media.settings import LegSettings
 from telephony.rtp.g711 import Law
 from telephony.rtp.ports import RtpPortAllocator, rtcp_port
 

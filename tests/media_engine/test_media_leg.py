@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from telephony.media.events import MediaSourceLocked
-from telephony.media.leg import LatchMode, LegSettings, LockState, MediaLeg
+from telephony.media.leg import MediaLeg
+from telephony.media.settings import LatchMode, LegSettings, LockState
 from telephony.rtp.packet import build_header, parse
 from telephony.rtp.rtcp import ReceiverReport, ReportBlock, SenderReport, parse_compound
 from tests.media_engine.media_helpers import CALLER_ADDR, RtpPeer, new_leg

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telephony.media.engine import EngineSettings, MediaEngine
-from telephony.media.leg import LegSettings, MediaLeg
+from telephony.media.leg import MediaLeg
+from telephony.media.settings import LegSettings
 from telephony.rtp.g711 import Law, codec_for
 from telephony.rtp.packet import build_header
 from tests.media_engine.media_helpers import AGENT_ADDR, CALLER_ADDR

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from telephony.media.engine import EngineSettings
-from telephony.media.leg import LegSettings
 from telephony.media.playout import silence
 from telephony.media.runner import MediaRunner
+from telephony.media.settings import LegSettings
 from telephony.rtp.g711 import Law
 from telephony.rtp.rtcp import ReceiverReport, SenderReport, parse_compound
 from telephony.sdp import SdpSession, answer_offer, make_offer, parse_sdp, process_answer
