@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import ClassVar
 
 __all__ = [
     "PCMA",
@@ -33,8 +34,8 @@ class SdpError(ValueError):
     """A session description is malformed or unusable. `status` is the SIP response to send for it
     when it came in a request (400 for a malformed body), `line` the 1-based line that failed."""
 
-    status: int = 400
-    reason_phrase: str = "Bad Request"
+    status: ClassVar[int] = 400
+    reason_phrase: ClassVar[str] = "Bad Request"
 
     def __init__(self, detail: str, *, line: int | None = None) -> None:
         super().__init__(detail if line is None else f"SDP line {line}: {detail}")

@@ -148,10 +148,8 @@ class Headers:
 
     @classmethod
     def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
-        headers = cls.__new__(cls)
+        headers = cls()
         headers._fields = fields
-        headers._first = None
-        headers._parsed = {}
         return headers
 
     def _index(self) -> dict[str, int]:

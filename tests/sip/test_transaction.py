@@ -31,7 +31,7 @@ from telephony.sip.transaction_tables import (
     NON_INVITE_SERVER,
     Input,
 )
-from telephony.sip.transaction_types import InvalidTransitionError
+from telephony.sip.transaction_types import InvalidTransitionError, ServerKey
 from tests.sip.pair import Pair, drop, duplicate, requests, responses
 
 # Retransmission instants with T1 = 0.5 s, T2 = 4 s.
@@ -541,7 +541,7 @@ def test_tu_misuse_is_reported_as_local_errors() -> None:
     gone = build_response(pair.uac.new_request("OPTIONS"), 200)
     with pytest.raises(UnknownTransactionError):
         pair.uas.layer.send_response(
-            ClientKey(branch="z9hG4bKx", method="OPTIONS"),  # type: ignore[arg-type]
+            ServerKey(branch="z9hG4bKx", sent_by="192.0.2.1:5060", method="OPTIONS"),
             gone,
             0.0,
         )
