@@ -105,7 +105,15 @@ def main(argv: Sequence[str]) -> int:
     try:
         configuration = load_configuration(args.config or default_config_dir())
         options, agents = _options(args, configuration)
-        return asyncio.run(_demo(options, agents))
+        stop = StopRequest()
+        try:
+            return asyncio.run(_demo(options, agents, stop))
+        except asyncio.CancelledError:
+            if stop.signal is None:
+                raise
+            said = "interrupted" if stop.signal == signal.SIGINT else "terminated"
+            sys.stderr.write(f"cxos demo: {said}; every SIPp process was stopped\n")
+            return 128 + stop.signal
     except ConfigError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"{problem}\n")
@@ -113,12 +121,9 @@ def main(argv: Sequence[str]) -> int:
     except DemoError as exc:
         sys.stderr.write(f"cxos demo: {exc}\n")
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before the demo's own handler was in place
         sys.stderr.write("cxos demo: interrupted; every SIPp process was stopped\n")
         return 130
-    except asyncio.CancelledError:  # SIGTERM
-        sys.stderr.write("cxos demo: terminated; every SIPp process was stopped\n")
-        return 143
 
 
 def _options(
@@ -230,11 +235,32 @@ class Api:
             return response.status
 
 
-async def _demo(options: DemoOptions, agents: list[SimulatedAgent]) -> int:
-    # SIPp runs in sessions of its own; a SIGTERM must unwind through the clean-up like Ctrl-C.
+class StopRequest:
+    """Ctrl-C or SIGTERM, remembered as well as delivered as a cancellation.
+
+    SIPp runs in sessions of its own, so the demo must stop it through its clean-up. A cancel
+    that arrives just as an awaited subprocess or HTTP exchange finishes can be absorbed on its
+    way up (Python 3.11's `asyncio.wait_for`), so the traffic loop also looks at the request.
+    """
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+
+    def request(self, received: signal.Signals, task: asyncio.Task[int]) -> None:
+        self.signal = received
+        task.cancel()
+
+    def check(self) -> None:
+        if self.signal is not None:
+            raise asyncio.CancelledError
+
+
+async def _demo(options: DemoOptions, agents: list[SimulatedAgent], stop: StopRequest) -> int:
     main_task = asyncio.current_task()
     if main_task is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+        loop = asyncio.get_running_loop()
+        for received in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(received, stop.request, received, main_task)
     headers = {"Authorization": f"Bearer {options.token}"}
     timeout = aiohttp.ClientTimeout(total=5)
     with tempfile.TemporaryDirectory(prefix="cxos-demo-") as workdir:
@@ -249,8 +275,8 @@ async def _demo(options: DemoOptions, agents: list[SimulatedAgent]) -> int:
             callers: set[str] = set()
             try:
                 await _start_agents(options, agents, api, sipp, logged_in)
-                await _run_traffic(options, api, sipp, callers)
-                await _drain(options, api, sipp, logged_in)
+                await _run_traffic(options, api, sipp, callers, stop)
+                await _drain(options, api, sipp, logged_in, stop)
             finally:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError, DemoError):
                     await _hang_up(api, sipp, callers)
@@ -330,7 +356,9 @@ async def _start_agents(
         logger.info("agent %s (%s) registered and logged in", agent.agent_id, agent.sip_user)
 
 
-async def _run_traffic(options: DemoOptions, api: Api, sipp: SippGroup, callers: set[str]) -> None:
+async def _run_traffic(
+    options: DemoOptions, api: Api, sipp: SippGroup, callers: set[str], stop: StopRequest
+) -> None:
     rng = random.Random()
     # Menu callers take the keys in turn, so that every branch of the menu gets calls even in a
     # short demo (a random key left whole queues idle now and then).
@@ -342,6 +370,7 @@ async def _run_traffic(options: DemoOptions, api: Api, sipp: SippGroup, callers:
     placed = 0
     warned = False
     while True:
+        stop.check()
         now = loop.time()
         if now >= started + options.duration:
             break
@@ -374,7 +403,11 @@ async def _run_traffic(options: DemoOptions, api: Api, sipp: SippGroup, callers:
 
 
 async def _drain(
-    options: DemoOptions, api: Api, sipp: SippGroup, logged_in: list[tuple[SimulatedAgent, int]]
+    options: DemoOptions,
+    api: Api,
+    sipp: SippGroup,
+    logged_in: list[tuple[SimulatedAgent, int]],
+    stop: StopRequest,
 ) -> None:
     """Log the agents out and let the calls they are on end (a logout waits for the call)."""
     for agent, _ in logged_in:
@@ -383,6 +416,7 @@ async def _drain(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.talk * 1.5 + RING_SECONDS + 5.0
     while loop.time() < deadline:
+        stop.check()
         agents = (await api.get("/api/agents"))["agents"]
         if all(a["state"] == "logged_out" for a in agents if a["agent_id"] in ids):
             break
