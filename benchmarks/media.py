@@ -27,6 +27,10 @@ server delay. Reported per level:
   /proc/PID/schedstat), the datagrams the kernel dropped because a socket buffer was full
   (``drops``, /proc/net/udp), and the load processes' own read lag.
 
+Each mode's knee is its highest level, counted up to the first level that fails, with less than
+0.1 % loss and less than 10 ms added jitter (both figures for playing legs): the calls one server
+process carries on its core. The project's targets are 500 bridged calls and 800 playing legs.
+
     python benchmarks/media.py [--bridged 100,250,500] [--playing 200,400,800] [--seconds 10]
         [--load-processes 2] [--server-nice -10] [--pin]
 """
@@ -61,6 +65,9 @@ FRAME = 0.020
 _PHASES = 10
 """Send phases per frame on the load side: 2 ms apart."""
 SAMPLES = 160
+MAX_LOSS_PCT = 0.1
+MAX_ADDED_JITTER_MS = 10.0
+TARGETS = {"bridged": 500, "playing": 800}
 Array = np.ndarray[Any, Any]
 
 
@@ -506,6 +513,12 @@ def drive(
     return figures
 
 
+def meets_bar(figures: dict[str, float]) -> bool:
+    """Loss and added jitter (for playing legs both the gap and the lateness figure) in bounds."""
+    jitter = max(figures["added_jitter_ms"], figures.get("late_jitter_ms", 0.0))
+    return figures["loss_pct"] < MAX_LOSS_PCT and jitter < MAX_ADDED_JITTER_MS
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bridged", default="100,250,500", help="bridged calls per level")
@@ -559,6 +572,8 @@ def main() -> int:
     levels = [("bridged", int(n)) for n in args.bridged.split(",") if n] + [
         ("playing", int(n)) for n in args.playing.split(",") if n
     ]
+    knees = {mode: 0 for mode in TARGETS}
+    failed: set[str] = set()
     for mode, calls in levels:
         figures = drive(
             mode,
@@ -584,6 +599,19 @@ def main() -> int:
             f"{figures['gc_max_ms']:>9.1f} {figures['gc_full']:>8.0f}\n"
         )
         out.flush()
+        if mode not in failed and meets_bar(figures):
+            knees[mode] = max(knees[mode], calls)
+        else:
+            failed.add(mode)
+    for mode, target in TARGETS.items():
+        if not any(level_mode == mode for level_mode, _ in levels):
+            continue
+        verdict = "met" if knees[mode] >= target else "missed"
+        out.write(
+            f"{mode} knee (< {MAX_LOSS_PCT} % loss, < {MAX_ADDED_JITTER_MS:.0f} ms added jitter): "
+            f"{knees[mode]} {'calls' if mode == 'bridged' else 'legs'} on one server core; "
+            f"target >= {target}: {verdict}\n"
+        )
     out.write(f"load average after: {load_average()}\n")
     return 0
 

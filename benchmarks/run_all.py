@@ -79,6 +79,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark(name="g711", title="G.711", args=("--frames", "20000"), quick=("--frames", "2000")),
     Benchmark(
+        name="relay",
+        title="Media relay per packet",
+        args=("--number", "50000"),
+        quick=("--number", "5000"),
+    ),
+    Benchmark(
         name="events_bus",
         title="Event bus",
         args=("--events", "200000"),
@@ -118,7 +124,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         name="media",
         title="Media relay and playout",
-        args=("--bridged", "100,250,500", "--playing", "200,400,800", "--seconds", "10"),
+        # The server on a core of its own, as sip_cps.py pins it: unpinned, the scheduler now
+        # and then runs a load process on the server's core.
+        args=(
+            "--bridged",
+            "100,250,500,600,700",
+            "--playing",
+            "200,400,800,1000,1200",
+            "--seconds",
+            "10",
+            "--pin",
+        ),
         quick=("--bridged", "50", "--playing", "100", "--seconds", "3"),
     ),
     Benchmark(
