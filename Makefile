@@ -9,18 +9,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The SIP and SDP cores are compiled at install time (setup.py): a changed source is compiled
-# again.
-COMPILED_SOURCES := setup.py $(wildcard telephony/sip/*.py telephony/sdp/*.py)
-COMPILED_MODULES := cxos_core__mypyc.*.so telephony/sip/*.so telephony/sdp/*.so
-
-$(VENV)/.installed: pyproject.toml $(COMPILED_SOURCES) | $(BIN)/python
-	rm -f $(COMPILED_MODULES)
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(COMPILED_SOURCES) | $(BIN)/python
-	rm -f $(COMPILED_MODULES)
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
@@ -52,4 +45,4 @@ bench: $(VENV)/.installed-test tools services
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info $(COMPILED_MODULES)
+	rm -rf $(VENV) build *.egg-info

@@ -148,8 +148,10 @@ class Headers:
 
     @classmethod
     def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
-        headers = cls()
+        headers = cls.__new__(cls)
         headers._fields = fields
+        headers._first = None
+        headers._parsed = {}
         return headers
 
     def _index(self) -> dict[str, int]:

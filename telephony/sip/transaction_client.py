@@ -99,13 +99,14 @@ class ClientTransaction(Transaction):
         "_acks_for_2xx",
         "_cancel_pending",
         "_cancel_sent",
-        "_client_layer",
         "_request_bytes",
         "_seen_2xx_tags",
         "destination",
         "request",
         "sent_by",
     )
+
+    _layer: ClientLayerContext
 
     def __init__(
         self,
@@ -126,9 +127,6 @@ class ClientTransaction(Transaction):
             transport=transport,
             timers=timers,
         )
-        # The base class keeps the layer as a `LayerContext`; this is the same object with
-        # the client side's own services.
-        self._client_layer = layer
         # Kept for the transaction's life: the TU gets it with every response, and the ACK of
         # a non-2xx and the CANCEL are built from it.
         self.request = request
@@ -166,21 +164,21 @@ class ClientTransaction(Transaction):
             self._acks_for_2xx[ack_tag] = transmit
 
     def _send(self, data: bytes) -> None:
-        self._client_layer.transmit(data, self.destination, self.transport, self.id)
+        self._layer.transmit(data, self.destination, self.transport, self.id)
 
     def _do_specific(self, action: Action, now: float, message: SipMessage | None) -> None:
         if action is Action.PASS_RESPONSE:
             assert isinstance(message, SipResponse)
             self._pass_response(message)
         elif action is Action.RETRANSMIT_REQUEST:
-            self._client_layer.counters.retransmissions_sent += 1
+            self._layer.counters.retransmissions_sent += 1
             self._send(self._request_bytes)
         elif action is Action.SEND_ACK:
             assert isinstance(message, SipResponse)
             if self._ack is None:
                 self._ack = build_non2xx_ack(self.request, message).to_bytes()
             else:
-                self._client_layer.counters.retransmissions_sent += 1
+                self._layer.counters.retransmissions_sent += 1
             # §17.1.1.3: to the same address, port and transport as the INVITE.
             self._send(self._ack)
         elif action is Action.MARK_CANCEL_PENDING:
@@ -191,7 +189,7 @@ class ClientTransaction(Transaction):
         elif action is Action.SEND_CANCEL:
             self._send_cancel(now)
         elif action is Action.INFORM_TIMEOUT:
-            self._client_layer.counters.timeouts += 1
+            self._layer.counters.timeouts += 1
             self._inform_local(408, ResponseOrigin.TIMEOUT)
         elif action is Action.INFORM_TRANSPORT_ERROR:
             # §8.1.3.1: a transport failure is treated as a 503 (Service Unavailable).
@@ -204,7 +202,7 @@ class ClientTransaction(Transaction):
             return
         self._cancel_sent = True
         self._cancel_pending = False
-        self._client_layer.start_cancel(self, now)
+        self._layer.start_cancel(self, now)
         # §9.1: without a final response 64*T1 after the CANCEL, the INVITE is given up.
         self._start_timer(Timer.CANCEL_GUARD, self.timers.b, now)
 
@@ -217,9 +215,9 @@ class ClientTransaction(Transaction):
             ack = self._acks_for_2xx.get(tag) if retransmission else None
             if ack is not None:
                 # §13.2.2.4: each retransmitted 2xx is answered with the same ACK.
-                self._client_layer.counters.retransmissions_sent += 1
-                self._client_layer.transmit(ack.data, ack.destination, ack.transport, None)
-        self._client_layer.deliver(
+                self._layer.counters.retransmissions_sent += 1
+                self._layer.transmit(ack.data, ack.destination, ack.transport, None)
+        self._layer.deliver(
             ResponseReceived(
                 transaction=self.key,
                 request=self.request,
@@ -229,7 +227,7 @@ class ClientTransaction(Transaction):
         )
 
     def _inform_local(self, status: int, origin: ResponseOrigin) -> None:
-        self._client_layer.deliver(
+        self._layer.deliver(
             ResponseReceived(
                 transaction=self.key,
                 request=self.request,

@@ -78,7 +78,6 @@ class ServerTransaction(Transaction):
         "_ack_transport",
         "_last_bytes",
         "_request",
-        "_server_layer",
         "ack_keys",
         "acked",
         "call_id",
@@ -88,6 +87,8 @@ class ServerTransaction(Transaction):
         "source",
         "to_tag",
     )
+
+    _layer: ServerLayerContext
 
     def __init__(
         self,
@@ -108,9 +109,6 @@ class ServerTransaction(Transaction):
             transport=transport,
             timers=timers,
         )
-        # The base class keeps the layer as a `LayerContext`; this is the same object with
-        # the server side's own services.
-        self._server_layer = layer
         self._request: SipRequest | None = request
         self.call_id = request.call_id
         self.cseq = request.cseq.number
@@ -155,7 +153,7 @@ class ServerTransaction(Transaction):
         self.fire(tu_input(response.status), now, response)
 
     def _send(self, data: bytes) -> None:
-        self._server_layer.transmit(data, self.destination, self.transport, self.id)
+        self._layer.transmit(data, self.destination, self.transport, self.id)
 
     def _do_specific(self, action: Action, now: float, message: SipMessage | None) -> None:
         if action is Action.SEND_RESPONSE:
@@ -168,17 +166,17 @@ class ServerTransaction(Transaction):
                 self.final_status = status
                 self._request = None  # only retransmissions are left: the bytes answer them
                 if self.is_invite and status < 300:
-                    self._server_layer.expect_ack(self, self.to_tag)
+                    self._layer.expect_ack(self, self.to_tag)
         elif action is Action.RESEND_RESPONSE:
             if self._last_bytes is not None:
-                self._server_layer.counters.retransmissions_sent += 1
+                self._layer.counters.retransmissions_sent += 1
                 self._send(self._last_bytes)
             elif message is not None:
                 # Proceeding before any provisional: nothing to repeat yet.
-                self._server_layer.counters.absorbed_requests += 1
+                self._layer.counters.absorbed_requests += 1
         elif action is Action.PASS_ACK:
             assert isinstance(message, SipRequest)
-            self._server_layer.deliver(
+            self._layer.deliver(
                 AckReceived(
                     request=message,
                     source=self._ack_source,
@@ -196,15 +194,13 @@ class ServerTransaction(Transaction):
             if not self.acked:
                 self._inform_ack_timeout()
         elif action is Action.INFORM_TRANSPORT_ERROR:
-            self._server_layer.deliver(
-                ServerTransportError(transaction=self.key, request=self.summary)
-            )
+            self._layer.deliver(ServerTransportError(transaction=self.key, request=self.summary))
         else:
             super()._do_specific(action, now, message)
 
     def _inform_ack_timeout(self) -> None:
         assert self.final_status is not None
-        self._server_layer.counters.timeouts += 1
-        self._server_layer.deliver(
+        self._layer.counters.timeouts += 1
+        self._layer.deliver(
             AckTimeout(transaction=self.key, call_id=self.call_id, status=self.final_status)
         )
