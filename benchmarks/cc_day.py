@@ -183,7 +183,69 @@ AGENT_PHONES = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 """
 
-CALLERS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+#: A bench caller's requests, as SIPp ``<send>`` steps: its INVITE (offering one G.711 law and
+#: telephone-event), the ACK of the 200 and its BYE.
+_CALLER_INVITE = """  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:555[call_number]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=caller 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP {payload_type} 101
+      a=rtpmap:{payload_type} {encoding}/8000
+      a=rtpmap:101 telephone-event/8000
+
+    ]]>
+  </send>
+"""
+CALLER_ACK = """  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+CALLER_BYE = """  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def caller_invite(payload_type: int, encoding: str) -> str:
+    return _CALLER_INVITE.format(payload_type=payload_type, encoding=encoding)
+
+
+CALLERS = (
+    """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <!-- Poisson callers by thinning: SIPp starts a call every tick; each dials only with
      probability $probability, so arrivals are a Bernoulli lattice, geometric gaps. A caller who
@@ -202,31 +264,9 @@ CALLERS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     <gettimeofday assign_to="s,us"/>
     <log message="dial [call_number] [$$s] [$$us] [call_id]"/>
   </action></nop>
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:555[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=caller 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
+"""
+    + caller_invite(0, "PCMU")
+    + """  <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv response="200" rrs="true">
@@ -235,20 +275,9 @@ CALLERS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       <log message="answered [call_number] [$$s] [$$us] [call_id]"/>
     </action>
   </recv>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="BYE" timeout="$patience_ms" ontimeout="give_up">
+"""
+    + CALLER_ACK
+    + """  <recv request="BYE" timeout="$patience_ms" ontimeout="give_up">
     <action>
       <gettimeofday assign_to="s,us"/>
       <log message="ended [call_number] [$$s] [$$us] [call_id]"/>
@@ -271,23 +300,13 @@ CALLERS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     <gettimeofday assign_to="s,us"/>
     <log message="gave_up [call_number] [$$s] [$$us] [call_id]"/>
   </action></nop>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:555[call_number]@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>
+"""
+    + CALLER_BYE
+    + """  <recv response="200"/>
   <label id="done"/>
 </scenario>
 """
+)
 
 
 def sipp_command(port: int, cpu: int | None, *args: str) -> list[str]:
@@ -366,10 +385,18 @@ def rfc3339(instant: float) -> str:
 
 
 def start_agents(
-    work: Path, port: int, api: Api, agents: int, talk_s: float, cpu: int | None
+    work: Path,
+    port: int,
+    api: Api,
+    agents: int,
+    talk_s: float,
+    cpu: int | None,
+    *,
+    echo: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Register ``agents`` agents, start the one SIPp that answers for all of them (mean talk
-    ``talk_s`` seconds) and log them in through the API; returns that SIPp process."""
+    ``talk_s`` seconds; with ``echo``, sending back the audio it gets) and log them in through
+    the API; returns that SIPp process."""
     phone_port = free_udp_port()
     register_agents(work, port, phone_port, agents)
     phones = work / "phones"
@@ -383,6 +410,7 @@ def start_agents(
             cpu,
             *("-sf", "agents.xml", "-p", str(phone_port), "-mp", str(free_udp_port())),
             *("-l", "100000"),
+            *(("-rtp_echo",) if echo else ()),
         ),
         cwd=phones,
         stdout=subprocess.DEVNULL,

@@ -138,6 +138,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         quick=("--bridged", "50", "--playing", "100", "--seconds", "3"),
     ),
     Benchmark(
+        name="media_sipp",
+        title="Bridged calls with SIPp pcap audio through the whole server",
+        args=("--calls", "100,250,500"),
+        quick=("--calls", "50", "--window", "3"),
+    ),
+    Benchmark(
         name="sip_cps",
         title="SIP call setup rate",
         args=("--keep-going",),
