@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from bench_scenarios import CALLERS
 from bench_setup import scratch_directory, tools_present
 from cc_day import (
-    CALLERS,
     NUMBER,
     TICK_MS,
     Api,

@@ -32,18 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 
+from bench_scenarios import CALLER_ACK, CALLER_BYE, caller_invite
 from bench_setup import scratch_directory, tools_present
-from cc_day import (
-    CALLER_ACK,
-    CALLER_BYE,
-    NUMBER,
-    Api,
-    caller_invite,
-    sipp_command,
-    start_agents,
-    supervisor_token,
-    write_day_config,
-)
+from cc_day import NUMBER, Api, sipp_command, start_agents, supervisor_token, write_day_config
 from machine import this_machine
 from report import load_average
 from sip_cps import cpu_seconds, free_udp_port, start_server, stop_server

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from bench_scenarios import CALLERS
 from bench_setup import scratch_directory, tools_present
 from cc_day import (
-    CALLERS,
     NUMBER,
     Api,
     sipp_command,
