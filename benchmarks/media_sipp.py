@@ -90,16 +90,9 @@ def rtp_counters(api: Api) -> dict[str, int]:
         if (found := re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE))
     }
     figures["dropped"] = sum(
-        int(float(value))
-        for value in re.findall(
-            r"^cxos_rtp_packets_dropped_total\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE
-        )
+        int(float(value)) for value in re.findall(_DROPPED, text, re.MULTILINE)
     )
     return figures
-
-
-def calls_in_progress(api: Api) -> int:
-    return len(api.get("/api/calls")["calls"])
 
 
 def run_level(
@@ -160,7 +153,6 @@ def run_level(
         "us_per_packet": 1e6 * cpu / max(1, received),
         "loss_pct": 100 * lost / max(1, received + lost),
         "sent_per_received": delta.get("cxos_rtp_packets_sent_total", 0) / max(1, received),
-        "exit": float(callers.returncode or 0),
     }
 
 
