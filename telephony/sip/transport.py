@@ -51,14 +51,28 @@ class TransportCounters:
     """Connections closed for carrying nothing, or a partial message, for too long."""
 
 
+_MAX_UDP_PEERS = 65536
+"""Peers whose UDP listener is remembered (with several listeners), the longest silent first
+forgotten."""
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: SipTransport, local: Address) -> None:
         self._owner = owner
         self._local = local
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDP transport does not derive from asyncio.DatagramTransport; it has its API.
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self._owner.counters.udp_received += 1
-        self._owner.deliver(data, (str(addr[0]), int(addr[1])), "udp", self._local)
+        owner = self._owner
+        owner.counters.udp_received += 1
+        host = str(addr[0])
+        if owner.udp_multihomed and self._transport is not None:
+            owner.remember_udp_peer(host, self._transport)
+        owner.deliver(data, (host, int(addr[1])), "udp", self._local)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like: the transaction layer's timers handle the loss.
@@ -168,6 +182,10 @@ class SipTransport:
     counters: TransportCounters = field(default_factory=TransportCounters)
     _udp: dict[Address, asyncio.DatagramTransport] = field(default_factory=dict)
     _udp_by_family: dict[int, asyncio.DatagramTransport] = field(default_factory=dict)
+    udp_multihomed: bool = False
+    """More than one UDP listener of an address family: each message goes out of the one its
+    destination is reached through (`_udp_for`)."""
+    _udp_by_peer: dict[str, asyncio.DatagramTransport] = field(default_factory=dict)
     _servers: list[asyncio.Server] = field(default_factory=list)
     _connections: dict[Address, asyncio.Transport] = field(default_factory=dict)
     _protocols: dict[Address, _TcpProtocol] = field(default_factory=dict)
@@ -200,8 +218,48 @@ class SipTransport:
         local: Address = (str(bound[0]), int(bound[1]))
         udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self, local), sock=sock)
         self._udp[local] = udp
+        if family in self._udp_by_family:
+            self.udp_multihomed = True
         self._udp_by_family.setdefault(family, udp)
         return local
+
+    def remember_udp_peer(self, host: str, udp: asyncio.DatagramTransport) -> None:
+        """``host`` talks to us on ``udp``: what we send it goes out of that listener."""
+        peers = self._udp_by_peer
+        if peers.get(host) is udp:
+            return
+        peers.pop(host, None)
+        peers[host] = udp
+        if len(peers) > _MAX_UDP_PEERS:
+            del peers[next(iter(peers))]  # the longest silent
+
+    def _udp_for(self, host: str, family: int) -> asyncio.DatagramTransport | None:
+        """The UDP listener to send to ``host`` from. With one per family, that one. With
+        several: the one ``host`` last sent to, so that a response leaves from the address and
+        port its request came to (RFC 3581 §4; RFC 3261 §18.2.2 sends it back over the same
+        transport), and a request to a peer we have not heard from leaves from the listener on
+        the address the kernel would choose for it (a listener on 127.0.0.1 cannot send to the
+        carrier's network); the first listener when neither is known."""
+        default = self._udp_by_family.get(family)
+        if not self.udp_multihomed:
+            return default
+        known = self._udp_by_peer.get(host)
+        if known is not None:
+            return known
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((host, 9))  # no datagram is sent: a route lookup
+                source = str(probe.getsockname()[0])
+        except OSError:
+            return default
+        wildcard = None
+        for (address, _), udp in self._udp.items():
+            if address == source:
+                self.remember_udp_peer(host, udp)
+                return udp
+            if address in ("0.0.0.0", "::") and wildcard is None:
+                wildcard = udp
+        return wildcard if wildcard is not None else default
 
     async def listen_tcp(self, host: str, port: int) -> Address:
         loop = asyncio.get_running_loop()
@@ -260,7 +318,7 @@ class SipTransport:
         try:
             if transport == "udp":
                 family = socket.AF_INET6 if ":" in destination[0] else socket.AF_INET
-                udp = self._udp_by_family.get(family)
+                udp = self._udp_for(destination[0], family)
                 if udp is None:
                     raise OSError(f"no UDP socket for {destination[0]}")
                 udp.sendto(data, destination)
@@ -315,5 +373,6 @@ class SipTransport:
         self._servers.clear()
         self._udp.clear()
         self._udp_by_family.clear()
+        self._udp_by_peer.clear()
         self._connections.clear()
         self._protocols.clear()
