@@ -7,9 +7,9 @@ from __future__ import annotations
 AGENT_PHONES = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <!-- Every simulated agent's phone at once: all agents registered this address as their Contact,
-     so each INVITE the server sends to any of them arrives here. Answers at once, talks for an
-     exponentially distributed time (mean $talk_ms ms), hangs up (RFC 3261 §15.1.1). A BYE from
-     the server first is answered by SIPp's default behaviour. -->
+     so each INVITE the server sends to any of them arrives here. Answers at once, talks ($talk),
+     hangs up (RFC 3261 §15.1.1). A BYE from the server first is answered by SIPp's default
+     behaviour. -->
 <scenario name="bench agents answer">
   <recv request="INVITE" rrs="true">
     <action>
@@ -43,7 +43,7 @@ AGENT_PHONES = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv request="ACK"/>
-  <pause distribution="exponential" mean="$talk_ms"/>
+  $pause
   <send retrans="500">
     <![CDATA[
       BYE [next_url] SIP/2.0

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import subprocess
 import sys
 import time
@@ -126,15 +127,15 @@ def supervisor_token(directory: Path) -> str:
     return str(next(t["token"] for t in tokens if t["role"] in ("supervisor", "admin")))
 
 
-def sipp_command(port: int, cpu: int | None, *args: str) -> list[str]:
+def sipp_command(
+    port: int,
+    cpu: int | None,
+    *args: str,
+    server: str = "127.0.0.1",
+    local: str = "127.0.0.1",
+) -> list[str]:
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    return [
-        *pin,
-        sipp_binary(),
-        f"127.0.0.1:{port}",
-        *("-i", "127.0.0.1", "-nostdin"),
-        *args,
-    ]
+    return [*pin, sipp_binary(), f"{server}:{port}", *("-i", local, "-nostdin"), *args]
 
 
 def register_agents(
@@ -196,6 +197,20 @@ class Api:
             raise RuntimeError(f"GET {path}: HTTP {status}")
         return body
 
+    def metrics(self) -> str:
+        """The server's ``/metrics`` page (Prometheus text format)."""
+        request = urllib.request.Request(
+            f"{self.base}/metrics", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return str(response.read().decode())
+
+
+def metric(text: str, name: str) -> int | None:
+    """The value of an unlabelled series of a ``/metrics`` page, or None without it."""
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    return int(float(found.group(1))) if found else None
+
 
 def rfc3339(instant: float) -> str:
     return datetime.datetime.fromtimestamp(instant, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -211,16 +226,21 @@ def start_agents(
     *,
     echo: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Register ``agents`` agents, start the one SIPp that answers for all of them (mean talk
-    ``talk_s`` seconds; with ``echo``, sending back the audio it gets) and log them in through
-    the API; returns that SIPp process."""
+    """Register ``agents`` agents, start the one SIPp that answers for all of them (talk times
+    drawn from an exponential distribution of mean ``talk_s`` seconds; with ``echo``, exactly
+    ``talk_s`` seconds, sending back the audio it gets) and log them in through the API;
+    returns that SIPp process."""
+    talk_ms = int(talk_s * 1000)
+    if echo:
+        talk, pause = f"{talk_ms} ms", f'<pause milliseconds="{talk_ms}"/>'
+    else:
+        talk = f"exponentially distributed, mean {talk_ms} ms"
+        pause = f'<pause distribution="exponential" mean="{talk_ms}"/>'
     phone_port = free_udp_port()
     register_agents(work, port, phone_port, agents)
     phones = work / "phones"
     phones.mkdir()
-    (phones / "agents.xml").write_text(
-        Template(AGENT_PHONES).substitute(talk_ms=int(talk_s * 1000))
-    )
+    (phones / "agents.xml").write_text(Template(AGENT_PHONES).substitute(talk=talk, pause=pause))
     process = subprocess.Popen(
         sipp_command(
             port,

@@ -139,7 +139,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark(
         name="media_sipp",
-        title="Bridged calls with SIPp pcap audio through the whole server",
+        title="Bridged calls with SIPp on both sides through the whole server",
         args=("--calls", "100,250,500"),
         quick=("--calls", "50", "--window", "3"),
     ),

@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from bench_setup import scratch_directory, tools_present
 from cc_day import (
     NUMBER,
     Api,
+    metric,
     sipp_command,
     start_agents,
     supervisor_token,
@@ -64,11 +64,6 @@ class Sample:
         return (self.rss_mb, self.fds, self.threads, self.tasks)
 
 
-def _metric(text: str, name: str) -> int | None:
-    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
-    return int(float(found.group(1))) if found else None
-
-
 def _status_field(status: str, name: str) -> int:
     """A number from /proc/PID/status (proc(5)), e.g. ``VmRSS:  51200 kB`` → 51200."""
     found = re.search(rf"^{name}:\s+(\d+)", status, re.MULTILINE)
@@ -81,12 +76,8 @@ def sample(pid: int, api: Api, at: float) -> Sample:
     status = Path(f"/proc/{pid}/status").read_text()
     rss_kb, threads = _status_field(status, "VmRSS"), _status_field(status, "Threads")
     fds = len(os.listdir(f"/proc/{pid}/fd"))
-    request = urllib.request.Request(
-        f"{api.base}/metrics", headers={"Authorization": f"Bearer {api.token}"}
-    )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read().decode()
+        text = api.metrics()
     except OSError:
         text = ""
     return Sample(
@@ -94,9 +85,9 @@ def sample(pid: int, api: Api, at: float) -> Sample:
         rss_mb=rss_kb / 1024,
         fds=fds,
         threads=threads,
-        tasks=_metric(text, "cxos_asyncio_tasks"),
-        active_calls=_metric(text, "cxos_calls_active"),
-        calls_started=_metric(text, "cxos_calls_started_total"),
+        tasks=metric(text, "cxos_asyncio_tasks"),
+        active_calls=metric(text, "cxos_calls_active"),
+        calls_started=metric(text, "cxos_calls_started_total"),
     )
 
 
