@@ -21,8 +21,9 @@ import ctypes
 import socket
 import struct
 import threading
+from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 ETH_P_ALL = 0x0003
@@ -151,39 +152,39 @@ class LoopbackCapture:
         return self.seen
 
 
-def relay_delays(seen: Iterable[Seen], server_ports: range) -> list[float]:
+def relay_delays(seen: Sequence[Seen], server_ports: range) -> list[float]:
     """Seconds from each marked frame's arrival on a server port to its departure from the
     port it is relayed from (frames whose relayed copy was not seen are left out)."""
     arrivals = [s for s in seen if s.destination_port in server_ports]
-    departures: dict[tuple[int, int], list[float]] = defaultdict(list)
+    departures: dict[int, list[tuple[float, int]]] = defaultdict(list)
     for s in seen:
         if s.source_port in server_ports:
-            departures[(s.source_port, s.marker)].append(s.at)
-    by_marker: dict[int, list[Seen]] = defaultdict(list)
-    for s in seen:
-        if s.source_port in server_ports:
-            by_marker[s.marker].append(s)
-    votes: Counter[tuple[int, int]] = Counter()
-    for arrival in arrivals:
-        for departure in by_marker[arrival.marker]:
-            if (
-                0 <= departure.at - arrival.at < _PAIRING_WINDOW
-                and departure.source_port != arrival.destination_port
-            ):
-                votes[(arrival.destination_port, departure.source_port)] += 1
+            departures[s.marker].append((s.at, s.source_port))
+    for times in departures.values():
+        times.sort()
+
+    def leaving_after(arrival: Seen) -> Iterator[tuple[float, int]]:
+        """The same frame leaving other server ports within the window, earliest first."""
+        times = departures[arrival.marker]
+        for index in range(bisect_left(times, (arrival.at, -1)), len(times)):
+            at, port = times[index]
+            if at - arrival.at >= _PAIRING_WINDOW:
+                return
+            if port != arrival.destination_port:
+                yield at, port
+
+    votes = Counter(
+        (arrival.destination_port, port)
+        for arrival in arrivals
+        for _, port in leaving_after(arrival)
+    )
     partner: dict[int, int] = {}
     for (port, other), _ in votes.most_common():
         partner.setdefault(port, other)
     delays = []
     for arrival in arrivals:
         other = partner.get(arrival.destination_port)
-        if other is None:
-            continue
-        later = [
-            at - arrival.at
-            for at in departures[(other, arrival.marker)]
-            if 0 <= at - arrival.at < _PAIRING_WINDOW
-        ]
-        if later:
-            delays.append(min(later))
+        at = next((at for at, port in leaving_after(arrival) if port == other), None)
+        if at is not None:
+            delays.append(at - arrival.at)
     return delays
