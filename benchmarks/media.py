@@ -21,7 +21,11 @@ server delay. Reported per level:
   percentile of |arrival gap - 20 ms|; ``late`` is the 99th percentile minus the median of each
   packet's lateness against its RTP timestamp (arrival minus media time) — what a receiver's
   jitter buffer must absorb, the same measure as for bridged calls.
-- the server's CPU (per call, and per packet received for bridged calls);
+- the server's CPU (per call, and per packet received for bridged calls); with ``--pin``, how
+  busy the server's core was (``core %``) and the share of it spent in softirq (``sirq %``):
+  on loopback the kernel delivers each datagram the server sends to its phone within the send,
+  as interrupt time that the server's own CPU figures leave out, so the core saturates before
+  ``srv CPU %`` reaches 100;
 - where the time goes on a shared machine: the share of wall time the server's and the load
   processes' main threads were runnable but waiting for a core (``wait %``, from
   /proc/PID/schedstat), the datagrams the kernel dropped because a socket buffer was full
@@ -164,6 +168,24 @@ def sched_times(pid: int) -> tuple[float, float]:
     with open(f"/proc/{pid}/schedstat") as stat:
         running, waiting, _ = stat.read().split()
     return int(running) / 1e9, int(waiting) / 1e9
+
+
+def core_times(core: int) -> tuple[float, float, float]:
+    """A core's idle and softirq seconds since boot (/proc/stat), and the monotonic instant.
+
+    With interrupt time accounting the kernel's softirq work is charged to the core, not to the
+    process it interrupted: on loopback that includes the delivery of every datagram the server
+    sends, which the server's own CPU time (getrusage) leaves out. Busy is measured as what is
+    not idle over the elapsed time (the per-core tick counts of a virtual machine need not add
+    up to the elapsed time)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if name == f"cpu{core}":
+                idle = int(fields[3]) + int(fields[4])
+                return idle / tick, int(fields[6]) / tick, time.monotonic()
+    raise LookupError(f"cpu{core} not in /proc/stat")
 
 
 def udp_drops() -> dict[int, int]:
@@ -358,6 +380,8 @@ def drive(
     server.send({"op": "start"})
     server.receive()
     server_sched = sched_times(server.pid)
+    server_core = cores[0] if pin and len(cores) >= 2 else None
+    core_before = core_times(server_core) if server_core is not None else None
     drops_before = udp_drops()
     start = time.time() + 0.1
     offset = 0
@@ -366,6 +390,7 @@ def drive(
         offset += legs
     load = [worker.receive() for worker in workers]
     server_sched_end = sched_times(server.pid)
+    core_after = core_times(server_core) if server_core is not None else None
     drops_after = udp_drops()
     server.send({"op": "stop"})
     result = server.receive()
@@ -403,6 +428,12 @@ def drive(
         "gc_max_ms": result["gc_max_ms"],
         "gc_full": result["gc_full"],
     }
+    if core_before is not None and core_after is not None:
+        idle, softirq, elapsed = (
+            after - before for after, before in zip(core_after, core_before, strict=True)
+        )
+        figures["core_busy_pct"] = 100 * max(0.0, 1 - idle / elapsed)
+        figures["core_softirq_pct"] = 100 * softirq / elapsed
     lag = joined("read_lag")
     figures["load_read_lag_p99_ms"] = float(np.percentile(lag, 99) * 1000) if len(lag) else 0.0
     expected = float(joined("expected").sum())
@@ -421,6 +452,11 @@ def drive(
         figures["late_jitter_ms"] = float(np.percentile(late, 99) - np.percentile(late, 50))
         figures["gap_mean_ms"] = float(np.mean(gaps) * 1000)
     return figures
+
+
+def _optional(figures: dict[str, float], key: str) -> str:
+    value = figures.get(key)
+    return "-" if value is None else f"{value:.1f}"
 
 
 def meets_bar(figures: dict[str, float]) -> bool:
@@ -475,7 +511,8 @@ def main() -> int:
     )
     out.write(
         f"{'mode':<8} {'calls':>6} {'loss %':>7} {'jitter ms':>9} {'late ms':>8} "
-        f"{'CPU/call %':>10} {'srv CPU %':>9} {'µs/pkt':>7} {'load CPU %':>10} "
+        f"{'CPU/call %':>10} {'srv CPU %':>9} {'µs/pkt':>7} {'core %':>6} {'sirq %':>6} "
+        f"{'load CPU %':>10} "
         f"{'skipped':>7} {'srv wait %':>10} {'load wait %':>11} {'drops':>9} {'flood':>7} "
         f"{'load lag ms':>11} {'GC max ms':>9} {'full GCs':>8}\n"
     )
@@ -503,6 +540,7 @@ def main() -> int:
             f"{'-' if late is None else f'{late:.2f}':>8} "
             f"{figures['server_cpu_per_call_pct']:>10.3f} {figures['server_cpu_pct']:>9.1f} "
             f"{'-' if per_packet is None else f'{per_packet:.1f}':>7} "
+            f"{_optional(figures, 'core_busy_pct'):>6} {_optional(figures, 'core_softirq_pct'):>6} "
             f"{figures['load_cpu_pct']:>10.1f} {figures['skipped_ticks']:>7.0f} "
             f"{figures['server_wait_pct']:>10.1f} {figures['load_wait_pct']:>11.1f} "
             f"{drops:>9} {figures['flood']:>7.0f} {figures['load_read_lag_p99_ms']:>11.1f} "
