@@ -137,6 +137,53 @@ def _normalise_host(host: str) -> str:
 class MediaLeg:
     """Receive and send state of one RTP session (one call leg), with no I/O."""
 
+    # Every leg of the worker takes its turn each 20 ms, so a leg's state is seldom in the
+    # processor's caches when its next packet comes: slots keep it in one compact object
+    # instead of an instance dictionary (benchmarks/relay.py, "500 bridged calls in turn").
+    __slots__ = (
+        "_burst",
+        "_candidate",
+        "_events",
+        "_grid_origin",
+        "_held",
+        "_held_tick",
+        "_learning_until",
+        "_lock_state",
+        "_locked",
+        "_rate",
+        "_relay_offset",
+        "_relay_ssrc",
+        "_sequence",
+        "_signalling",
+        "_talkspurt",
+        "_tick_origin",
+        "_timestamp_origin",
+        "_token_time",
+        "_tokens",
+        "call_id",
+        "counters",
+        "destination",
+        "dtmf",
+        "event_payload_type",
+        "frames_per_packet",
+        "jitter",
+        "last_received",
+        "law",
+        "opened_at",
+        "payload_type",
+        "reframer",
+        "remote",
+        "remote_fraction_lost",
+        "remote_jitter",
+        "round_trip",
+        "rtcp_destination",
+        "sender",
+        "settings",
+        "ssrc",
+        "stats",
+        "timed_out",
+    )
+
     def __init__(
         self,
         *,

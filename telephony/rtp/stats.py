@@ -127,6 +127,28 @@ class ReceiverStatistics:
     transfer on the far side) is followed, stray or interleaved packets are dropped as foreign.
     """
 
+    # Touched by every relayed packet of every leg: slots, as MediaLeg's.
+    __slots__ = (
+        "_bad_seq",
+        "_base_seq",
+        "_candidate",
+        "_cycles",
+        "_expected_prior",
+        "_jitter",
+        "_last_sr",
+        "_last_sr_arrival",
+        "_max_seq",
+        "_probation",
+        "_received_prior",
+        "_transit",
+        "clock_rate",
+        "counters",
+        "min_sequential",
+        "received",
+        "source_changes",
+        "ssrc",
+    )
+
     def __init__(
         self,
         *,
@@ -356,6 +378,16 @@ class ReceiverStatistics:
 
 class SenderStatistics:
     """What we sent on a leg, for the sender info of our SR (RFC 3550 §6.4.1)."""
+
+    # Touched by every relayed packet of every leg: slots, as MediaLeg's.
+    __slots__ = (
+        "_last_sent_at",
+        "_last_timestamp",
+        "clock_rate",
+        "octet_count",
+        "packet_count",
+        "ssrc",
+    )
 
     def __init__(self, *, ssrc: int, clock_rate: int) -> None:
         if clock_rate <= 0:
