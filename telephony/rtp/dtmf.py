@@ -244,6 +244,21 @@ class DtmfReceiver:
     50 ms (§2.5.1.2), so a quarter second of silence means its end packets were lost.
     """
 
+    # Per-leg state touched by every packet or frame of a decoding leg: slots, as MediaLeg's.
+    __slots__ = (
+        "_clock_rate",
+        "_dropped",
+        "_duration",
+        "_earlier_units",
+        "_end_timeout",
+        "_event",
+        "_first_timestamp",
+        "_last_arrival",
+        "_segment_tolerance",
+        "_state",
+        "_timestamp",
+    )
+
     def __init__(self, *, clock_rate: int = 8000, end_timeout: float = 0.25) -> None:
         if clock_rate <= 0:
             raise ValueError(f"clock rate must be positive, got {clock_rate}")

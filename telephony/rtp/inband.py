@@ -133,6 +133,27 @@ def _probe_basis() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
 class InbandDtmfDetector:
     """Finds DTMF keys in a stream of 8 kHz int16 frames; one detector per call leg."""
 
+    # Per-leg state touched by every packet or frame of a decoding leg: slots, as MediaLeg's.
+    __slots__ = (
+        "_absent",
+        "_active_key",
+        "_basis",
+        "_cosine",
+        "_max_high_over_low",
+        "_max_low_over_high",
+        "_min_tone_power",
+        "_pending",
+        "_pending_start",
+        "_reference_power",
+        "_run_key",
+        "_run_length",
+        "_run_start",
+        "_settings",
+        "_sine",
+        "_windows_off",
+        "_windows_on",
+    )
+
     def __init__(self, settings: InbandDtmfSettings | None = None) -> None:
         self._settings = settings or InbandDtmfSettings()
         self._cosine, self._sine = _probe_basis()

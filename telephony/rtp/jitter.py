@@ -131,6 +131,24 @@ class PlayoutCounters:
 class JitterBuffer:
     """Fixed-delay playout buffer for one received audio stream (one SSRC, one payload type)."""
 
+    # Per-leg state touched by every packet or frame of a decoding leg: slots, as MediaLeg's.
+    __slots__ = (
+        "_consecutive_late",
+        "_floor_index",
+        "_frame",
+        "_last_payload",
+        "_last_sequence",
+        "_next_deadline",
+        "_next_index",
+        "_next_timestamp",
+        "_played",
+        "_samples",
+        "_slots",
+        "counters",
+        "playout",
+        "settings",
+    )
+
     def __init__(
         self, settings: JitterBufferSettings | None = None, *, counters: DropCounters | None = None
     ) -> None:

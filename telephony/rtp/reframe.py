@@ -53,6 +53,18 @@ class _Partial:
 class Reframer:
     """Turns received audio packets of any size into packets of exactly `samples_per_frame`."""
 
+    # Per-leg state touched by every packet or frame of a decoding leg: slots, as MediaLeg's.
+    __slots__ = (
+        "_anchor",
+        "_fill",
+        "_full",
+        "_pending",
+        "max_pending",
+        "padded",
+        "reframed",
+        "samples_per_frame",
+    )
+
     def __init__(self, *, fill: int, samples_per_frame: int = 160, max_pending: int = 2) -> None:
         if samples_per_frame < 1 or max_pending < 1 or not 0 <= fill <= 0xFF:
             raise ValueError("samples_per_frame and max_pending must be positive, fill an octet")
