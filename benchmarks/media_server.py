@@ -14,11 +14,14 @@ from typing import Any
 
 async def serve(base_port: int, catch_up_spacing: float) -> None:
     """The server process: reads one JSON command per line on stdin, answers on stdout."""
+    from cxos.app import tune_garbage_collector
     from telephony.media.engine import EngineSettings
     from telephony.media.runner import MediaRunner
     from telephony.rtp.g711 import Law
 
     runner = MediaRunner(settings=EngineSettings(catch_up_spacing=catch_up_spacing))
+    # As `cxos run` (server.tune_gc, on by default) does once started, before any call.
+    tune_garbage_collector()
     # Garbage collector pauses, by generation: a long one stalls every leg's tick and relay.
     pauses: list[tuple[int, float]] = []
     began = [0.0]
