@@ -22,10 +22,9 @@ server delay. Reported per level:
   packet's lateness against its RTP timestamp (arrival minus media time) — what a receiver's
   jitter buffer must absorb, the same measure as for bridged calls.
 - the server's CPU (per call, and per packet received for bridged calls); with ``--pin``, how
-  busy the server's core was (``core %``) and the share of it spent in softirq (``sirq %``):
-  on loopback the kernel delivers each datagram the server sends to its phone within the send,
-  as interrupt time that the server's own CPU figures leave out, so the core saturates before
-  ``srv CPU %`` reaches 100;
+  busy the server's core was (``core %``: what was not idle, so it also counts anything else
+  that ran there) and the share of it spent in softirq (``sirq %``: on loopback the kernel
+  delivers each datagram the server sends to its phone within the send);
 - where the time goes on a shared machine: the share of wall time the server's and the load
   processes' main threads were runnable but waiting for a core (``wait %``, from
   /proc/PID/schedstat), the datagrams the kernel dropped because a socket buffer was full
@@ -173,11 +172,8 @@ def sched_times(pid: int) -> tuple[float, float]:
 def core_times(core: int) -> tuple[float, float, float]:
     """A core's idle and softirq seconds since boot (/proc/stat), and the monotonic instant.
 
-    With interrupt time accounting the kernel's softirq work is charged to the core, not to the
-    process it interrupted: on loopback that includes the delivery of every datagram the server
-    sends, which the server's own CPU time (getrusage) leaves out. Busy is measured as what is
-    not idle over the elapsed time (the per-core tick counts of a virtual machine need not add
-    up to the elapsed time)."""
+    Busy is measured as what is not idle over the elapsed time: the per-core tick counts of a
+    virtual machine need not add up to the elapsed time."""
     tick = os.sysconf("SC_CLK_TCK")
     with open("/proc/stat") as stat:
         for line in stat:
@@ -369,8 +365,9 @@ def drive(
     worker_ports = [worker.receive()["ports"] for worker in workers]
     server = Child(["--serve", str(base_port), "--catch-up-spacing", str(catch_up_spacing)], nice)
     cores = sorted(os.sched_getaffinity(0))
-    if pin and len(cores) >= 2:
-        os.sched_setaffinity(server.pid, {cores[0]})
+    server_core = cores[0] if pin and len(cores) >= 2 else None
+    if server_core is not None:
+        os.sched_setaffinity(server.pid, {server_core})
         for worker in workers:
             os.sched_setaffinity(worker.pid, set(cores[1:]))
     peers = [port for ports in worker_ports for port in ports]
@@ -380,7 +377,6 @@ def drive(
     server.send({"op": "start"})
     server.receive()
     server_sched = sched_times(server.pid)
-    server_core = cores[0] if pin and len(cores) >= 2 else None
     core_before = core_times(server_core) if server_core is not None else None
     drops_before = udp_drops()
     start = time.time() + 0.1
@@ -454,9 +450,10 @@ def drive(
     return figures
 
 
-def _optional(figures: dict[str, float], key: str) -> str:
+def _optional(figures: dict[str, float], key: str, digits: int = 1) -> str:
+    """A figure only some modes or runs have, formatted; "-" where it is missing."""
     value = figures.get(key)
-    return "-" if value is None else f"{value:.1f}"
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def meets_bar(figures: dict[str, float]) -> bool:
@@ -532,14 +529,12 @@ def main() -> int:
             load_processes=args.load_processes,
             catch_up_spacing=args.catch_up_spacing,
         )
-        late = figures.get("late_jitter_ms")
-        per_packet = figures.get("server_us_per_packet")
         drops = f"{figures['server_drops']:.0f}/{figures['load_drops']:.0f}"
         out.write(
             f"{mode:<8} {calls:>6} {figures['loss_pct']:>7.3f} {figures['added_jitter_ms']:>9.2f} "
-            f"{'-' if late is None else f'{late:.2f}':>8} "
+            f"{_optional(figures, 'late_jitter_ms', 2):>8} "
             f"{figures['server_cpu_per_call_pct']:>10.3f} {figures['server_cpu_pct']:>9.1f} "
-            f"{'-' if per_packet is None else f'{per_packet:.1f}':>7} "
+            f"{_optional(figures, 'server_us_per_packet'):>7} "
             f"{_optional(figures, 'core_busy_pct'):>6} {_optional(figures, 'core_softirq_pct'):>6} "
             f"{figures['load_cpu_pct']:>10.1f} {figures['skipped_ticks']:>7.0f} "
             f"{figures['server_wait_pct']:>10.1f} {figures['load_wait_pct']:>11.1f} "
