@@ -36,6 +36,9 @@ def _language_code(code: str) -> str:
 
 LanguageCode = Annotated[str, AfterValidator(_language_code)]
 
+#: How a trunk's callers send keys (``Trunk.dtmf``).
+DtmfMode = Literal["auto", "rfc4733", "inband"]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -285,6 +288,12 @@ class Trunk(Strict):
     #: limit of ``security.request_rate``; INVITEs over this rate are dropped unanswered, and the
     #: trunk's retransmissions bring them in once there is room again.
     max_calls_per_second: float = Field(default=500.0, gt=0)
+    #: How callers' keys reach the server on this trunk's calls, in and out: ``rfc4733``
+    #: telephone-events only; ``inband``, the keypad's tones in the audio, also heard when
+    #: telephone-events were negotiated (for gateways that negotiate them but send tones);
+    #: ``auto``, telephone-events when the trunk's SDP has them, else the tones. Tones are
+    #: listened for while a call is not bridged to another leg (in the IVR, waiting in a queue).
+    dtmf: DtmfMode = "auto"
 
     @field_validator("sources")
     @classmethod

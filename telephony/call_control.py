@@ -56,7 +56,7 @@ from telephony.sip.core import SipCore
 from telephony.sip.core_types import ReofferFailed, ReofferReceived, TransferRequested
 from telephony.sip.outbound import TrunkRoute
 from telephony.sip.resolver import SipResolver, Target
-from telephony.trunks import dial_string
+from telephony.trunks import dial_string, listens_for_tones
 
 #: What ringing ends with: the answered leg, or why it was not answered.
 Outcome = AgentLeg | RingFailure | CallOutFailure
@@ -402,6 +402,11 @@ class CallControl:
             self._settle(leg_id, ringing.refused)
             self.hangup(leg_id)
             return
+        if ringing.trunk_id is not None:
+            trunk = self.trunk_for(ringing.trunk_id)
+            mode = trunk.dtmf if trunk is not None else "auto"
+            if listens_for_tones(mode, negotiated.telephone_event):
+                self.media.engine.enable_inband_dtmf(leg_id)
         media = MediaCall(
             self.media, leg_id, law=law, prompts=self.prompts, hangup=lambda: self.hangup(leg_id)
         )

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from config.loader import Configuration
-from config.settings import Trunk
+from config.settings import DtmfMode, Trunk
 from telephony.call_control import CallControl
 from telephony.calls import AgentLeg, Call, CallOutFailure, ExternalLeg, RingFailure
 from telephony.events import CallAnswered, CallEnded
@@ -167,6 +167,7 @@ class TelephonyService:
             hangup=self.hangup,
             handler=lambda: self.call_handler,
             ring_first=lambda: self.ring_first,
+            dtmf_mode=self._dtmf_mode,
         )
         self._idle.set()
 
@@ -337,6 +338,10 @@ class TelephonyService:
     def _trunk_for(self, name: str | None) -> Trunk | None:
         configuration = self.configuration
         return outbound_trunk(configuration.trunks, configuration.default_outbound, name)
+
+    def _dtmf_mode(self, trunk_id: str) -> DtmfMode:
+        trunk = next((t for t in self.configuration.trunks if t.id == trunk_id), None)
+        return trunk.dtmf if trunk is not None else "auto"
 
     def hangup(self, call_id: str) -> None:
         """End a call from the server side (BYE once answered)."""

@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from config.settings import Trunk
+from config.settings import DtmfMode, Trunk
 from telephony.sip.guard import TrunkLimit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -72,6 +72,16 @@ class TrunkTable:
             if address.version == network.version and address in network:
                 return trunk
         return None
+
+
+def listens_for_tones(mode: DtmfMode, telephone_event: int | None) -> bool:
+    """Whether a leg of a trunk with DTMF `mode` needs its audio searched for keypad tones,
+    given the telephone-event payload type its SDP negotiated (None: none, RFC 4733 §7.1.1).
+    In ``auto`` a peer that negotiated telephone-events sends its keys that way; listening to
+    its audio too would take a key sent both ways for two."""
+    if mode == "auto":
+        return telephone_event is None
+    return mode == "inband"
 
 
 # --- calls out -----------------------------------------------------------------------------------

@@ -75,7 +75,9 @@ class LegSlot:
         return bool(
             self.taps
             or self.recording
-            or self.inband is not None
+            # In-band keys pause while bridged: the peer hears the tones in the audio, and a
+            # settled relay keeps its fast path (tone detection costs each frame's decoding).
+            or (self.inband is not None and self.peer is None)
             or self.recorded_by_peer
             or self.mix_decode
         )

@@ -436,9 +436,8 @@ class MediaEngine:
             if slot.mix is not None:
                 raise MediaStateError(f"call {slot.leg.call_id} is monitoring a call")
         connect(first, second)
-        if first.recording is not None or second.recording is not None:
-            self._update_decoding(first)
-            self._update_decoding(second)
+        self._update_decoding(first)
+        self._update_decoding(second)
 
     def unbridge(self, call_id: str) -> None:
         slot = self._slot(call_id)
@@ -575,6 +574,8 @@ class MediaEngine:
             self._decoding[call_id] = slot
         else:
             slot.leg.disable_decoding()
+            if slot.inband is not None:
+                slot.inband.reset()
             slot.pending_pcm.clear()
             slot.tick_pcm = None
             self._decoding.pop(call_id, None)

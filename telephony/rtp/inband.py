@@ -167,6 +167,11 @@ class InbandDtmfDetector:
         # must be absent before the next report.
         self._windows_on = max(1, (self._settings.min_tone_ms - _WINDOW_MS) // _HOP_MS)
         self._windows_off = max(1, self._settings.min_pause_ms // _HOP_MS)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the audio heard so far: the next samples do not continue it (a leg that was
+        not listened to for a while: what is left of a tone then is no key)."""
         self._pending = np.zeros(0, dtype=np.float64)
         self._pending_start = 0  # absolute index of _pending[0]
         self._run_key = -1  # key of the current run of identical windows (-1: none)

@@ -66,6 +66,14 @@ def test_a_bad_outbound_setting_names_file_and_line(config_dir: Path) -> None:
     assert found.startswith(f"{path}:6: trunks.0.outbound.transport")
 
 
+def test_a_dtmf_mode_that_does_not_exist_names_file_line_and_the_modes(config_dir: Path) -> None:
+    path = config_dir / "trunks.yaml"
+    path.write_text("trunks:\n  - id: a\n    sources: [10.0.0.1]\n    dtmf: rfc2833\n")
+    (found,) = problems(config_dir)
+    assert found.startswith(f"{path}:4: trunks.0.dtmf")
+    assert all(mode in found for mode in ("'auto'", "'rfc4733'", "'inband'"))
+
+
 def trunk(**outbound: Any) -> Trunk:
     return Trunk(
         id="t", sources=("10.0.0.1",), outbound=TrunkOutbound(host="sip.example", **outbound)

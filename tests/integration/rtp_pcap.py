@@ -52,6 +52,14 @@ _LINKTYPE_ETHERNET = 1
 _ETHERTYPE_IPV4 = 0x0800
 _IPPROTO_UDP = 17
 _EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}  # RFC 4733 §3.2
+#: The keypad's row and column frequencies (ITU-T Q.23), by key.
+_KEYPAD_HZ = {
+    key: (row_hz, column_hz)
+    for row_hz, keys in zip((697, 770, 852, 941), ("123A", "456B", "789C", "*0#D"), strict=True)
+    for key, column_hz in zip(keys, (1209, 1336, 1477, 1633), strict=True)
+}
+#: Each tone of a key about 9 dB below a full-scale sine: loud, and the pair cannot clip.
+_TONE_AMPLITUDE = 11000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +94,9 @@ class RtpStream:
         padded = -len(samples) % FRAME_SAMPLES
         if padded:
             samples = np.concatenate((samples, np.zeros(padded, dtype=np.int16)))
-        encode = encode_ulaw if self.law is Law.ULAW else encode_alaw
         packets = []
         for index, start in enumerate(range(0, len(samples), FRAME_SAMPLES)):
-            payload = encode(samples[start : start + FRAME_SAMPLES])
+            payload = self._encode(samples[start : start + FRAME_SAMPLES])
             packets.append(self._packet(self.law.payload_type, payload, marker=index == 0))
             self.timestamp += FRAME_SAMPLES
             self.clock += FRAME_SECONDS
@@ -119,6 +126,40 @@ class RtpStream:
             self.clock += FRAME_SECONDS
         self.timestamp += frames * FRAME_SAMPLES
         return packets
+
+    def tones(self, key: str, *, seconds: float = 0.12, events: bool = False) -> list[RtpPacket]:
+        """``key`` as the keypad's two tones in the audio (ITU-T Q.23), as a phone without
+        telephone-events sends it, ``seconds`` long. With ``events``, every 20 ms of tone also
+        goes as an RFC 4733 event packet, as gateways that send a key both ways do."""
+        low, high = _KEYPAD_HZ[key]
+        frames = max(1, round(seconds / FRAME_SECONDS))
+        time = np.arange(frames * FRAME_SAMPLES) / SAMPLE_RATE_HZ
+        samples = (
+            _TONE_AMPLITUDE * (np.sin(2 * np.pi * low * time) + np.sin(2 * np.pi * high * time))
+        ).astype(np.int16)
+        if not events:
+            return self.audio(samples)
+        start = self.timestamp
+        packets = []
+        for index in range(frames):
+            # Each 20 ms of tone, then its event packet: one SSRC and sequence space, the
+            # event's timestamp the instant the key went down (RFC 4733 §2.1, §2.5.1.3).
+            self.timestamp = start + index * FRAME_SAMPLES
+            frame = self._encode(samples[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES])
+            packets.append(self._packet(self.law.payload_type, frame, marker=index == 0))
+            self.timestamp = start
+            end = index == frames - 1
+            payload = struct.pack(
+                "!BBH", _EVENT_CODES[key], (0x80 if end else 0) | 10, (index + 1) * FRAME_SAMPLES
+            )
+            for _ in range(3 if end else 1):
+                packets.append(self._packet(self.event_payload_type, payload, marker=index == 0))
+            self.clock += FRAME_SECONDS
+        self.timestamp = start + frames * FRAME_SAMPLES
+        return packets
+
+    def _encode(self, samples: npt.NDArray[np.int16]) -> bytes:
+        return encode_ulaw(samples) if self.law is Law.ULAW else encode_alaw(samples)
 
     def _packet(self, payload_type: int, payload: bytes, *, marker: bool) -> RtpPacket:
         header = struct.pack(

@@ -26,8 +26,11 @@ from ivr.runner import IvrOutcome, IvrRunner, RunnerSettings
 from speech.tts import PromptRenderer as TextToSpeech
 from telephony.events import CallStarted
 from telephony.media.calls import MediaCall
+from telephony.media.events import DigitReceived
+from telephony.rtp.g711 import Law
 from telephony.service import TelephonyService
 from tests.integration.peers import SCENARIOS, SippResult, free_port, run_sipp, write_server_config
+from tests.integration.rtp_pcap import RtpStream, write_pcap
 from tests.ivr.ivr_helpers import TUESDAY_MORNING
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(90)]
@@ -156,6 +159,54 @@ async def sipp(node: Node, scenario: str, workdir: Path, keys: str = "") -> Sipp
     return result
 
 
+def keys_capture(workdir: Path, keys: str, *, events: bool) -> None:
+    """``pcap/keys.pcap``: ``keys`` as the keypad's tones in PCMU audio (with ``events``, each
+    also sent as an RFC 4733 event), the line silent in between: paced as the RFC 4733 billing
+    caller keys (1.5 s after the first key and before the last, 0.4 s between the others)."""
+    (workdir / "pcap").mkdir(parents=True, exist_ok=True)
+    stream = RtpStream(Law.ULAW)
+    packets = []
+    for index, key in enumerate(keys):
+        if index:
+            packets += stream.silence(1.5 if index in (1, len(keys) - 1) else 0.4)
+        packets += stream.tones(key, events=events)
+    packets += stream.silence(0.5)
+    write_pcap(workdir / "pcap" / "keys.pcap", packets)
+
+
+async def sipp_keys(
+    node: Node, workdir: Path, keys: str, *, events: bool, offer_events: bool | None = None
+) -> SippResult:
+    """A caller who offers PCMU, with telephone-events or without them (``offer_events``, by
+    default as ``events``), and plays ``keys`` (as tones, with ``events`` also as events)."""
+    await asyncio.to_thread(keys_capture, workdir, keys, events=events)
+    offered = events if offer_events is None else offer_events
+    offer = ("0 101", "a=rtpmap:101 telephone-event/8000") if offered else ("0", "a=ptime:20")
+    args = ["-sf", str(SCENARIOS / "uac_ivr_keys_pcap.xml"), "-m", "1", "-s", "100"]
+    args += ["-set", "formats", offer[0], "-set", "extra", offer[1]]
+    result = await asyncio.to_thread(run_sipp, node.address, args, workdir)
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.file('_errors.log')[-2000:]}"
+    return result
+
+
+def keyed_billing_and_account_123456(node: Node) -> IvrExited:
+    """The call's walk through the menu for 3 (billing), 123456# and 1 (confirmed), each key
+    taken once: where it left the IVR."""
+    [exited] = exits(node)
+    assert (exited.destination, exited.target) == ("queue", "billing")
+    answers = [(e.node_id, e.digits, e.outcome) for e in node.events if isinstance(e, IvrInput)]
+    assert answers == [
+        ("main_menu", "3", "accepted"),
+        ("account_number", "123456", "accepted"),
+        ("account_number", "1", "accepted"),
+    ]
+    return exited
+
+
+def digits(node: Node) -> list[tuple[str, str]]:
+    return [(e.digit, e.source) for e in node.events if isinstance(e, DigitReceived)]
+
+
 async def wait_for(events: list[object], kind: type, count: int = 1) -> list[object]:
     for _ in range(500):
         found = [e for e in events if isinstance(e, kind)]
@@ -191,14 +242,7 @@ async def test_pressing_3_and_an_account_number_reaches_the_billing_queue(
     node: Node, tmp_path: Path
 ) -> None:
     await sipp(node, "uac_ivr_billing.xml", tmp_path / "sipp", keys="3123456#1")
-    [exited] = exits(node)
-    assert (exited.destination, exited.target) == ("queue", "billing")
-    answers = [(e.node_id, e.digits, e.outcome) for e in node.events if isinstance(e, IvrInput)]
-    assert answers == [
-        ("main_menu", "3", "accepted"),
-        ("account_number", "123456", "accepted"),
-        ("account_number", "1", "accepted"),
-    ]
+    exited = keyed_billing_and_account_123456(node)
     assert exited.variables["account_number"] == "123456"
     outcome = node.outcomes[exited.call_id]
     assert isinstance(outcome.handoff, EnqueueCall)
@@ -237,3 +281,38 @@ async def test_a_reload_during_a_call_does_not_change_the_tree_it_walks(
         ("queue", "sales"),  # the call already in the tree finished on its version
         ("queue", "support"),  # the next call walks the new one
     ]
+
+
+async def test_a_caller_without_telephone_events_keys_1_as_tones_and_reaches_sales(
+    node: Node, tmp_path: Path
+) -> None:
+    # The shipped trunk's dtmf is auto: an offer without telephone-event means tones.
+    await sipp_keys(node, tmp_path / "sipp", "1", events=False)
+    [exited] = exits(node)
+    assert (exited.destination, exited.target) == ("queue", "sales")
+    assert digits(node) == [("1", "inband")]
+
+
+async def test_keys_sent_both_as_events_and_as_tones_count_once(node: Node, tmp_path: Path) -> None:
+    # A gateway that negotiates telephone-events but leaves the tones in the audio too: each
+    # key is taken from its events alone, so the account number is not typed twice over.
+    await sipp_keys(node, tmp_path / "sipp", "3123456#1", events=True)
+    keyed_billing_and_account_123456(node)
+    assert digits(node) == [(key, "rfc4733") for key in "3123456#1"]
+
+
+async def test_a_trunk_set_to_inband_hears_tones_from_a_gateway_that_negotiated_events(
+    node: Node, tmp_path: Path
+) -> None:
+    # A gateway that offers telephone-events and then sends the keys as tones: in auto they
+    # would go unheard; the trunk's dtmf: inband listens to the audio whatever was negotiated.
+    trunks = node.configuration.directory / "trunks.yaml"
+    text = trunks.read_text(encoding="utf-8")
+    limit = "    max_calls_per_second: 500\n"
+    assert limit in text
+    trunks.write_text(text.replace(limit, limit + "    dtmf: inband\n", 1), "utf-8")
+    node.reload(load_configuration(node.configuration.directory))
+    await sipp_keys(node, tmp_path / "sipp", "1", events=False, offer_events=True)
+    [exited] = exits(node)
+    assert (exited.destination, exited.target) == ("queue", "sales")
+    assert digits(node) == [("1", "inband")]

@@ -270,6 +270,41 @@ def test_recording_has_both_directions_aligned_per_tick() -> None:
     assert "b" not in engine._decoding  # nothing decodes once the recording stopped
 
 
+def test_in_band_keys_are_not_listened_for_while_bridged_and_are_again_after() -> None:
+    engine = MediaEngine(origin=0.0)
+    open_caller(engine)
+    open_caller(engine, "agent")
+    engine.enable_inband_dtmf("c1")
+    caller = RtpPeer()
+    key = tone(697, 15, 6000) + tone(1209, 15, 6000)  # "1", 300 ms
+    pressed = [encode_ulaw(key[i * 160 : (i + 1) * 160]) for i in range(15)]
+    silence = [encode_ulaw(np.zeros(160, np.int16))] * 10
+    now = 0.0
+
+    def play(payloads: list[bytes]) -> list[bytes]:
+        nonlocal now
+        relayed = []
+        for payload in payloads:
+            now += FRAME
+            out = engine.receive("c1", caller.audio(payload), CALLER_ADDR, now)
+            if out is not None:
+                relayed.append(out[1])
+            engine.tick(now)
+        return relayed
+
+    play(pressed[:10])  # bridged while the key is still held down, once it was heard
+    assert digits(engine.take_events()) == "1"
+    engine.bridge("c1", "agent")
+    # The agent hears the tones in the relayed audio; the server takes no key from them.
+    relayed = play(silence + pressed + silence)
+    assert [parse(p).payload for p in relayed] == silence + pressed + silence
+    assert digits(engine.take_events()) == ""
+    # Back from the bridge, the same key again is a new key press.
+    engine.unbridge("c1")
+    play(pressed + silence)
+    assert digits(engine.take_events()) == "1"
+
+
 def test_audio_tap_hands_over_decoded_frames_and_in_band_digits_are_heard() -> None:
     engine = MediaEngine(origin=0.0)
     open_caller(engine)
