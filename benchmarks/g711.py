@@ -48,7 +48,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     pcm = rng.integers(-12000, 12000, SAMPLES_PER_FRAME).astype(np.int16)
     ulaw, alaw = encode_ulaw(pcm), encode_alaw(pcm)
-    detector = InbandDtmfDetector()
+    # Line noise at about -60 dBm0: the quiet a caller listening to a prompt sends.
+    quiet = rng.normal(0, 10, SAMPLES_PER_FRAME).astype(np.int16)
+    detector, quiet_detector = InbandDtmfDetector(), InbandDtmfDetector()
     upsampler = Resampler(8000, 16000)
 
     cases: list[tuple[str, Callable[[], object]]] = [
@@ -58,7 +60,8 @@ def main() -> None:
         ("decode A-law (PCMA -> int16)", lambda: decode_alaw(alaw)),
         ("transcode PCMU -> PCMA", lambda: ulaw_to_alaw(ulaw)),
         ("transcode PCMA -> PCMU", lambda: alaw_to_ulaw(alaw)),
-        ("in-band DTMF detection", lambda: detector.process(pcm)),
+        ("in-band DTMF detection, loud", lambda: detector.process(pcm)),
+        ("in-band DTMF detection, quiet", lambda: quiet_detector.process(quiet)),
         ("resample 8 kHz -> 16 kHz", lambda: upsampler.process(pcm)),
     ]
     print(f"machine: {platform.platform()} | {cpu_model()} | Python {platform.python_version()}")

@@ -144,6 +144,7 @@ class InbandDtmfDetector:
         "_min_tone_power",
         "_pending",
         "_pending_start",
+        "_quiet_energy",
         "_reference_power",
         "_run_key",
         "_run_length",
@@ -161,6 +162,12 @@ class InbandDtmfDetector:
         self._basis = np.hstack((self._cosine, self._sine))
         self._reference_power = _DBM0_AMPLITUDE**2 / 2
         self._min_tone_power = self._reference_power * 10 ** (self._settings.min_tone_dbm0 / 10)
+        # Audio this quiet holds no key, and the search is skipped: each tone must carry
+        # `_min_tone_power` of a window's mean power, and the two tones together cannot carry
+        # more of a window's energy than the window holds (a little more: the probes are not
+        # quite orthogonal over 20 ms, hence 1.5 rather than 2), nor a window more than the buffer
+        # it is cut from. Silence and line noise, most of what an IVR hears, cost one dot product.
+        self._quiet_energy = 1.5 * self._min_tone_power * _WINDOW
         self._max_high_over_low = 10 ** (self._settings.max_high_above_low_db / 10)
         self._max_low_over_high = 10 ** (self._settings.max_high_below_low_db / 10)
         # Consecutive windows a key must fill (each 20 ms, 5 ms apart) and windows it
@@ -188,9 +195,17 @@ class InbandDtmfDetector:
         count = (len(buffer) - _WINDOW) // _HOP + 1 if len(buffer) >= _WINDOW else 0
         digits: tuple[InbandDigit, ...] = ()
         if count > 0:
-            starts = np.arange(count) * _HOP
-            windows = np.lib.stride_tricks.sliding_window_view(buffer, _WINDOW)[starts]
-            for index, key in enumerate(self._classify(windows).tolist()):
+            keys: list[int]
+            if float(np.dot(buffer, buffer)) < self._quiet_energy:
+                keys = [-1] * count
+            else:
+                # The windows as a view of the buffer, `_HOP` samples apart (no copy).
+                itemsize = buffer.itemsize
+                windows = np.lib.stride_tricks.as_strided(
+                    buffer, shape=(count, _WINDOW), strides=(_HOP * itemsize, itemsize)
+                )
+                keys = self._classify(windows).tolist()
+            for index, key in enumerate(keys):
                 digit = self._advance(key, self._pending_start + index * _HOP)
                 if digit is not None:
                     digits += (digit,)
@@ -222,8 +237,8 @@ class InbandDtmfDetector:
         rows, columns = captured[:, :4], captured[:, 4:]
         row = rows.argmax(axis=1)
         column = columns.argmax(axis=1)
-        low = np.take_along_axis(rows, row[:, None], axis=1)[:, 0]
-        high = np.take_along_axis(columns, column[:, None], axis=1)[:, 0]
+        low = rows.max(axis=1)
+        high = columns.max(axis=1)
         loud = np.minimum(low, high) / _WINDOW >= self._min_tone_power
         twist_ok = (high <= low * self._max_high_over_low) & (low <= high * self._max_low_over_high)
         pure = (low + high) >= self._settings.min_purity * np.maximum(energy, 1e-9)

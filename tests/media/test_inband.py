@@ -125,6 +125,17 @@ def test_level_and_twist_limits() -> None:
     assert not detect(np.concatenate([tone_pair("2", 80, low_dbm0=-12, high_dbm0=-6), silence(50)]))
 
 
+@pytest.mark.parametrize("frame", [40, 160, 400])
+def test_the_level_floor_holds_whatever_the_frame_size(frame: int) -> None:
+    # Quiet audio is not searched at all: that shortcut must not raise the -30 dBm0 floor.
+    def key(dbm0: float) -> np.ndarray:
+        pair = tone_pair("2", 80, low_dbm0=dbm0, high_dbm0=dbm0)
+        return np.concatenate([silence(50), pair, silence(50)])
+
+    assert detect(key(-29.5), frame=frame) == "2"
+    assert detect(key(-31.0), frame=frame) == ""
+
+
 def test_detection_survives_noise() -> None:
     rng = np.random.default_rng(1)
     signal = dial("4711*", tone_ms=60, pause_ms=60)
