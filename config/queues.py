@@ -253,6 +253,10 @@ class QueueSpec(Strict):
     exit_destination: str | None = Field(default=None, min_length=1)
     escalation: tuple[EscalationStepSpec, ...] = ()
     callbacks: CallbackOptions = CallbackOptions()
+    #: Record each call the queue connects to an agent, from the agent's answer until the call
+    #: ends (transfers included), as ``stereo`` (caller left, agent right) or ``mixed`` (one
+    #: channel); absent: calls are recorded only when a supervisor asks (the API).
+    record: Literal["stereo", "mixed"] | None = None
     #: Music on hold of this queue's callers: a WAV file of the prompts folder (or an absolute
     #: path) instead of ``prompts/music-on-hold.wav``; checked to exist when loaded.
     musiconhold: str | None = Field(default=None, min_length=1)

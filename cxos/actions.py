@@ -14,8 +14,6 @@ phone joins the call when answered, reported as ``call.monitor_started`` (or
 from __future__ import annotations
 
 import logging
-import re
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +22,7 @@ from acd.agent_state import IllegalTransitionError
 from acd.core import UnknownCallError
 from acd.service import AcdService
 from config.source import ConfigProblem
+from cxos.recordings import CallRecordings
 from supervisor_api.actions import (
     ActionRefusedError,
     RefusalKind,
@@ -31,12 +30,11 @@ from supervisor_api.actions import (
 )
 from supervisor_api.actions import MonitorMode as ApiMonitorMode
 from telephony.calls import Call, MonitorError, MonitorMode
+from telephony.rtp.audio import RecordingLayout
 
 __all__ = ["ActionTarget", "ApplicationAdministration", "CallCenterActions", "Reloadable"]
 
 logger = logging.getLogger(__name__)
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class ActionTarget(Protocol):
@@ -51,9 +49,9 @@ class ActionTarget(Protocol):
 class CallCenterActions:
     """:class:`supervisor_api.actions.SupervisorActions` on one node's call center."""
 
-    def __init__(self, center: ActionTarget, *, recordings_dir: Path) -> None:
+    def __init__(self, center: ActionTarget, *, recordings: CallRecordings) -> None:
         self._center = center
-        self._recordings = recordings_dir
+        self._recordings = recordings
 
     # ------------------------------------------------------------------ agents
 
@@ -124,13 +122,10 @@ class CallCenterActions:
         logger.info("call %s: hung up by %s", call_id, by)
         call.hangup()
 
-    async def start_recording(self, call_id: str, *, by: str) -> None:
+    async def start_recording(self, call_id: str, *, by: str, layout: str = "stereo") -> None:
         call = self._call(call_id)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = self._recordings / f"{_UNSAFE.sub('_', call_id)}-{stamp}.wav"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            recording_id = await call.record(path)
+            recording_id, path = await self._recordings.start(call, layout=RecordingLayout(layout))
         except OSError as exc:
             raise _unavailable(exc) from None
         except RuntimeError as exc:  # already recorded, or the call ended meanwhile

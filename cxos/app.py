@@ -180,7 +180,7 @@ def _component_factories() -> list[ComponentFactory]:
         return SupervisorService(
             app.configuration,
             app.bus,
-            CallCenterActions(center, recordings_dir=center.data_dir / "recordings"),
+            CallCenterActions(center, recordings=center.recordings),
             administration=ApplicationAdministration(app, app.configuration.directory),
             # SIP, RTP and security counters, read from telephony at each scrape.
             extra_collectors=[TelephonyCollector(app.component(TelephonyService).stats)],

@@ -33,6 +33,7 @@ from config.ivr.schema import Prompt
 from config.loader import Configuration
 from config.settings import EntryPoint
 from crm_bridge.lookup import RoutingAttributes, screen_pop_variables, skills_text
+from cxos.recordings import CallRecordings
 from cxos.waiting_audio import (
     AnnouncementPart,
     WaitingAudio,
@@ -45,6 +46,7 @@ from ivr.prompts import prompt_files
 from ivr.runner import IvrRunner, RunnerSettings
 from ivr.templates import prompt_parts
 from telephony.calls import AgentLeg, Call, CallOutFailure, RingFailure
+from telephony.rtp.audio import RecordingLayout
 
 __all__ = ["CallFlow", "FlowServices", "IvrStep", "QueueStep", "Step", "handoff_step"]
 
@@ -147,6 +149,8 @@ class FlowServices:
     register_callback: RegisterCallback | None = None
     #: The CRM's routing attributes at queue arrival (None: no CRM look-up).
     crm_routing: CrmRouting | None = None
+    #: Where calls are recorded (None: queues' ``record`` is not carried out).
+    recordings: CallRecordings | None = None
 
 
 class CallFlow:
@@ -175,6 +179,7 @@ class CallFlow:
         self._audio: WaitingAudio | None = None
         self._enqueued = False
         self._last_tree: str | None = None
+        self._recording: asyncio.Task[None] | None = None
         call.on_hangup = self._caller_left
 
     @property
@@ -352,7 +357,22 @@ class CallFlow:
             return False
         self.agent = agent
         logger.info("call %s: connected to %s", self.call_id, agent.sip_user)
+        spec = self.configuration.queue_file.queues.get(self.queue.queue_id if self.queue else "")
+        if spec is not None and spec.record is not None:
+            self._recording = asyncio.get_running_loop().create_task(self._record(spec.record))
         return True
+
+    async def _record(self, layout: str) -> None:
+        """The queue records its calls: from the agent's answer until the call ends."""
+        recordings = self.services.recordings
+        if recordings is None:
+            return
+        try:
+            _, path = await recordings.start(self.call, layout=RecordingLayout(layout))
+        except (OSError, RuntimeError) as exc:  # RuntimeError: recorded already, or ended
+            logger.warning("call %s: the queue's recording did not start: %s", self.call_id, exc)
+            return
+        logger.info("call %s: recorded to %s", self.call_id, path.name)
 
     def agent_lost(self) -> None:
         """The agent who answered was gone before the bridge: wait in the same queue again."""

@@ -54,6 +54,7 @@ from config.loader import Configuration
 from config.settings import Agent
 from cxos.agent_calls import AgentCallFlow, rings_a_colleague
 from cxos.call_flow import CallFlow, CrmRouting, FlowServices, QueueStep
+from cxos.recordings import CallRecordings
 from cxos.telephony_port import CallTelephonyPort
 from ivr.ports import CustomerLookup, PromptRenderer, SpeechRecognizer
 from ivr.prompts import SpokenPrompts
@@ -132,6 +133,7 @@ class CallCenter:
         self.configuration = configuration
         self.telephony = telephony
         self.data_dir = data_dir
+        self.recordings = CallRecordings(data_dir / "recordings")
         self.port = CallTelephonyPort(self)
         queue_file = configuration.queue_file
         self.acd = AcdService(
@@ -154,6 +156,7 @@ class CallCenter:
             crm=crm,
             crm_routing=crm_routing,
             wall_clock=wall_clock,
+            recordings=self.recordings,
         )
         self._close_store = close_store
         self._starting: OrderedDict[str, CallStarted | AgentCallStarted] = OrderedDict()

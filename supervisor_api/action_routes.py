@@ -21,6 +21,9 @@ from supervisor_api.state import STATE
 PRIORITY_RANGE = (0, 100)
 MAX_REASON = 100
 MAX_ID = 128
+#: How a recording lays out the call's two directions: caller left and agent right (the
+#: default), or one channel with both.
+RECORDING_LAYOUTS = ("stereo", "mixed")
 
 
 async def _body(request: web.Request, *fields: str) -> dict[str, Any]:
@@ -105,6 +108,13 @@ def _queue(body: dict[str, Any]) -> Details:
     return {"queue_id": _text(body, "queue_id", MAX_ID)}
 
 
+def _recording(body: dict[str, Any]) -> Details:
+    layout = _text(body, "layout", 16, required=False) or "stereo"
+    if layout not in RECORDING_LAYOUTS:
+        raise bad_input("body.layout", f"must be one of {', '.join(RECORDING_LAYOUTS)}")
+    return {"layout": layout}
+
+
 def _monitor(body: dict[str, Any]) -> Details:
     raw_mode = _text(body, "mode", 16)
     try:
@@ -147,7 +157,11 @@ call_move = _action(
 )
 call_hangup = _action("hangup", Access.SUPERVISOR, lambda a, call, d, by: a.hangup(call, by=by))
 recording_start = _action(
-    "start_recording", Access.SUPERVISOR, lambda a, call, d, by: a.start_recording(call, by=by)
+    "start_recording",
+    Access.SUPERVISOR,
+    lambda a, call, d, by: a.start_recording(call, by=by, layout=d["layout"]),
+    _recording,
+    "layout",
 )
 recording_stop = _action(
     "stop_recording", Access.SUPERVISOR, lambda a, call, d, by: a.stop_recording(call, by=by)

@@ -74,7 +74,8 @@ class SupervisorActions(Protocol):
 
     async def hangup(self, call_id: str, *, by: str) -> None: ...
 
-    async def start_recording(self, call_id: str, *, by: str) -> None: ...
+    async def start_recording(self, call_id: str, *, by: str, layout: str = "stereo") -> None:
+        """Record the call to a WAV file: ``stereo`` (caller left, agent right) or ``mixed``."""
 
     async def stop_recording(self, call_id: str, *, by: str) -> None: ...
 

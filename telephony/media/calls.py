@@ -197,7 +197,7 @@ class MediaCall:
         sink = ThreadedRecording(writer, self.runner.recordings)
         try:
             self.runner.engine.start_recording(
-                self.call_id, recording_id, sink, layout=layout.value
+                self.call_id, recording_id, sink, layout=layout.value, file=Path(path).name
             )
         except MediaStateError:
             sink.close()

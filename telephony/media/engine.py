@@ -523,9 +523,16 @@ class MediaEngine:
         self._update_decoding(slot)
 
     def start_recording(
-        self, call_id: str, recording_id: str, sink: RecordingSink, *, layout: str = "stereo"
+        self,
+        call_id: str,
+        recording_id: str,
+        sink: RecordingSink,
+        *,
+        layout: str = "stereo",
+        file: str = "",
     ) -> None:
-        """Record the leg: what it receives, and what it sends (bridged peer or prompts)."""
+        """Record the leg: what it receives, and what it sends (bridged peer or prompts).
+        `file` names where the sink writes, for the event."""
         slot = self._slot(call_id)
         if slot.recording is not None:
             raise MediaStateError(f"call {call_id} is already being recorded")
@@ -538,7 +545,12 @@ class MediaEngine:
         if slot.mix is not None:
             self._monitors.remix(slot.mix)
         self._events.append(
-            RecordingStarted(call_id=call_id, recording_id=recording_id, layout=layout)  # type: ignore[arg-type]
+            RecordingStarted(
+                call_id=call_id,
+                recording_id=recording_id,
+                layout=layout,  # type: ignore[arg-type]
+                file=file,
+            )
         )
 
     def stop_recording(self, call_id: str) -> float | None:

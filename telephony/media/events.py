@@ -70,10 +70,12 @@ class PlaybackFinished:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordingStarted:
     TYPE: ClassVar[str] = "media.recording_started"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: file
     call_id: str
     recording_id: str
     layout: Literal["mixed", "stereo"]
+    #: The recording's file name in the node's recordings directory ("" when it is no file).
+    file: str = ""
 
     def __post_init__(self) -> None:
         _check_call_id(self.call_id)

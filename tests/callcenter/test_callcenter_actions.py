@@ -15,6 +15,7 @@ from acd.store import InProcessAcdStore
 from config.loader import default_config_dir, load_configuration
 from config.source import ConfigProblem
 from cxos.actions import ApplicationAdministration, CallCenterActions
+from cxos.recordings import CallRecordings
 from supervisor_api.actions import ActionRefusedError, MonitorMode, RefusalKind
 from telephony.calls import MonitorError
 from telephony.calls import MonitorMode as CallMonitorMode
@@ -89,7 +90,7 @@ async def center() -> AsyncIterator[Center]:
 
 
 def actions(center: Center, tmp_path: Path) -> CallCenterActions:
-    return CallCenterActions(center, recordings_dir=tmp_path)
+    return CallCenterActions(center, recordings=CallRecordings(tmp_path))
 
 
 async def refusal(action: Any) -> ActionRefusedError:

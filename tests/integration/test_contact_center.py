@@ -21,9 +21,11 @@ from tests.integration.contact_center import (
     ContactCenter,
     of_type,
     phone_done,
+    running_center,
     settle,
     start,
 )
+from tests.integration.e2e_peers import sound_seconds, wav_channels
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 
@@ -38,6 +40,19 @@ queues:
     retry: 30
     wrapuptime: 0
     autopause: 1
+  support:
+    skills: {support: 3}
+  billing:
+    skills: {billing: 3}
+"""
+
+
+#: The default test queues, with sales recording every call it connects, in one channel.
+RECORDED_QUEUES = """\
+queues:
+  sales:
+    skills: {sales: 2}
+    record: mixed
   support:
     skills: {support: 3}
   billing:
@@ -221,3 +236,28 @@ async def test_a_reload_through_the_api_is_validated_then_reaches_new_calls(
     cdr, segments = await center.cdr(left["call_id"])
     assert [s["kind"] for s in segments] == ["queue"]
     assert cdr["disposition"] == "queue_abandoned"
+
+
+async def test_a_queue_that_records_its_calls_records_each_from_the_answer_to_the_end(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    with running_center(config_dir, tmp_path, RECORDED_QUEUES) as center:
+        port = await center.register("1001", "change-me-1001")
+        await center.post("/api/agents/alice/login")
+        async with center.event_stream() as events:
+            phone = center.phone("agent_answer.xml", port, "alice-phone")
+            await center.call("uac_queue_talk.xml", "100", wait_ms=3000)
+            await phone_done(phone)
+            (ended,) = await settle(events, "call.ended")
+            (stopped,) = await settle(events, "media.recording_stopped")
+    call_id = ended["call_id"]
+    (started,) = of_type(events, "media.recording_started", call_id=call_id)
+    assert started["data"]["layout"] == "mixed"
+    recording = center.server.config_dir / "data" / "recordings" / started["data"]["file"]
+    # One channel: the caller's audio (sip-tester's g711a.pcap) and alice's phone echoing it,
+    # from her answer (about 3.3 s into the call) until the caller's BYE (11.2 s).
+    (mixed,), rate = wav_channels(recording)
+    assert len(mixed) / rate == pytest.approx(7.9, abs=1.5)
+    assert stopped["data"]["duration_seconds"] == pytest.approx(len(mixed) / rate, abs=0.1)
+    assert sound_seconds(mixed, rate) >= 3.0  # the pcap's speech, less its pauses: 3.6 s
+    assert [p.name for p in recording.parent.iterdir()] == [recording.name]

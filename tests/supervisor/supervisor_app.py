@@ -95,9 +95,9 @@ class FakeActions:
         self._call(call_id)
         self.done.append(("hangup", call_id, by))
 
-    async def start_recording(self, call_id: str, *, by: str) -> None:
+    async def start_recording(self, call_id: str, *, by: str, layout: str = "stereo") -> None:
         self._call(call_id)
-        self.done.append(("record", call_id, by))
+        self.done.append(("record", call_id, by, layout))
 
     async def stop_recording(self, call_id: str, *, by: str) -> None:
         self._call(call_id)

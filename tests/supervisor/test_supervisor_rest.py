@@ -151,6 +151,7 @@ async def test_actions_reach_the_actions_interface(client: Client, harness: Harn
         ("/api/calls/c1/move", {"queue_id": "support"}),
         ("/api/calls/c1/recording/start", None),
         ("/api/calls/c1/recording/stop", None),
+        ("/api/calls/c1/recording/start", {"layout": "mixed"}),
         ("/api/calls/c1/monitor", {"mode": "whisper", "agent_id": "a3"}),
         ("/api/calls/c1/hangup", None),
     ]
@@ -165,11 +166,22 @@ async def test_actions_reach_the_actions_interface(client: Client, harness: Harn
         ("logout", "a2", "sup"),
         ("priority", "c1", 9, "sup"),
         ("move", "c1", "support", "sup"),
-        ("record", "c1", "sup"),
+        ("record", "c1", "sup", "stereo"),
         ("stop_record", "c1", "sup"),
+        ("record", "c1", "sup", "mixed"),
         ("monitor", "c1", MonitorMode.WHISPER, "a3", "sup"),
         ("hangup", "c1", "sup"),
     ]
+
+
+async def test_a_recording_layout_that_does_not_exist_is_refused(
+    client: Client, harness: Harness
+) -> None:
+    body = {"layout": "surround"}
+    response = await client.post("/api/calls/c1/recording/start", json=body, headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["field"] == "body.layout"
+    assert harness.actions.done == []
 
 
 async def test_ending_monitoring_answers_202_then_409_once_nobody_monitors(
