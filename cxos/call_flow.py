@@ -365,8 +365,8 @@ class CallFlow:
     async def _record(self, layout: str) -> None:
         """The queue records its calls: from the agent's answer until the call ends."""
         recordings = self.services.recordings
-        if recordings is None:
-            return
+        if recordings is None or self.call.media.recording is not None:
+            return  # recorded already: by a supervisor, or by the queue it was moved from
         try:
             _, path = await recordings.start(self.call, layout=RecordingLayout(layout))
         except (OSError, RuntimeError) as exc:  # RuntimeError: recorded already, or ended

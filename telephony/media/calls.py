@@ -187,6 +187,11 @@ class MediaCall:
 
     # ------------------------------------------------------------------ recording
 
+    @property
+    def recording(self) -> str | None:
+        """The id of the recording running, if any."""
+        return self._recording
+
     async def record(
         self, path: str | os.PathLike[str], *, layout: RecordingLayout = RecordingLayout.STEREO
     ) -> str:
