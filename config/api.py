@@ -135,7 +135,8 @@ class ApiAccessSettings(_Strict):
     default_targets: QueueTargets = QueueTargets()
     wallboard: WallboardSettings = WallboardSettings()
     stream: StreamSettings = StreamSettings()
-    #: Domain events kept in memory for KPIs over recent intervals.
+    #: Domain events kept in memory for KPIs over recent intervals (only the types KPIs read:
+    #: agent states, offers and answers, queue exits, transfers, callbacks).
     kpi_journal_events: int = Field(default=200_000, ge=1000, le=5_000_000)
     #: Queue exits kept per queue for the wallboard's service level "today" (those of the last
     #: 25 hours at most); a busier queue's "today" covers its most recent exits.

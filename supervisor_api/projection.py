@@ -6,7 +6,8 @@ times directly. Events are matched on their ``TYPE`` string and read field by fi
 projection does not know is counted and ignored, and a known type missing a field it needs is
 counted as malformed, so the projection keeps working while the layers that emit events grow.
 
-It also keeps a bounded journal of recent events for KPIs over recent intervals, and each
+It also keeps a bounded journal of the recent events KPIs are computed from (the types in
+``KPI_EVENT_TYPES``: about a third of what a call publishes), and each
 queue's recent exits for the wallboard's service level "now" and "today".
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 from config.api import QueueTargets
 from cxos.bus import Published
 from cxos.envelope import published_data
-from supervisor_api.kpi import EventRecord, QueueTally, ends_handled_call
+from supervisor_api.kpi import KPI_EVENT_TYPES, EventRecord, QueueTally, ends_handled_call
 
 #: Seconds of queue exits kept: "today" starts at most 25 hours ago (the day daylight saving
 #: time ends is 25 hours long).
@@ -234,7 +235,10 @@ class LiveProjection:
         if record.seq <= self.last_seq:
             return  # already applied (e.g. a replay overlapping what was seen)
         self.last_seq = record.seq
-        self.journal.append(record)
+        if record.type in KPI_EVENT_TYPES:
+            # The rest (media, IVR, call set-up) counts for no KPI: the bounded journal then
+            # covers three times the hours in the same memory.
+            self.journal.append(record)
         handler = self._handlers.get(record.type)
         if handler is None:
             if record.type.startswith("ivr."):

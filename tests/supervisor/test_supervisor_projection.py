@@ -72,7 +72,7 @@ def test_unknown_and_malformed_events_are_counted_not_fatal() -> None:
     projection.apply(EventRecord(seq=3, time=T0, type="ivr.node_entered", data={"call_id": "c9"}))
     assert (projection.ignored, projection.malformed, projection.applied) == (1, 1, 1)
     assert projection.calls["c9"].state == "ivr"
-    assert len(projection.journal) == 3
+    assert len(projection.journal) == 0  # none of them counts for a KPI
 
 
 def test_replayed_events_are_not_applied_twice() -> None:
@@ -88,8 +88,19 @@ def test_replayed_events_are_not_applied_twice() -> None:
 def test_journal_is_bounded() -> None:
     projection = LiveProjection(journal_size=3)
     for seq in range(1, 11):
-        projection.apply(EventRecord(seq=seq, time=T0, type="x.y", data={}))
+        projection.apply(EventRecord(seq=seq, time=T0, type="agent.offered", data={}))
     assert [r.seq for r in projection.journal] == [8, 9, 10]
+
+
+def test_the_journal_keeps_what_kpis_read_and_nothing_else() -> None:
+    projection = LiveProjection()
+    kinds = ["call.started", "queue.joined", "agent.offered", "agent.answered", "queue.left",
+             "media.leg_closed", "agent.state_changed", "call.ended"]  # fmt: skip
+    for seq, kind in enumerate(kinds, start=1):
+        projection.apply(EventRecord(seq=seq, time=T0, type=kind, data={}))
+    assert [r.type for r in projection.journal] == [
+        "agent.offered", "agent.answered", "queue.left", "agent.state_changed"
+    ]  # fmt: skip
 
 
 def test_an_event_after_call_ended_does_not_bring_the_call_back() -> None:
