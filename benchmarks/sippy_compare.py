@@ -11,15 +11,17 @@ core, between SIPp's stock ``uac`` and a SIPp ``uas``: every call is two SIP leg
 and BYE on each, signalling only. CXOS runs as in ``sip_cps.py`` (same configuration, same
 warm-up): the shipped IVR answers every call, its events go to the embedded PostgreSQL on the
 same core. The rate ramp, the SIPp command and the parsing of its statistics are
-``sip_cps.py``'s own. For each system two ceilings are reported, and the ratio CXOS / sippy of
-each (the project's target is at least 3): the highest rate with no retransmission, and the
-highest with 0 failed calls. The first is the capacity: a server that makes its callers
-retransmit has answered them more than 500 ms late (RFC 3261 Timer A) and is overloaded; both
-servers then go on completing calls, seconds late, for several times that rate before SIPp
-counts a failure within the run, so the second measures how each collapses more than what it
-carries. Last, the ratio of their CPU time per call at ``--cost-rate`` calls/s (CXOS's embedded
-database included), which a busy neighbour on a shared machine disturbs less than the failure
-of one call does.
+``sip_cps.py``'s own. For each system three ceilings are reported, and the ratio CXOS / sippy of
+each (the project's target is at least 3). First, the highest rate with 0 failed calls and a
+99th percentile INVITE→200 under 50 ms: the bar ``sip_cps.py`` holds CXOS to for its own
+target of 500 calls/s, so both servers are judged alike; it puts sippy's capacity where the
+project's estimate of it was (about 150-170 calls/s per core). Second, the highest rate with no
+retransmission: a server that makes its callers retransmit has answered them more than 500 ms
+late (RFC 3261 Timer A) and is overloaded. Third, the highest with 0 failed calls: both servers
+go on completing calls, seconds late, for several times the other ceilings before SIPp counts a
+failure within the run, so it measures how each collapses more than what it carries. Last, the
+ratio of their CPU time per call at ``--cost-rate`` calls/s (CXOS's embedded database included),
+which a busy neighbour on a shared machine disturbs less than the failure of one call does.
 
 sippy is not a dependency of CXOS: when it is missing this script installs it into the running
 Python environment (``pip install sippy==2.5.0``, also the ``bench`` extra of pyproject.toml),
@@ -52,6 +54,7 @@ from machine import this_machine
 from report import load_average, markdown_table, write_markdown
 from sip_cps import (
     HEADER,
+    TARGET_P99_MS,
     RateResult,
     free_udp_port,
     markdown,
@@ -63,7 +66,7 @@ from sip_cps import (
 
 SIPPY_VERSION = "2.5.0"
 TARGET_RATIO = 3.0
-DEFAULT_SIPPY_RATES = (100, 150, 200, 250, 300, 350, 400, 500, 600, 800, 1000)
+DEFAULT_SIPPY_RATES = (100, 125, 150, 200, 250, 300, 350, 400, 500, 600, 800, 1000)
 DEFAULT_CXOS_RATES = (100, 300, 500, 600, 700, 800, 900, 1000, 1200, 1500)
 
 
@@ -209,24 +212,34 @@ def ramp(
     return results
 
 
-def best(results: Sequence[RateResult], *, strict: bool = False) -> RateResult | None:
-    """The highest rate with 0 failed calls (sip_cps.py's criterion); with ``strict``, also with
-    no retransmission: a rate carried only thanks to the caller's retransmissions (the server
-    answering seconds late) is a rate the server did not keep up with."""
+def best(
+    results: Sequence[RateResult], *, strict: bool = False, max_p99_ms: float | None = None
+) -> RateResult | None:
+    """The highest rate with 0 failed calls; with ``strict``, also with no retransmission: a
+    rate carried only thanks to the caller's retransmissions (the server answering seconds
+    late) is a rate the server did not keep up with; with ``max_p99_ms``, also with its 99th
+    percentile INVITE→200 under that (sip_cps.py's bar for the call-rate target)."""
     clean = [
         r
         for r in results
-        if r.failed == 0 and r.attempted > 0 and not (strict and r.retransmissions)
+        if r.failed == 0
+        and r.attempted > 0
+        and not (strict and r.retransmissions)
+        and (max_p99_ms is None or (r.percentile(0.99) or 0.0) < max_p99_ms)
     ]
     return max(clean, key=lambda r: r.rate) if clean else None
 
 
 def compare(
-    sippy_results: Sequence[RateResult], cxos_results: Sequence[RateResult], *, strict: bool
+    sippy_results: Sequence[RateResult],
+    cxos_results: Sequence[RateResult],
+    *,
+    strict: bool = False,
+    max_p99_ms: float | None = None,
 ) -> str:
     """The ratio of the two ceilings and the verdict against the target, as one phrase."""
-    sippy_best = best(sippy_results, strict=strict)
-    cxos_best = best(cxos_results, strict=strict)
+    sippy_best = best(sippy_results, strict=strict, max_p99_ms=max_p99_ms)
+    cxos_best = best(cxos_results, strict=strict, max_p99_ms=max_p99_ms)
     if sippy_best is None or cxos_best is None:
         return "- (a server carried no rate tried)"
     ratio = cxos_best.rate / sippy_best.rate
@@ -364,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ratio_text = compare(sippy_results, cxos_results, strict=False)
     strict_text = compare(sippy_results, cxos_results, strict=True)
+    prompt_text = compare(sippy_results, cxos_results, max_p99_ms=TARGET_P99_MS)
+    prompt = f"p99 INVITE→200 < {TARGET_P99_MS:g} ms"
     # On a shared machine a neighbour's burst can fail a rate the server would carry; the CPU
     # each call costs at one rate both carry is the steadier comparison.
     sippy_cost = call_cost(sippy_results, args.cost_rate)
@@ -376,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "database)"
     )
     write(
+        f"CXOS / sippy, highest rates with 0 failed calls and {prompt}: {prompt_text}\n"
         f"CXOS / sippy, highest rates with no retransmission: {strict_text}\n"
         f"CXOS / sippy, highest rates with 0 failed calls: {ratio_text}\n"
         f"CPU per call, sippy / CXOS, at {args.cost_rate} calls/s: {cost_text}\n"
@@ -384,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown_table(
         (
             "server",
+            f"highest rate, {prompt} (calls/s)",
             "highest rate, no retransmission (calls/s)",
             "its p99 INVITE→200 (ms)",
             "its CPU/call (ms)",
@@ -392,11 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         [
             (
                 f"sippy {SIPPY_VERSION} `b2bua_simple` (uac → sippy → uas)",
+                _figures(best(sippy_results, max_p99_ms=TARGET_P99_MS))[0],
                 *_figures(best(sippy_results, strict=True)),
                 _figures(sippy_best)[0],
             ),
             (
                 "CXOS `cxos run` (uac → IVR)",
+                _figures(best(cxos_results, max_p99_ms=TARGET_P99_MS))[0],
                 *_figures(best(cxos_results, strict=True)),
                 _figures(cxos_best)[0],
             ),
@@ -406,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.markdown,
         f"Each {args.seconds:g} s per rate; sippy tried {', '.join(map(str, args.rates))}, "
         f"CXOS {', '.join(map(str, args.cxos_rates))} calls/s.\n\n{table}\n"
-        f"**CXOS / sippy, highest rates with no retransmission: {strict_text}.**\n"
+        f"**CXOS / sippy, highest rates with 0 failed calls and {prompt}: {prompt_text}.**\n"
+        f"Highest rates with no retransmission: {strict_text}. "
         f"Highest rates with 0 failed calls: {ratio_text}. "
         f"CPU per call at {args.cost_rate} calls/s, sippy / CXOS: {cost_text}.\n\n"
         f"sippy {SIPPY_VERSION}:\n\n{markdown(sippy_results)}\nCXOS:\n\n{markdown(cxos_results)}",
