@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from telephony.calls import Call
@@ -25,12 +26,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 class CallRecordings:
     """Starts recordings of calls into ``directory`` (created when first needed)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
+        self._clock = clock  # wall-clock seconds, for the file names
 
     def path_for(self, call_id: str) -> Path:
         """A file name no earlier recording has taken."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
         stem = f"{_UNSAFE.sub('_', call_id)}-{stamp}"
         path, copy = self.directory / f"{stem}.wav", 1
         while path.exists():
