@@ -179,6 +179,7 @@ class CallFlow:
         self._audio: WaitingAudio | None = None
         self._enqueued = False
         self._last_tree: str | None = None
+        #: The queue's recording starting (held: the loop keeps only weak references to tasks).
         self._recording: asyncio.Task[None] | None = None
         call.on_hangup = self._caller_left
 

@@ -7,7 +7,7 @@ projection does not know is counted and ignored, and a known type missing a fiel
 counted as malformed, so the projection keeps working while the layers that emit events grow.
 
 It also keeps a bounded journal of the recent events KPIs are computed from (the types in
-``KPI_EVENT_TYPES``: about a third of what a call publishes), and each
+``KPI_EVENT_TYPES``: about 6 of the 15 events of a call answered from a queue), and each
 queue's recent exits for the wallboard's service level "now" and "today".
 """
 
@@ -237,7 +237,7 @@ class LiveProjection:
         self.last_seq = record.seq
         if record.type in KPI_EVENT_TYPES:
             # The rest (media, IVR, call set-up) counts for no KPI: the bounded journal then
-            # covers three times the hours in the same memory.
+            # covers about two and a half times the hours in the same memory.
             self.journal.append(record)
         handler = self._handlers.get(record.type)
         if handler is None:
