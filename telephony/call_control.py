@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from config.settings import Trunk
+from config.settings import DtmfMode, Trunk
 from telephony.calls import AgentLeg, Call, ExternalLeg
 from telephony.events import (
     AgentLegAnswered,
@@ -103,6 +103,7 @@ class CallControl:
         ring_timeout: float = 30.0,
         trunk_for: Callable[[str | None], Trunk | None] = lambda name: None,
         resolver: SipResolver | None = None,
+        dtmf_mode: Callable[[str], DtmfMode] = lambda trunk_id: "auto",
     ) -> None:
         self.core = core
         self.media = media
@@ -116,6 +117,8 @@ class CallControl:
         self.ring_timeout = ring_timeout
         #: The trunk a call out goes through, by id (None: the default one); None if none can.
         self.trunk_for = trunk_for
+        #: How the keys of a trunk's calls arrive, by trunk id ("" for an agent's own call).
+        self.dtmf_mode = dtmf_mode
         #: Finds a carrier's servers from its host name (RFC 3263 NAPTR/SRV/A).
         self.resolver = resolver or SipResolver()
         self._rng = random.Random()
@@ -378,6 +381,12 @@ class CallControl:
             return False
         return True
 
+    def listen_for_keys(self, leg_id: str, trunk_id: str, telephone_event: int | None) -> None:
+        """Have the leg's audio searched for keypad tones when its trunk's ``dtmf`` mode and
+        the telephone-event payload type its SDP negotiated (None: none) say so."""
+        if listens_for_tones(self.dtmf_mode(trunk_id), telephone_event):
+            self.media.engine.enable_inband_dtmf(leg_id)
+
     async def _open_media(self, leg_id: str) -> None:
         ringing = self._ringing.get(leg_id)
         leg = self.core.outbound.legs.get(leg_id)
@@ -403,10 +412,7 @@ class CallControl:
             self.hangup(leg_id)
             return
         if ringing.trunk_id is not None:
-            trunk = self.trunk_for(ringing.trunk_id)
-            mode = trunk.dtmf if trunk is not None else "auto"
-            if listens_for_tones(mode, negotiated.telephone_event):
-                self.media.engine.enable_inband_dtmf(leg_id)
+            self.listen_for_keys(leg_id, ringing.trunk_id, negotiated.telephone_event)
         media = MediaCall(
             self.media, leg_id, law=law, prompts=self.prompts, hangup=lambda: self.hangup(leg_id)
         )

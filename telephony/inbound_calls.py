@@ -17,7 +17,6 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from config.settings import DtmfMode
 from telephony.call_control import CallControl
 from telephony.calls import Call
 from telephony.media.calls import MediaCall
@@ -35,7 +34,6 @@ from telephony.sdp import (
     parse_sdp,
 )
 from telephony.sip.core import IncomingCall, SipCore
-from telephony.trunks import listens_for_tones
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +67,6 @@ class InboundCalls:
     # handler at shutdown while calls may still arrive.
     handler: Callable[[], CallHandler | None]
     ring_first: Callable[[], RingFirst | None]
-    #: The DTMF mode of a trunk by id ("" for an agent's own call), read at each call.
-    dtmf_mode: Callable[[str], DtmfMode] = lambda trunk_id: "auto"
     _calls: dict[str, _Media] = field(default_factory=dict)
     _pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
@@ -164,8 +160,7 @@ class InboundCalls:
                 logger.warning("call %s: media cannot start: %s", call_id, exc)
                 bound = None
             else:
-                if listens_for_tones(self.dtmf_mode(trunk_id), negotiated.telephone_event):
-                    self.media.engine.enable_inband_dtmf(call_id)
+                self.control.listen_for_keys(call_id, trunk_id, negotiated.telephone_event)
         leg = self.core.leg(call_id)
         if bound is None:
             if leg is not None and leg.ended_at is None:

@@ -155,6 +155,7 @@ class TelephonyService:
             hangup_call=self.hangup,
             ring_timeout=server.sip.ring_timeout,
             trunk_for=self._trunk_for,
+            dtmf_mode=self._dtmf_mode,
         )
         self.inbound = InboundCalls(
             core=self.core,
@@ -167,7 +168,6 @@ class TelephonyService:
             hangup=self.hangup,
             handler=lambda: self.call_handler,
             ring_first=lambda: self.ring_first,
-            dtmf_mode=self._dtmf_mode,
         )
         self._idle.set()
 
